@@ -1,0 +1,49 @@
+"""regctl: a model registry on a plain filesystem.
+
+    from registry_cli import ModelRegistry
+    reg = ModelRegistry("./registry")
+    v = reg.publish("faq-bot", ["model.pt"], metrics={"accuracy": 0.93})
+    reg.promote("faq-bot")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from registry_cli.errors import (
+    BadInput,
+    ConfigError,
+    GateFailed,
+    IntegrityError,
+    NotFound,
+    RegctlError,
+    RemoteError,
+    RuleViolation,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadInput",
+    "ConfigError",
+    "GateFailed",
+    "IntegrityError",
+    "ModelRegistry",
+    "NotFound",
+    "RegctlError",
+    "RemoteError",
+    "RuleViolation",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from registry_cli.core.registry import ModelRegistry
+
+
+def __getattr__(name: str) -> Any:
+    # Keep `import registry_cli` cheap: the core loads on first use.
+    if name == "ModelRegistry":
+        from registry_cli.core.registry import ModelRegistry
+
+        return ModelRegistry
+    raise AttributeError(name)

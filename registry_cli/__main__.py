@@ -1,0 +1,3 @@
+from registry_cli.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""The ``regctl`` entry point: the Typer app, global options, command groups.
+
+Command modules import nothing heavy at import time (no torch, mlflow,
+pyftpdlib or HTTP stack), so ``regctl --help`` and ``regctl resolve`` start fast.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from registry_cli.cli import common
+
+app = typer.Typer(
+    name="regctl",
+    help="A model registry on a plain filesystem: immutable checksummed versions, "
+         "candidate → champion → rollback, dev → release, FTP distribution.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from registry_cli import __version__
+
+        typer.echo(f"regctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR",
+        help="Registry root (else $REGCTL_ROOT, root: in the config, ./registry).",
+    ),
+    config: Optional[str] = typer.Option(
+        None, "--config", metavar="FILE",
+        help="Config file (else $REGCTL_CONFIG, ./registry.yaml, <root>/registry.yaml).",
+    ),
+    actor: Optional[str] = typer.Option(
+        None, "--actor", help="Who is acting, for the audit log (else $REGCTL_ACTOR, the user).",
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or remarks."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True,
+        help="Print the regctl version and exit.",
+    ),
+) -> None:
+    """Global options come before the command: regctl --root R publish ..."""
+    common.STATE.root = root
+    common.STATE.config = config
+    common.STATE.actor = actor
+    common.STATE.debug = debug
+    common.STATE.quiet = quiet
+
+
+def _register() -> None:
+    from registry_cli.cli import lifecycle_cmds, registry_cmds
+
+    registry_cmds.register(app)
+    lifecycle_cmds.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, prog_name="regctl")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0

@@ -1,0 +1,207 @@
+"""Commands that create and read versions: init, publish, list, versions, show,
+resolve, audit, verify, gc."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from registry_cli.cli import common
+from registry_cli.cli.common import JSON_HELP, command, open_registry, print_json
+
+STAGE_HELP = "Make 'latest' mean this stage's LATEST (and restrict 'best' to it)."
+METRIC_HELP = "Metric for NAME:best (else best.metric in the config)."
+MODE_HELP = "max or min, for NAME:best (else best.mode, else max)."
+
+
+def init(
+    directory: Optional[str] = typer.Argument(
+        None, help="Where to create the registry (default: the resolved root)."
+    ),
+) -> None:
+    """Create a registry root with a commented registry.yaml."""
+    if directory:
+        common.STATE.root = directory
+    root = open_registry().init()
+    typer.echo(f"registry ready at {root}")
+
+
+def publish(
+    name: str = typer.Argument(..., help="Model name, e.g. team/project/task."),
+    paths: Optional[list[str]] = typer.Argument(
+        None, help="Files and folders to copy into the new version."
+    ),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", help="KEY=NUMBER, repeatable."),
+    param: Optional[list[str]] = typer.Option(None, "--param", help="KEY=VALUE, repeatable."),
+    tag: Optional[list[str]] = typer.Option(None, "--tag", help="KEY=VALUE, repeatable."),
+    description: Optional[str] = typer.Option(None, "--description", help="Free text."),
+    stage: Optional[str] = typer.Option(
+        None, "--stage", help="Must be the first stage (versions enter there)."
+    ),
+    no_latest: bool = typer.Option(False, "--no-latest", help="Do not move the stage's LATEST."),
+    no_alias: bool = typer.Option(False, "--no-alias", help="Do not set @candidate."),
+    derived_from: Optional[str] = typer.Option(
+        None, "--derived-from", metavar="REF", help="Lineage: the version this one comes from."
+    ),
+    example_shape: Optional[str] = typer.Option(
+        None, "--example-shape", help="Input signature, e.g. 1,12,18 (first dim is the batch)."
+    ),
+    example_dtype: str = typer.Option(
+        "float32", "--example-dtype", help="Input dtype for --example-shape."
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Copy files/folders into the next immutable version of NAME."""
+    from registry_cli.core.names import parse_key_values, parse_metrics
+    from registry_cli.core.signature import signature_from_shape
+
+    reg = open_registry()
+    progress = common.progress_factory(f"{name} ")
+    try:
+        info = reg.publish(
+            name, paths or [],
+            metrics=parse_metrics(metric), params=parse_key_values(param, "param"),
+            tags=parse_key_values(tag, "tag"), description=description, stage=stage,
+            set_latest=not no_latest, set_alias=not no_alias, derived_from=derived_from,
+            signature=signature_from_shape(example_shape, example_dtype)
+            if example_shape else None,
+            progress=progress,
+        )
+    finally:
+        common.stop_progress(progress)
+    if as_json:
+        print_json(info.to_json())
+    else:
+        aliases = " ".join(f"@{a}" for a in info.aliases)
+        typer.echo(f"published {info.name}:{info.vname} {aliases}".rstrip())
+        typer.echo(f"  {len(info.files)} file(s), bundle sha256 {info.bundle.get('sha256')}")
+        typer.echo(f"  {info.path}")
+
+
+def list_models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List models with their latest version, stage LATEST pointers and aliases."""
+    from registry_cli.cli import render
+
+    reg = open_registry()
+    models = reg.list_models()
+    if as_json:
+        print_json([m.to_json() for m in models])
+    else:
+        render.models_table(models, reg.stages)
+
+
+def versions(
+    name: str = typer.Argument(..., help="Model name."),
+    stage: Optional[str] = typer.Option(None, "--stage", help="Only versions in this stage."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """List the versions of a model with status, stages, aliases and metrics."""
+    from registry_cli.cli import render
+
+    items = open_registry().list_versions(name, stage=stage)
+    if as_json:
+        print_json({"name": name, "versions": [v.to_summary_json() for v in items]})
+    else:
+        render.versions_table(name, items)
+
+
+def show(
+    ref: str = typer.Argument(..., help="NAME, NAME:vN, NAME:latest, NAME:best or NAME@alias."),
+    stage: Optional[str] = typer.Option(None, "--stage", help=STAGE_HELP),
+    metric: Optional[str] = typer.Option(None, "--metric", help=METRIC_HELP),
+    mode: Optional[str] = typer.Option(None, "--mode", help=MODE_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show one version: facts, current state, files and bundle."""
+    from registry_cli.cli import render
+
+    info = open_registry().get(ref, stage=stage, metric=metric, mode=mode)
+    if as_json:
+        print_json(info.to_json())
+    else:
+        render.version_details(info)
+
+
+def resolve(
+    ref: str = typer.Argument(..., help="NAME, NAME:vN, NAME:latest, NAME:best or NAME@alias."),
+    path: bool = typer.Option(
+        False, "--path", help="Print the absolute path of the preferred weight file instead."
+    ),
+    stage: Optional[str] = typer.Option(None, "--stage", help=STAGE_HELP),
+    metric: Optional[str] = typer.Option(None, "--metric", help=METRIC_HELP),
+    mode: Optional[str] = typer.Option(None, "--mode", help=MODE_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Print the version a reference means (vN), for scripts."""
+    info = open_registry().get(ref, stage=stage, metric=metric, mode=mode)
+    if as_json:
+        print_json(info.to_json())
+    elif path:
+        typer.echo(str(info.preferred_weight_path))
+    else:
+        typer.echo(info.vname)
+
+
+def audit(
+    name: Optional[str] = typer.Argument(None, help="Only this model's entries."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the last N entries."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show the audit log, newest last."""
+    from registry_cli.cli import render
+
+    log = open_registry().audit(name, limit)
+    if log.damaged_lines:
+        typer.echo(
+            f"warning: audit.jsonl has {len(log.damaged_lines)} unreadable line(s) "
+            f"(line {', '.join(map(str, log.damaged_lines))}), probably a crash mid-write; "
+            "skipped", err=True,
+        )
+    if as_json:
+        print_json(log.entries)
+    else:
+        render.audit_table(log.entries)
+
+
+def verify(
+    name: Optional[str] = typer.Argument(None, help="Only this model."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Re-hash every payload file and bundle and check the invariants. Exit 5 on problems."""
+    from registry_cli.cli import render
+
+    report = open_registry().verify(name)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        render.verify_report(report)
+    if not report.ok:
+        for p in report.problems:
+            typer.echo(f"error: {p.path}: {p.problem}", err=True)
+        raise typer.Exit(5)
+
+
+def gc(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """Remove leftovers of interrupted publishes (never a live one)."""
+    report = open_registry().gc()
+    if as_json:
+        print_json(report.to_json())
+    else:
+        for path in report.removed:
+            typer.echo(f"removed {path}")
+        typer.echo(f"gc: removed {len(report.removed)} leftover(s)"
+                   + (f", {len(report.kept_in_use)} publish(es) still running"
+                      if report.kept_in_use else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(command(init))
+    app.command("publish")(command(publish))
+    app.command("list")(command(list_models))
+    app.command("versions")(command(versions))
+    app.command("show")(command(show))
+    app.command("resolve")(command(resolve))
+    app.command("audit")(command(audit))
+    app.command("verify")(command(verify))
+    app.command("gc")(command(gc))

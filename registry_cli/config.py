@@ -1,0 +1,253 @@
+"""``registry.yaml``: where it is found, how it is read and validated.
+
+Lookup (SPEC §2): ``--config``, ``$REGCTL_CONFIG``, ``<cwd>/registry.yaml``,
+then ``<root>/registry.yaml``. Root: ``--root``, ``$REGCTL_ROOT``, ``root:``
+in the config (relative to the config file's folder), else ``./registry``.
+Every error names the file and, where the YAML parser knows it, the line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from registry_cli.core.names import ALIAS_RE, validate_key
+from registry_cli.errors import ConfigError
+
+DEFAULT_STAGES = ("dev", "release")
+GATE_RE = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*([-+0-9.eE]+|[-+]?inf)\s*\Z")
+COMPRESSION_NAMES = {"stored": 0, "none": 0, "fast": 1, "default": 6, "best": 9}
+TOP_KEYS = {
+    "format_version", "root", "stages", "gates", "best", "bundle",
+    "ftp", "serve", "mlflow", "pull",
+}
+
+
+@dataclass(frozen=True)
+class MetricCondition:
+    metric: str
+    op: str
+    threshold: float
+
+    def holds(self, value: float) -> bool:
+        return {
+            ">=": value >= self.threshold,
+            ">": value > self.threshold,
+            "<=": value <= self.threshold,
+            "<": value < self.threshold,
+            "==": value == self.threshold,
+            "!=": value != self.threshold,
+        }[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class StageGate:
+    """Conditions a version must meet to enter a stage."""
+
+    metrics: tuple[MetricCondition, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def failures(self, metrics: dict[str, float], tags: dict[str, str]) -> list[str]:
+        out: list[str] = []
+        for cond in self.metrics:
+            if cond.metric not in metrics:
+                out.append(f"{cond} (metric {cond.metric!r} is missing)")
+            elif not cond.holds(float(metrics[cond.metric])):
+                out.append(f"{cond} (got {metrics[cond.metric]:g})")
+        for tag in self.tags:
+            if tag not in tags:
+                out.append(f"tag {tag!r} is required")
+        return out
+
+
+@dataclass
+class Config:
+    path: Path | None = None
+    root: Path | None = None
+    stages: tuple[str, ...] = DEFAULT_STAGES
+    gates: dict[str, StageGate] = field(default_factory=dict)
+    best_metric: str | None = None
+    best_mode: str = "max"
+    bundle_level: int = 0
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The raw ``ftp:``/``serve:``/``mlflow:``/``pull:`` mapping (empty if absent)."""
+        return self.sections.get(name, {})
+
+
+class _Located:
+    """Finds the line of a key path in a composed YAML node tree."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    def line(self, *path: str) -> int | None:
+        node = self.node
+        line = None
+        for key in path:
+            if node is None or not hasattr(node, "value") or not isinstance(node.value, list):
+                break
+            found = None
+            for item in node.value:
+                if isinstance(item, tuple) and getattr(item[0], "value", None) == key:
+                    found = item
+                    break
+            if found is None:
+                break
+            line = found[0].start_mark.line + 1
+            node = found[1]
+        return line
+
+
+def _fail(path: Path, loc: _Located, message: str, *keys: str) -> ConfigError:
+    line = loc.line(*keys) if keys else None
+    where = f"{path}:{line}" if line else str(path)
+    return ConfigError(f"{where}: {message}", hint="see registry.yaml.example for every key")
+
+
+def parse_compression(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int) and 0 <= value <= 9:
+        return value
+    if isinstance(value, str) and value.lower() in COMPRESSION_NAMES:
+        return COMPRESSION_NAMES[value.lower()]
+    raise ValueError(value)
+
+
+def load_config_file(path: Path) -> Config:
+    """Read and validate one registry.yaml."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        data = yaml.load(text, Loader=loader)
+        node = yaml.compose(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    loc = _Located(node)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise _fail(path, loc, "the top level must be a mapping")
+    cfg = Config(path=path)
+    for key in data:
+        if key not in TOP_KEYS:
+            raise _fail(path, loc, f"unknown key {key!r}", str(key))
+    fv = data.get("format_version", 1)
+    if fv != 1:
+        raise _fail(path, loc, f"unsupported format_version {fv!r} (this regctl reads 1)",
+                    "format_version")
+    if data.get("root") is not None:
+        if not isinstance(data["root"], str):
+            raise _fail(path, loc, "root must be a path string", "root")
+        root = Path(os.path.expanduser(data["root"]))
+        cfg.root = root if root.is_absolute() else path.parent / root
+    if "stages" in data:
+        stages = data["stages"]
+        if (
+            not isinstance(stages, list)
+            or not stages
+            or not all(isinstance(s, str) and ALIAS_RE.match(s) for s in stages)
+            or len(set(stages)) != len(stages)
+        ):
+            raise _fail(path, loc, "stages must be a non-empty list of distinct names", "stages")
+        cfg.stages = tuple(stages)
+    gates = data.get("gates") or {}
+    if not isinstance(gates, dict):
+        raise _fail(path, loc, "gates must map a stage to its conditions", "gates")
+    for stage, spec in gates.items():
+        if stage not in cfg.stages:
+            raise _fail(path, loc, f"gate for unknown stage {stage!r}", "gates", str(stage))
+        spec = spec or {}
+        if not isinstance(spec, dict) or set(spec) - {"metrics", "tags"}:
+            raise _fail(path, loc, "a gate has only 'metrics' and 'tags'", "gates", stage)
+        conds = []
+        for metric, expr in (spec.get("metrics") or {}).items():
+            m = GATE_RE.match(str(expr))
+            if not m:
+                raise _fail(
+                    path, loc,
+                    f"gate {metric}: {expr!r} is not OP NUMBER (OP one of >= > <= < == !=)",
+                    "gates", stage, "metrics", str(metric),
+                )
+            conds.append(MetricCondition(str(metric), m.group(1), float(m.group(2))))
+        tags = spec.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise _fail(path, loc, "gate tags must be a list of tag names", "gates", stage, "tags")
+        cfg.gates[stage] = StageGate(tuple(conds), tuple(tags))
+    best = data.get("best") or {}
+    if not isinstance(best, dict) or set(best) - {"metric", "mode"}:
+        raise _fail(path, loc, "best has only 'metric' and 'mode'", "best")
+    if best.get("metric") is not None:
+        try:
+            cfg.best_metric = validate_key(str(best["metric"]), "metric")
+        except Exception:
+            raise _fail(path, loc, f"invalid best.metric {best['metric']!r}", "best") from None
+    if best.get("mode", "max") not in ("max", "min"):
+        raise _fail(path, loc, "best.mode must be max or min", "best", "mode")
+    cfg.best_mode = best.get("mode", "max")
+    bundle = data.get("bundle") or {}
+    if not isinstance(bundle, dict) or set(bundle) - {"compression"}:
+        raise _fail(path, loc, "bundle has only 'compression'", "bundle")
+    if "compression" in bundle:
+        try:
+            cfg.bundle_level = parse_compression(bundle["compression"])
+        except ValueError:
+            raise _fail(
+                path, loc,
+                "bundle.compression must be stored, fast, default, best or a gzip level 0-9",
+                "bundle", "compression",
+            ) from None
+    for name in ("ftp", "serve", "mlflow", "pull"):
+        section = data.get(name) or {}
+        if not isinstance(section, dict):
+            raise _fail(path, loc, f"{name} must be a mapping", name)
+        cfg.sections[name] = section
+    return cfg
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None, root: Path | None) -> Path | None:
+    """The config file to read, or None. An explicit path must exist."""
+    chosen = explicit or os.environ.get("REGCTL_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    cwd_cfg = Path.cwd() / "registry.yaml"
+    if cwd_cfg.is_file():
+        return cwd_cfg
+    if root is not None and (root / "registry.yaml").is_file():
+        return root / "registry.yaml"
+    return None
+
+
+def resolve_root_and_config(
+    root: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
+) -> tuple[Path, Config]:
+    """Apply the lookup order of SPEC §2 and return ``(root, config)``."""
+    explicit_root = root or os.environ.get("REGCTL_ROOT")
+    root_path = Path(explicit_root) if explicit_root else None
+    path = find_config_path(config, root_path)
+    cfg = load_config_file(path) if path else Config()
+    if root_path is None:
+        root_path = cfg.root or Path("registry")
+        if path is None and (root_path / "registry.yaml").is_file():
+            cfg = load_config_file(root_path / "registry.yaml")
+    return root_path.absolute(), cfg

@@ -1,0 +1,78 @@
+"""Where everything lives under a registry root (SPEC §4), and safe path joins.
+
+    <root>/
+      registry.yaml        optional config
+      audit.jsonl          append-only audit log
+      models/<name>/       <name> may be nested (team/project/task)
+        model.yaml         mutable model state
+        .lock              per-model writer lock
+        vN/                immutable version: payload/, version.yaml, manifest.json, bundle.tar.gz
+      dist/<stage>/<name>/ the served tree, derived from models/
+      .regctl/
+        registry.lock      taken to create a model (name-prefix conflicts)
+        tmp/               publishes in progress; leftovers are removed by `regctl gc`
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from registry_cli.errors import BadInput
+
+
+def inside(base: Path, *parts: str) -> Path:
+    """Join ``parts`` under ``base`` and refuse anything that would leave it."""
+    for part in parts:
+        for seg in part.split("/"):
+            if seg in ("", ".", "..") or "\\" in seg or "\0" in seg:
+                raise BadInput(f"unsafe path component {part!r}")
+    joined = base.joinpath(*parts)
+    base_real = os.path.realpath(base)
+    if os.path.commonpath([base_real, os.path.realpath(joined)]) != base_real:
+        raise BadInput(f"path {'/'.join(parts)!r} escapes {base}")
+    return joined
+
+
+class Layout:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def dist(self) -> Path:
+        return self.root / "dist"
+
+    @property
+    def audit(self) -> Path:
+        return self.root / "audit.jsonl"
+
+    @property
+    def internal(self) -> Path:
+        return self.root / ".regctl"
+
+    @property
+    def tmp(self) -> Path:
+        return self.internal / "tmp"
+
+    @property
+    def registry_lock(self) -> Path:
+        return self.internal / "registry.lock"
+
+    def model_dir(self, name: str) -> Path:
+        return inside(self.models, name)
+
+    def model_state(self, name: str) -> Path:
+        return self.model_dir(name) / "model.yaml"
+
+    def model_lock(self, name: str) -> Path:
+        return self.model_dir(name) / ".lock"
+
+    def version_dir(self, name: str, version: int) -> Path:
+        return self.model_dir(name) / f"v{version}"
+
+    def dist_model(self, stage: str, name: str) -> Path:
+        return inside(self.dist, stage, name)

@@ -1,0 +1,105 @@
+"""Shared fixtures: an isolated environment for every test, and ways to run the CLI.
+
+``cli`` runs the Typer app in-process (fast); ``regctl_proc`` runs the real
+``python -m registry_cli`` in a subprocess (for concurrency, crashes, servers).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from registry_cli import ModelRegistry
+from registry_cli.cli.main import app
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """No test sees the developer's HOME, caches, config or colours."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("TORCH_HOME", str(home / ".cache" / "torch"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("REGCTL_ACTOR", "tester")
+    for var in ("REGCTL_ROOT", "REGCTL_CONFIG", "REGCTL_DEBUG", "REGCTL_CACHE_DIR",
+                "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    from registry_cli.cli import common
+
+    monkeypatch.setattr(common, "STATE", common.Globals())
+    yield
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    return tmp_path / "registry"
+
+
+@pytest.fixture
+def reg(root) -> ModelRegistry:
+    return ModelRegistry(root)
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(root):
+    """Run ``regctl --root <root> ARGS`` in-process; returns exit code, stdout, stderr."""
+    runner = CliRunner()
+
+    def run(*args: str, root_dir: Path | None = root, input: str | None = None) -> Result:
+        argv = (["--root", str(root_dir)] if root_dir is not None else []) + list(args)
+        res = runner.invoke(app, argv, input=input)
+        if res.exception and not isinstance(res.exception, SystemExit):
+            raise res.exception
+        return Result(res.exit_code, res.stdout, res.stderr)
+
+    return run
+
+
+def regctl_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "registry_cli", *args]
+
+
+@pytest.fixture
+def regctl_proc(root):
+    """Run the real CLI in a subprocess with ``--root <root>``."""
+
+    def run(*args: str, check: bool = False, timeout: float = 120, env=None,
+            **kw) -> subprocess.CompletedProcess[str]:
+        full_env = dict(os.environ, **(env or {}))
+        proc = subprocess.run(regctl_cmd("--root", str(root), *args), capture_output=True,
+                              text=True, timeout=timeout, env=full_env, **kw)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"regctl {args} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture
+def model_file(tmp_path) -> Path:
+    """A small fake weight file."""
+    path = tmp_path / "src" / "model.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(4096))
+    return path
