@@ -56,7 +56,7 @@ def open_registry() -> ModelRegistry:
 def stdout_console() -> Console:
     from rich.console import Console
 
-    return Console(soft_wrap=False, highlight=False)
+    return Console(soft_wrap=False, highlight=False, markup=False)
 
 
 def stderr_console() -> Console:

@@ -51,7 +51,7 @@ def versions_table(name: str, versions: list[VersionInfo]) -> None:
     for v in versions:
         table.add_row(
             v.vname,
-            v.status if v.status == "active" else f"[dim]{v.status}[/dim]",
+            v.status,
             ", ".join(v.stages), ", ".join(f"@{a}" for a in v.aliases) or "-",
             _kv(v.metrics), _kv(v.tags), v.created_at[:19].replace("T", " "),
             v.derived_from or "-",
