@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from registry_cli.cli.common import JSON_HELP, command, open_registry, print_json
-from registry_cli.core.types import ChangeResult
+
+if TYPE_CHECKING:
+    from registry_cli.core.types import ChangeResult
 
 
 def _report(result: ChangeResult, as_json: bool) -> None:

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry_cli.config import Config, resolve_root_and_config
 from registry_cli.core import lifecycle
@@ -45,7 +45,7 @@ from registry_cli.core.names import (
     validate_model_name,
 )
 from registry_cli.core.refs import Ref, parse_ref
-from registry_cli.core.state import ModelState, StateFormatError
+from registry_cli.core.state import ModelState, StateFormatError, dump_state_text, load_state_text
 from registry_cli.core.types import (
     AuditLog,
     ChangeResult,
@@ -65,12 +65,12 @@ from registry_cli.storage.atomic import (
     make_read_only,
     remove_tree,
 )
-from registry_cli.storage.bundle import write_bundle
-from registry_cli.storage.hashing import Progress, hash_file
 from registry_cli.storage.layout import Layout
-from registry_cli.storage.payload import copy_payload, plan_payload
 
-PublishProgress = Callable[[str, int], Progress | None]
+if TYPE_CHECKING:
+    from registry_cli.storage.hashing import Progress
+
+PublishProgress = Callable[[str, int], "Progress | None"]
 """Called with a phase name ("copy", "bundle") and the byte total; returns a
 per-chunk callback or None."""
 
@@ -144,27 +144,16 @@ class ModelRegistry:
                 f"no model named {name!r} in {self.root}",
                 hint="list the models with: regctl list",
             ) from None
-        import yaml
-
         try:
-            doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-            state = ModelState.from_doc(doc)
-        except (yaml.YAMLError, StateFormatError) as exc:
+            state = ModelState.from_doc(load_state_text(text))
+        except (ValueError, StateFormatError) as exc:
             raise IntegrityError(f"{path}: unreadable model state: {exc}") from None
         if state.name != name:
             raise IntegrityError(f"{path}: records name {state.name!r}, expected {name!r}")
         return state
 
     def _save_state(self, state: ModelState) -> None:
-        import yaml
-
-        text = yaml.dump(
-            state.to_doc(),
-            Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
-            sort_keys=False,
-            allow_unicode=True,
-        )
-        atomic_write_text(self.layout.model_state(state.name), text)
+        atomic_write_text(self.layout.model_state(state.name), dump_state_text(state.to_doc()))
 
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[None]:
@@ -238,6 +227,9 @@ class ModelRegistry:
         ``extra_files`` are ``(file, path inside payload/)`` pairs produced by
         converters; ``source`` overrides the recorded origin (e.g. MLflow).
         """
+        from registry_cli.storage.bundle import write_bundle
+        from registry_cli.storage.payload import copy_payload, plan_payload
+
         validate_model_name(name)
         sources = [Path(p) for p in (paths or [])]
         extras = [(Path(p), rel) for p, rel in (extra_files or [])]
@@ -435,12 +427,16 @@ class ModelRegistry:
         return best[1]
 
     def get(self, ref: str | Ref, *, stage: str | None = None, metric: str | None = None,
-            mode: str | None = None) -> VersionInfo:
-        """Resolve a reference (``NAME``, ``NAME:vN``, ``NAME:latest|best``, ``NAME@alias``)."""
+            mode: str | None = None, with_bundle: bool = True) -> VersionInfo:
+        """Resolve a reference (``NAME``, ``NAME:vN``, ``NAME:latest|best``, ``NAME@alias``).
+
+        ``with_bundle=False`` skips reading version.yaml (the bundle's facts) for
+        callers that only need the version and its manifest.
+        """
         parsed = ref if isinstance(ref, Ref) else parse_ref(ref)
         state = self._load_state(parsed.name)
         number = self._resolve_number(state, parsed, stage=stage, metric=metric, mode=mode)
-        return self._version_info(state, number)
+        return self._version_info(state, number, with_bundle=with_bundle)
 
     resolve = get
 
@@ -558,12 +554,10 @@ class ModelRegistry:
         result = self._change(name, "promote", apply, lambda s, c: chosen.get("v"),
                               lambda c: [c["stage"]])
         if result.noop:
-            result.message = f"{name}:{result.version} is already {self._noop_words(result)}"
+            where = ("the champion" if result.changed.get("stage") == self.stages[-1]
+                     else f"LATEST of {result.changed.get('stage')!r}")
+            result.message = f"{name}:{result.version} is already {where} (nothing changed)"
         return result
-
-    @staticmethod
-    def _noop_words(result: ChangeResult) -> str:
-        return f"in {result.changed.get('stage')!r} (nothing changed)"
 
     def _version_arg(self, state: ModelState, ref: str | int) -> int:
         """A version given as ``vN``/``N`` or as a reference to this model (``@alias``)."""
@@ -695,6 +689,8 @@ class ModelRegistry:
 
     def _verify_version(self, state: ModelState, v: int, report: VerifyReport,
                         progress: Progress | None) -> None:
+        from registry_cli.storage.hashing import hash_file
+
         vdir = self.layout.version_dir(state.name, v)
         vname = format_version(v)
 
@@ -791,6 +787,9 @@ class ModelRegistry:
                     if number not in state.versions:
                         remove_tree(entry)
                         report.removed.append(str(entry))
+                        if number >= state.next_version:  # never hand the number out again
+                            state.next_version = number + 1
+                            self._save_state(state)
         if report.removed:
             self._audit("gc", None, None, {"removed": len(report.removed)})
         return report

@@ -9,6 +9,7 @@ are stored only for later stages (the first stage's is the version's
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,25 @@ STATE_FORMAT = 1
 
 class StateFormatError(ValueError):
     """model.yaml does not have the expected shape."""
+
+
+def dump_state_text(doc: dict[str, Any]) -> str:
+    """model.yaml is written in JSON syntax, which is valid YAML: readers parse it
+    with ``json`` (fast, no YAML import on the CLI's hot path); a hand-edited
+    file in block YAML still loads through the YAML fallback."""
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def load_state_text(text: bytes) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        import yaml
+
+        try:
+            return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError as exc:
+            raise ValueError(f"invalid YAML: {exc}") from None
 
 
 @dataclass
