@@ -1,0 +1,217 @@
+"""`regctl predict`: real torch.export / TorchScript / MLflow pyfunc models, good and
+bad inputs, nothing runnable, and a pulled-bundle folder."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from tests import _predict_models as pm
+
+SIG = {"inputs": [{"shape": [None, pm.T, pm.F], "dtype": "float32"}], "batch_dim": 0}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """Build each real model once per module (exporting and saving take seconds)."""
+    base = tmp_path_factory.mktemp("models")
+    return {
+        "pt2": pm.save_exported(base / "pt2" / "model.pt2"),
+        "ts": pm.save_torchscript(base / "ts" / "model.pt"),
+        "mlflow": pm.save_mlflow_seq(base / "mlflow" / "seq_model"),
+    }
+
+
+def write_json(path, doc):
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def run_predict(cli, ref, path):
+    res = cli("predict", ref, "--input", str(path))
+    return res, (json.loads(res.stdout) if res.exit_code == 0 else None)
+
+
+def test_exported_program_single_example_batch_and_bare_array(reg, cli, tmp_path, artifacts):
+    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+    x = pm.example(1)
+    res, out = run_predict(cli, "tiny", write_json(tmp_path / "one.json", {"X": x.tolist()}))
+    assert res.exit_code == 0, res.stderr
+    assert out["model"] == "tiny" and out["version"] == "v1"
+    # one example in, one (unbatched) answer out
+    np.testing.assert_allclose(out["prediction"], pm.expected_torch(x[None])[0], rtol=1e-5)
+
+    xb = pm.example(2, batch=3)
+    res, out = run_predict(cli, "tiny:v1", write_json(tmp_path / "bare.json", xb.tolist()))
+    assert res.exit_code == 0, res.stderr
+    np.testing.assert_allclose(out["prediction"], pm.expected_torch(xb), rtol=1e-5)
+
+
+def test_npy_and_stdin_inputs(reg, cli, tmp_path, artifacts):
+    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+    xb = pm.example(3, batch=2)
+    npy = tmp_path / "x.npy"
+    np.save(npy, xb)
+    res, out = run_predict(cli, "tiny@candidate", npy)
+    assert res.exit_code == 0, res.stderr
+    np.testing.assert_allclose(out["prediction"], pm.expected_torch(xb), rtol=1e-5)
+
+    res = cli("predict", "tiny", "--input", "-", input=json.dumps({"X": xb[0].tolist()}))
+    assert res.exit_code == 0, res.stderr
+    np.testing.assert_allclose(
+        json.loads(res.stdout)["prediction"], pm.expected_torch(xb)[0], rtol=1e-5
+    )
+
+
+def test_signature_read_from_exported_program_when_manifest_has_none(reg, cli, tmp_path, artifacts):
+    reg.publish("tiny", [artifacts["pt2"]])  # no --example-shape
+    x = pm.example(4)
+    res, out = run_predict(cli, "tiny", write_json(tmp_path / "x.json", {"X": x.tolist()}))
+    assert res.exit_code == 0, res.stderr
+    np.testing.assert_allclose(out["prediction"], pm.expected_torch(x[None])[0], rtol=1e-5)
+    res, _ = run_predict(cli, "tiny", write_json(tmp_path / "bad.json", {"X": x[:, :5].tolist()}))
+    assert res.exit_code == 2
+    assert "expected [*, 12, 18]" in res.stderr and res.stdout == ""
+
+
+def test_torchscript_found_by_content_not_name(reg, cli, tmp_path, artifacts):
+    reg.publish("tiny-ts", [artifacts["ts"]], signature=SIG)  # payload/model.pt
+    xb = pm.example(5, batch=4)
+    res, out = run_predict(cli, "tiny-ts", write_json(tmp_path / "x.json", {"X": xb.tolist()}))
+    assert res.exit_code == 0, res.stderr
+    np.testing.assert_allclose(out["prediction"], pm.expected_torch(xb), rtol=1e-5)
+
+
+def test_standard_artifacts_contract_picks_the_program(reg, cli, tmp_path, artifacts):
+    """The converter's output: model-standard.pt (preferred weight) + model.pt2."""
+    import torch
+
+    std = tmp_path / "model-standard.pt"
+    torch.save(
+        {"format": "regctl.torch-standard", "state_dict": pm.torch_model().state_dict()}, std
+    )
+    info = reg.publish(
+        "conv",
+        [],
+        extra_files=[(std, "model-standard.pt"), (artifacts["pt2"], "model.pt2")],
+        standard_artifacts={
+            "pytorch": "payload/model-standard.pt",
+            "exported_program": "payload/model.pt2",
+        },
+        signature=SIG,
+    )
+    assert info.preferred_weight == "payload/model-standard.pt"
+    x = pm.example(6)
+    res, out = run_predict(cli, "conv", write_json(tmp_path / "x.json", {"X": x.tolist()}))
+    assert res.exit_code == 0, res.stderr
+    np.testing.assert_allclose(out["prediction"], pm.expected_torch(x[None])[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "doc, needle",
+    [
+        ({"X": [[0.0] * 18] * 11}, "X has shape [11, 18], expected [*, 12, 18]"),
+        ({"X": [[[0.0] * 17] * 12]}, "X has shape [1, 12, 17]"),
+        ({"X": [0.0] * 18}, "X has shape [18]"),
+        ({"X": [["a"] * 18] * 12}, "expected numbers"),
+        ({"X": [[0.0] * 18] * 11 + [[0.0] * 3]}, "ragged"),
+        ({"Y": [[0.0] * 18] * 12}, "has no 'X'"),
+        ({"X": 3}, "X must be an array"),
+    ],
+)
+def test_bad_inputs_are_exit_2_naming_expected_and_got(reg, cli, tmp_path, artifacts, doc, needle):
+    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+    res, _ = run_predict(cli, "tiny", write_json(tmp_path / "bad.json", doc))
+    assert res.exit_code == 2
+    assert res.stdout == ""
+    assert needle in res.stderr
+    assert res.stderr.startswith("error: ") and "Traceback" not in res.stderr
+
+
+def test_dtype_checked_against_signature(reg, cli, tmp_path, artifacts):
+    sig = {"inputs": [{"shape": [None, pm.T, pm.F], "dtype": "int64"}], "batch_dim": 0}
+    reg.publish("ints", [artifacts["pt2"]], signature=sig)
+    npy = tmp_path / "x.npy"
+    np.save(npy, pm.example(7))
+    res, _ = run_predict(cli, "ints", npy)
+    assert res.exit_code == 2
+    assert "X has dtype float32, expected int64" in res.stderr
+
+
+def test_not_json_nor_npy_and_missing_file(reg, cli, tmp_path, artifacts):
+    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01not json")
+    res, _ = run_predict(cli, "tiny", junk)
+    assert res.exit_code == 2 and "neither JSON nor .npy" in res.stderr
+    res, _ = run_predict(cli, "tiny", tmp_path / "absent.json")
+    assert res.exit_code == 3 and "does not exist" in res.stderr
+
+
+def test_nothing_runnable_is_exit_4(reg, cli, tmp_path, model_file):
+    reg.publish("weights-only", [model_file])
+    res, _ = run_predict(cli, "weights-only", write_json(tmp_path / "x.json", {"X": [1.0]}))
+    assert res.exit_code == 4
+    assert "nothing runnable in weights-only:v1" in res.stderr
+    assert "--convert torch-standard --arch" in res.stderr
+
+
+def test_unknown_model_and_alias(reg, cli, tmp_path, artifacts):
+    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+    x = write_json(tmp_path / "x.json", {"X": pm.example(0).tolist()})
+    assert run_predict(cli, "nope", x)[0].exit_code == 3
+    res, _ = run_predict(cli, "tiny@champion", x)
+    assert res.exit_code == 3 and "no alias 'champion'" in res.stderr
+
+
+def test_mlflow_pyfunc_checked_before_it_runs(reg, cli, tmp_path, artifacts, monkeypatch):
+    calls = tmp_path / "calls.log"
+    monkeypatch.setenv("SEQ_MODEL_CALLS", str(calls))
+    info = reg.publish("seq", [artifacts["mlflow"]])  # signature comes from MLmodel
+    assert any(f["path"].endswith("/MLmodel") for f in info.files)
+    x = pm.example(8)
+    res, out = run_predict(cli, "seq", write_json(tmp_path / "x.json", {"X": x.tolist()}))
+    assert res.exit_code == 0, res.stderr
+    assert out["prediction"] == pytest.approx(float(x.sum()), rel=1e-5)
+    assert calls.read_text().count("call") == 1
+
+    res, _ = run_predict(cli, "seq", write_json(tmp_path / "bad.json", {"X": x[:6].tolist()}))
+    assert res.exit_code == 2 and "X has shape [6, 18], expected [*, 12, 18]" in res.stderr
+    assert calls.read_text().count("call") == 1  # the model never saw the bad input
+
+
+def test_pulled_bundle_folder_without_a_registry(reg, cli, tmp_path, artifacts):
+    info = reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+    bundle_dir = tmp_path / "cache" / "tiny" / "v1"
+    bundle_dir.mkdir(parents=True)
+    with tarfile.open(info.bundle["path"]) as tar:
+        tar.extractall(bundle_dir, filter="data")
+    assert (bundle_dir / "manifest.json").is_file() and (bundle_dir / "payload").is_dir()
+    x = pm.example(9)
+    res = cli(
+        "predict",
+        str(bundle_dir),
+        "--input",
+        "-",
+        input=json.dumps({"X": x.tolist()}),
+        root_dir=tmp_path / "no-registry-here",
+    )
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["model"] == "tiny" and out["version"] == "v1"
+    np.testing.assert_allclose(out["prediction"], pm.expected_torch(x[None])[0], rtol=1e-5)
+
+
+def test_library_api_matches_cli(reg, artifacts):
+    from registry_cli.predict.service import load_reference, predict_bytes
+
+    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+    model = load_reference("tiny", lambda: reg)
+    buf = io.BytesIO()
+    np.save(buf, pm.example(10, batch=2))
+    out = predict_bytes(model, buf.getvalue())
+    assert out["version"] == "v1" and len(out["prediction"]) == 2

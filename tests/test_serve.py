@@ -1,0 +1,374 @@
+"""`regctl serve`: the real server in a subprocess on a free loopback port, a real
+callback receiver, reloads under a concurrent client loop, 400/413/503, load retry."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests import _predict_models as pm
+from tests.conftest import regctl_cmd
+
+SIG = {"inputs": [{"shape": [None, pm.T, pm.F], "dtype": "float32"}], "batch_dim": 0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``regctl serve`` in a subprocess; stopped by its own handle."""
+
+    def __init__(
+        self,
+        root: Path,
+        log: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        full_env = dict(os.environ, **(env or {}))
+        cmd = regctl_cmd("--root", str(root), "serve", *args)
+        if env is None or "REGCTL_SERVE_PORT" not in env:
+            cmd += ["--port", str(self.port)]
+        self._logfh = open(log, "wb")
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._logfh, stderr=subprocess.STDOUT, env=full_env
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=30, trust_env=False)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_health(self, *, loaded: bool | None = None, deadline_s: float = 60) -> dict:
+        """Poll /health until it answers (and model_loaded == loaded, if given)."""
+        end = time.monotonic() + deadline_s
+        last = None
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                last = self.client.get("/health").json()
+                if loaded is None or last["model_loaded"] is loaded:
+                    return last
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"/health never reached loaded={loaded}: {last}\n{self.output()}")
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._logfh.close()
+
+
+@pytest.fixture
+def serve(root, tmp_path):
+    started: list[Server] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, port: int | None = None) -> Server:
+        srv = Server(root, tmp_path / f"serve-{len(started)}.log", *args, env=env, port=port)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+class Receiver:
+    """A real HTTP callback receiver on 127.0.0.1: /ok records, /fail answers 500,
+    /slow answers after 3 s (past the server's callback timeout)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path == "/slow":
+                    time.sleep(3)
+                if self.path == "/ok":
+                    outer.received.append(json.loads(body))
+                self.send_response(500 if self.path == "/fail" else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def receiver():
+    rec = Receiver()
+    yield rec
+    rec.close()
+
+
+@pytest.fixture(scope="module")
+def pt2(tmp_path_factory) -> Path:
+    return pm.save_exported(tmp_path_factory.mktemp("pt2") / "model.pt2")
+
+
+def champion(reg, name: str, path: Path, **kw) -> str:
+    info = reg.publish(name, [path], **kw)
+    reg.promote(name)
+    return info.vname
+
+
+@pytest.mark.slow
+def test_torch_model_health_predict_callback_and_errors(reg, serve, receiver, pt2):
+    champion(reg, "tiny", pt2, signature=SIG)
+    srv = serve("tiny", "--max-body-bytes", "20000", "--callback-timeout", "1")
+    health = srv.wait_health(loaded=True)
+    assert health == {
+        "status": "ok",
+        "model": "tiny",
+        "model_loaded": True,
+        "model_alias": "champion",
+        "model_version": "v1",
+        "loading": False,
+        "last_error": None,
+    }
+    c = srv.client
+    assert c.get("/docs").status_code == 200
+    assert "/predict" in c.get("/openapi.json").json()["paths"]
+
+    x = pm.example(1)
+    r = c.post(
+        "/predict",
+        json={
+            "X": x.tolist(),
+            "callback_url": f"{receiver.url}/ok",
+            "metadata": {"request_id": "abc-123"},
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    np.testing.assert_allclose(body["prediction"], pm.expected_torch(x[None])[0], rtol=1e-5)
+    assert body["posted_to_callback"] is True
+    assert (body["model_alias"], body["model_version"]) == ("champion", "v1")
+    assert len(receiver.received) == 1
+    posted = receiver.received[0]
+    assert posted["metadata"] == {"request_id": "abc-123"}
+    assert posted["prediction"] == body["prediction"] and posted["model_version"] == "v1"
+
+    xb = pm.example(2, batch=3)
+    r = c.post("/predict", json={"X": xb.tolist()})
+    assert r.status_code == 200
+    np.testing.assert_allclose(r.json()["prediction"], pm.expected_torch(xb), rtol=1e-5)
+    assert r.json()["posted_to_callback"] is False
+
+    # A failing, a hanging and an unreachable callback never fail the prediction.
+    for url in (
+        f"{receiver.url}/fail",
+        f"{receiver.url}/slow",
+        f"http://127.0.0.1:{free_port()}/gone",
+    ):
+        r = c.post("/predict", json={"X": x.tolist(), "callback_url": url})
+        assert r.status_code == 200, (url, r.text)
+        assert r.json()["posted_to_callback"] is False
+    assert len(receiver.received) == 1
+
+    r = c.post("/predict", json={"X": x[:, :17].tolist()})
+    assert r.status_code == 400
+    assert "X has shape [12, 17], expected [*, 12, 18]" in r.json()["detail"]
+    r = c.post("/predict", json={"metadata": {}})
+    assert r.status_code == 400 and "X" in r.json()["detail"]
+    r = c.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    r = c.post("/predict", json={"X": x.tolist(), "callback_url": "file:///etc/passwd"})
+    assert r.status_code == 400 and "http(s)" in r.json()["detail"]
+
+    big = {"X": [[0.123456789] * pm.F] * 200}
+    r = c.post("/predict", json=big)
+    assert r.status_code == 413
+    # the same, streamed without a Content-Length (chunked)
+    data = json.dumps(big).encode()
+    r = c.post(
+        "/predict",
+        content=iter([data[:10000], data[10000:]]),
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert c.get("/health").json()["model_loaded"] is True  # still healthy
+
+
+@pytest.mark.slow
+def test_reload_swaps_without_failing_requests_in_flight(reg, serve, pt2):
+    champion(reg, "tiny", pt2, signature=SIG)
+    srv = serve("tiny")
+    srv.wait_health(loaded=True)
+    champion(reg, "tiny", pt2, signature=SIG)  # v2 is champion now; the server still has v1
+    payload = {"X": pm.example(3).tolist()}
+    stop = threading.Event()
+    results: list[tuple[int, str | None]] = []
+    errors: list[str] = []
+
+    def client_loop() -> None:
+        with httpx.Client(base_url=srv.url, timeout=30, trust_env=False) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post("/predict", json=payload)
+                    results.append((r.status_code, r.json().get("model_version")))
+                except Exception as exc:  # any transport failure counts
+                    errors.append(repr(exc))
+
+    threads = [threading.Thread(target=client_loop) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        while len(results) < 20:
+            time.sleep(0.05)
+        reloads = []
+        for alias in ("champion", "rollback", "champion", None, "rollback", "champion"):
+            body = {"alias": alias} if alias else None
+            r = srv.client.post("/reload", json=body)
+            assert r.status_code == 200, r.text
+            reloads.append(r.json()["model_version"])
+            seen = len(results)
+            while len(results) < seen + 10:
+                time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert reloads == ["v2", "v1", "v2", "v2", "v1", "v2"]
+    assert errors == []
+    assert all(code == 200 for code, _ in results), {c for c, _ in results}
+    assert {v for _, v in results} == {"v1", "v2"}
+    health = srv.client.get("/health").json()
+    assert (health["model_alias"], health["model_version"]) == ("champion", "v2")
+    r = srv.client.post("/reload", json={"alias": "nope"})
+    assert r.status_code == 404 and "no alias 'nope'" in r.json()["detail"]
+    assert srv.client.get("/health").json()["model_version"] == "v2"  # old model kept
+
+
+@pytest.mark.slow
+def test_retries_load_until_the_alias_exists(reg, serve, pt2):
+    reg.init()
+    srv = serve("tiny", "--load-interval", "0.2", "--load-timeout", "120")
+    health = srv.wait_health()
+    assert health["model_loaded"] is False and health["loading"] is True
+    assert health["model_version"] is None
+    r = srv.client.post("/predict", json={"X": pm.example(0).tolist()})
+    assert r.status_code == 503
+    champion(reg, "tiny", pt2, signature=SIG)
+    health = srv.wait_health(loaded=True)
+    assert health["model_version"] == "v1" and health["loading"] is False
+    assert srv.client.post("/predict", json={"X": pm.example(0).tolist()}).status_code == 200
+
+
+@pytest.mark.slow
+def test_after_the_load_timeout_reload_still_loads(reg, serve, pt2):
+    reg.init()
+    srv = serve("tiny", "--load-interval", "0.1", "--load-timeout", "0.3")
+    end = time.monotonic() + 30
+    while srv.wait_health()["loading"] and time.monotonic() < end:
+        time.sleep(0.1)
+    health = srv.wait_health()
+    assert health["loading"] is False and health["model_loaded"] is False
+    assert "tiny" in health["last_error"]
+    r = srv.client.post("/reload")
+    assert r.status_code == 404
+    champion(reg, "tiny", pt2, signature=SIG)
+    r = srv.client.post("/reload")
+    assert r.status_code == 200 and r.json()["model_version"] == "v1"
+    assert srv.client.get("/health").json()["model_loaded"] is True
+
+
+@pytest.mark.slow
+def test_mlflow_pyfunc_served_by_env_settings(reg, serve, tmp_path):
+    folder = pm.save_mlflow_seq(tmp_path / "src" / "seq_model")
+    reg.publish("btc/lstm", [folder])
+    reg.publish("btc/lstm", [folder])
+    reg.set_alias("btc/lstm", "staging", "v1")
+    port = free_port()
+    srv = serve(
+        "btc/lstm", env={"MODEL_ALIAS": "staging", "REGCTL_SERVE_PORT": str(port)}, port=port
+    )
+    health = srv.wait_health(loaded=True)
+    assert (health["model_alias"], health["model_version"]) == ("staging", "v1")
+    x = pm.example(4)
+    r = srv.client.post("/predict", json={"X": x.tolist()})
+    assert r.status_code == 200, r.text
+    assert r.json()["prediction"] == pytest.approx(float(x.sum()), rel=1e-5)
+    r = srv.client.post("/predict", json={"X": x[:11].tolist()})
+    assert r.status_code == 400 and "expected [*, 12, 18]" in r.json()["detail"]
+
+
+def test_settings_precedence_flag_env_config():
+    from registry_cli.predict.settings import resolve_settings
+
+    cfg = {"port": 9000, "alias": "staging", "load_timeout_s": 300, "load_interval_s": 5}
+    env = {"REGCTL_SERVE_PORT": "9100", "MODEL_ALIAS": "canary"}
+    s = resolve_settings({"model": "m", "port": None, "alias": None}, cfg, env)
+    assert (s.port, s.alias, s.load_timeout_s, s.host) == (9100, "canary", 300.0, "127.0.0.1")
+    s = resolve_settings({"model": "m", "port": 9200, "alias": "beta"}, cfg, env)
+    assert (s.port, s.alias) == (9200, "beta")
+    s = resolve_settings({"model": None}, {}, {"REGCTL_SERVE_MODEL": "a/b"})
+    assert (s.model, s.alias, s.port) == ("a/b", "champion", 8000)
+
+
+@pytest.mark.parametrize(
+    "args, env, config, needle",
+    [
+        (["m"], {"REGCTL_SERVE_PORT": "eighty"}, None, "invalid $REGCTL_SERVE_PORT: 'eighty'"),
+        (["m", "--load-interval", "0"], {}, None, "invalid --load-interval"),
+        (["m"], {}, "serve:\n  workers: 4\n", "serve: unknown key 'workers'"),
+        ([], {}, None, "which model to serve?"),
+        (["bad name!"], {}, None, "invalid model name"),
+        (["m", "--alias", "v3"], {}, None, "invalid alias"),
+    ],
+)
+def test_bad_settings_refuse_to_start(cli, root, monkeypatch, args, env, config, needle):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    if config:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "registry.yaml").write_text(config)
+    res = cli("serve", *args)
+    assert res.exit_code == 2, res.stderr
+    assert needle in res.stderr
+
+
+def test_busy_port_is_a_clean_error(cli):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        res = cli("serve", "m", "--port", str(busy.getsockname()[1]))
+    assert res.exit_code == 2
+    assert "cannot listen on 127.0.0.1" in res.stderr and "Traceback" not in res.stderr
