@@ -97,9 +97,11 @@ def version_details(v: VersionInfo) -> None:
 
 
 def change(result: ChangeResult) -> None:
-    console = stdout_console()
+    """Plain text on purpose: lifecycle commands stay as fast as ``--help``."""
+    import typer
+
     if result.noop:
-        console.print(result.message or f"{result.action}: nothing changed")
+        typer.echo(result.message or f"{result.action}: nothing changed")
         return
     parts = []
     for alias, (old, new) in (result.changed.get("aliases") or {}).items():
@@ -114,9 +116,9 @@ def change(result: ChangeResult) -> None:
         parts.append("gate overridden: " + "; ".join(result.changed.get("overridden", [])))
     head = f"{result.action} {result.name}:{result.version}" if result.version else (
         f"{result.action} {result.name}")
-    console.print(head)
+    typer.echo(head)
     for p in parts:
-        console.print(f"  {p}")
+        typer.echo(f"  {p}")
 
 
 def audit_table(entries: list[dict[str, Any]]) -> None:

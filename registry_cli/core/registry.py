@@ -227,8 +227,8 @@ class ModelRegistry:
         ``extra_files`` are ``(file, path inside payload/)`` pairs produced by
         converters; ``source`` overrides the recorded origin (e.g. MLflow).
         """
-        from registry_cli.storage.bundle import write_bundle
-        from registry_cli.storage.payload import copy_payload, plan_payload
+        from registry_cli.storage.bundle import write_payload_and_bundle
+        from registry_cli.storage.payload import FileRecord, plan_payload
 
         validate_model_name(name)
         sources = [Path(p) for p in (paths or [])]
@@ -263,9 +263,8 @@ class ModelRegistry:
         try:
             with locks.hold(staging / ".alive", what="the staging folder", timeout=0):
                 vdir = staging / "version"
+                vdir.mkdir()
                 total = sum(p.size for p in planned)
-                files = copy_payload(planned, vdir / "payload",
-                                     progress("copy", total) if progress else None)
                 with self._locked(name):
                     state = self._load_state(name)
                     number = state.next_version
@@ -273,29 +272,32 @@ class ModelRegistry:
                         number += 1  # a folder the state never recorded: skip past it
                     state.next_version = number + 1
                     self._save_state(state)
-                created_at = utc_now()
-                manifest = build_manifest(
-                    name=name,
-                    version=number,
-                    created_at=created_at,
-                    created_by=self.actor,
-                    source=source,
-                    files=[f.to_doc() for f in files],
-                    metrics=metrics,
-                    params=params,
-                    tags=tags,
-                    description=description,
-                    derived_from=derived,
-                    standard_artifacts=dict(standard_artifacts or {}),
-                    signature=signature,
-                )
-                mbytes = manifest_bytes(manifest)
-                (vdir / "manifest.json").write_bytes(mbytes)
-                bsize, bsha = write_bundle(
-                    vdir, files, mbytes, level=self.config.bundle_level,
+                facts: dict[str, Any] = {}
+
+                def make_manifest(records: list[FileRecord]) -> bytes:
+                    facts.update(build_manifest(
+                        name=name,
+                        version=number,
+                        created_at=utc_now(),
+                        created_by=self.actor,
+                        source=source,
+                        files=[f.to_doc() for f in records],
+                        metrics=metrics,
+                        params=params,
+                        tags=tags,
+                        description=description,
+                        derived_from=derived,
+                        standard_artifacts=dict(standard_artifacts or {}),
+                        signature=signature,
+                    ))
+                    return manifest_bytes(facts)
+
+                files, (bsize, bsha) = write_payload_and_bundle(
+                    planned, vdir, make_manifest, level=self.config.bundle_level,
                     mtime=int(time.time()),
-                    progress=progress("bundle", total) if progress else None,
+                    progress=progress("publish", total) if progress else None,
                 )
+                manifest = facts
                 bundle = {"path": "bundle.tar.gz", "size": bsize, "sha256": bsha,
                           "compression": f"gzip-{self.config.bundle_level}"}
                 (vdir / "version.yaml").write_text(version_yaml(manifest, bundle))

@@ -1,74 +1,226 @@
-"""``bundle.tar.gz``: the version's ``payload/`` plus ``manifest.json``.
+"""``bundle.tar.gz`` (``payload/`` + ``manifest.json``), written in the same pass
+as the payload copy.
 
-Compression defaults to gzip level 0 ("stored" deflate blocks): still a
-``.tar.gz`` every client opens, but written at disk speed. Model weights are
-mostly float noise that gzip shrinks by only a few percent, at 20-30 MB/s.
+Each source chunk is read once and then, on three threads, written to the
+payload file, hashed for the manifest, and framed into the bundle (which is
+hashed as it is written). ``hashlib`` and ``os.write`` release the GIL, so on
+two cores a publish costs little more than hashing its bytes twice.
+
+Compression defaults to gzip level 0: the deflate stream is made of "stored"
+blocks framed here directly around the tar bytes (no copy through zlib). It is
+still a ``.tar.gz`` that every client opens. Model weights are float noise
+that gzip shrinks by a few percent at 20-30 MB/s, so the default trades ~7 %
+of bundle size for a publish ~30x faster. ``bundle: {compression: 1..9}``
+switches to real deflate.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
+import hashlib
 import os
+import struct
 import tarfile
+import zlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from registry_cli.storage.hashing import CHUNK, HashingWriter, Progress
-from registry_cli.storage.payload import FileRecord
+from registry_cli.storage.hashing import CHUNK, Progress
+from registry_cli.storage.payload import FileRecord, PlannedFile
+
+BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
+STORED_MAX = 0xFFFF
+IN_FLIGHT = 4  # chunk buffers in use at once (4 MiB of memory)
 
 
-class _ProgressReader:
-    def __init__(self, raw, progress: Progress | None) -> None:  # type: ignore[no-untyped-def]
-        self._raw = raw
-        self._progress = progress
+class BundleWriter:
+    """Streams a gzip-wrapped tar to a file descriptor, hashing what it writes."""
 
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
-        if self._progress is not None and data:
-            self._progress(len(data))
-        return data
+    def __init__(self, fd: int, *, level: int, mtime: int) -> None:
+        self._fd = fd
+        self._level = level
+        self._mtime = mtime
+        self._sha = hashlib.sha256()
+        self._crc = 0
+        self._raw_size = 0  # uncompressed (tar) bytes
+        self.size = 0  # bytes written to the file
+        self._deflate = (
+            zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS) if level > 0 else None
+        )
+        header = b"\x1f\x8b\x08\x00" + struct.pack("<I", mtime & 0xFFFFFFFF) + b"\x00\xff"
+        self._out([header])
+
+    # -- low level ------------------------------------------------------
+    def _out(self, parts: list[bytes | memoryview]) -> None:
+        for p in parts:
+            self._sha.update(p)
+        total = sum(len(p) for p in parts)
+        while parts:
+            n = os.writev(self._fd, parts[:512])
+            self.size += n
+            total -= n
+            # drop what was written (writev may be partial)
+            while parts and n >= len(parts[0]):
+                n -= len(parts[0])
+                parts.pop(0)
+            if n:
+                parts[0] = memoryview(parts[0])[n:]
+
+    def _tar_bytes(self, data: bytes | memoryview) -> None:
+        """Append uncompressed tar bytes to the gzip member."""
+        if not data:
+            return
+        self._crc = zlib.crc32(data, self._crc)
+        self._raw_size += len(data)
+        if self._deflate is not None:
+            out = self._deflate.compress(data)
+            if out:
+                self._out([out])
+            return
+        view = memoryview(data)
+        parts: list[bytes | memoryview] = []
+        for start in range(0, len(view), STORED_MAX):
+            piece = view[start:start + STORED_MAX]
+            n = len(piece)
+            parts.append(struct.pack("<BHH", 0, n, n ^ 0xFFFF))
+            parts.append(piece)
+        self._out(parts)
+
+    # -- tar entries ----------------------------------------------------
+    def _info(self, name: str, *, size: int = 0, is_dir: bool = False) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+        info.mode = 0o755 if is_dir else 0o644
+        info.size = 0 if is_dir else size
+        info.mtime = self._mtime
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+    def add_dir(self, name: str) -> None:
+        self._tar_bytes(self._info(name, is_dir=True))
+
+    def begin_file(self, name: str, size: int) -> None:
+        self._tar_bytes(self._info(name, size=size))
+
+    def feed(self, data: memoryview) -> None:
+        self._tar_bytes(data)
+
+    def end_file(self, size: int) -> None:
+        pad = -size % BLOCK
+        if pad:
+            self._tar_bytes(bytes(pad))
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self.begin_file(name, len(data))
+        self._tar_bytes(data)
+        self.end_file(len(data))
+
+    def close(self) -> tuple[int, str]:
+        """Finish the archive and the gzip member; return ``(size, sha256)``."""
+        end = bytes(2 * BLOCK)
+        total = self._raw_size + len(end)
+        self._tar_bytes(end + bytes(-total % RECORD))
+        if self._deflate is not None:
+            self._out([self._deflate.flush()])
+        else:
+            self._out([b"\x01\x00\x00\xff\xff"])  # empty final stored block
+        self._out([struct.pack("<II", self._crc, self._raw_size & 0xFFFFFFFF)])
+        return self.size, self._sha.hexdigest()
 
 
-def _info(name: str, *, size: int = 0, is_dir: bool = False, mtime: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
-    info.mode = 0o755 if is_dir else 0o644
-    info.size = 0 if is_dir else size
-    info.mtime = mtime
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
 
 
-def write_bundle(
+def write_payload_and_bundle(
+    planned: list[PlannedFile],
     version_dir: Path,
-    files: list[FileRecord],
-    manifest: bytes,
+    make_manifest: Callable[[list[FileRecord]], bytes],
     *,
     level: int = 0,
     mtime: int = 0,
     progress: Progress | None = None,
-) -> tuple[int, str]:
-    """Write ``version_dir/bundle.tar.gz``; return its ``(size, sha256)``."""
-    target = version_dir / "bundle.tar.gz"
+    fsync: bool = True,
+) -> tuple[list[FileRecord], tuple[int, str]]:
+    """Copy every planned file into ``version_dir/payload`` and build
+    ``version_dir/bundle.tar.gz`` from the same reads.
+
+    ``make_manifest`` receives the file records and returns manifest.json's
+    bytes, which are written beside the payload and last into the bundle.
+    Returns the records and the bundle's ``(size, sha256)``.
+    """
+    payload = version_dir / "payload"
+    payload.mkdir(parents=True, exist_ok=True)
     folders = sorted(
         {"payload"}
-        | {f.path.rsplit("/", i)[0] for f in files for i in range(1, f.path.count("/"))}
+        | {f"payload/{p.relpath}".rsplit("/", i)[0]
+           for p in planned for i in range(1, p.relpath.count("/") + 1)}
     )
-    with open(target, "xb") as raw:
-        hasher = HashingWriter(raw)
-        with gzip.GzipFile(filename="", mode="wb", fileobj=hasher, compresslevel=level,
-                           mtime=mtime) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT,
-                              copybufsize=CHUNK) as tar:
-                for folder in folders:
-                    tar.addfile(_info(folder, is_dir=True, mtime=mtime))
-                for record in files:
-                    with open(version_dir / record.path, "rb") as fh:
-                        tar.addfile(_info(record.path, size=record.size, mtime=mtime),
-                                    _ProgressReader(fh, progress))
-                tar.addfile(_info("manifest.json", size=len(manifest), mtime=mtime),
-                            io.BytesIO(manifest))
-        raw.flush()
-        os.fsync(raw.fileno())
-        return hasher.size, hasher.hexdigest()
+    records: list[FileRecord] = []
+    bundle_fd = os.open(version_dir / "bundle.tar.gz", os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                        0o644)
+    buffers = [bytearray(CHUNK) for _ in range(IN_FLIGHT)]
+    try:
+        with ThreadPoolExecutor(1) as hasher, ThreadPoolExecutor(1) as bundler:
+            bundle = BundleWriter(bundle_fd, level=level, mtime=mtime)
+            for folder in folders:
+                bundler.submit(bundle.add_dir, folder)
+            pending: deque[tuple[Future[None], Future[None]]] = deque()
+            turn = 0
+            for item in planned:
+                dst = payload / item.relpath
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                digest = hashlib.sha256()
+                size = 0
+                # the header records the planned size; a file that changes size
+                # while being read would corrupt the bundle, so it is refused
+                bundler.submit(bundle.begin_file, f"payload/{item.relpath}", item.size)
+                fd_in = os.open(item.source, os.O_RDONLY)
+                try:
+                    fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    try:
+                        while True:
+                            if len(pending) == IN_FLIGHT:
+                                for fut in pending.popleft():
+                                    fut.result()
+                            buf = buffers[turn]
+                            turn = (turn + 1) % IN_FLIGHT
+                            n = os.readv(fd_in, [buf])
+                            if n == 0:
+                                break
+                            size += n
+                            if size > item.size:
+                                break
+                            view = memoryview(buf)[:n]
+                            pending.append((hasher.submit(digest.update, view),
+                                            bundler.submit(bundle.feed, view)))
+                            _write_all(fd_out, view)
+                            if progress is not None:
+                                progress(n)
+                        if fsync:
+                            os.fsync(fd_out)
+                    finally:
+                        os.close(fd_out)
+                finally:
+                    os.close(fd_in)
+                if size != item.size:
+                    raise OSError(f"{item.source} changed size while being published")
+                while pending:
+                    for fut in pending.popleft():
+                        fut.result()
+                bundler.submit(bundle.end_file, size).result()
+                records.append(FileRecord(f"payload/{item.relpath}", size, digest.hexdigest()))
+            manifest = make_manifest(records)
+            (version_dir / "manifest.json").write_bytes(manifest)
+            bundler.submit(bundle.add_bytes, "manifest.json", manifest).result()
+            result = bundler.submit(bundle.close).result()
+        if fsync:
+            os.fsync(bundle_fd)
+    finally:
+        os.close(bundle_fd)
+    return records, result

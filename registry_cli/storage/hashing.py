@@ -8,56 +8,12 @@ so on two cores the copy costs about as much as the hash alone.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small for memory
 
 Progress = Callable[[int], None]
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
-
-
-def copy_and_hash(src: Path, dst: Path, progress: Progress | None = None) -> tuple[int, str]:
-    """Copy ``src`` to a new file ``dst``; return ``(size, sha256 hex)`` of what was written."""
-    digest = hashlib.sha256()
-    size = 0
-    fd_in = os.open(src, os.O_RDONLY)
-    try:
-        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with ThreadPoolExecutor(max_workers=1) as writer:
-                pending: Future[None] | None = None
-                buffers = [bytearray(CHUNK), bytearray(CHUNK)]
-                turn = 0
-                while True:
-                    buf = buffers[turn]
-                    n = os.readv(fd_in, [buf])
-                    if n == 0:
-                        break
-                    view = memoryview(buf)[:n]
-                    if pending is not None:
-                        pending.result()
-                    pending = writer.submit(_write_all, fd_out, view)
-                    digest.update(view)
-                    size += n
-                    if progress is not None:
-                        progress(n)
-                    turn ^= 1
-                if pending is not None:
-                    pending.result()
-            os.fsync(fd_out)
-        finally:
-            os.close(fd_out)
-    finally:
-        os.close(fd_in)
-    return size, digest.hexdigest()
 
 
 def hash_file(path: Path, progress: Progress | None = None) -> tuple[int, str]:

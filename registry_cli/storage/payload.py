@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from registry_cli.errors import BadInput, NotFound
-from registry_cli.storage.hashing import Progress, copy_and_hash
 
 
 @dataclass(frozen=True)
@@ -103,17 +102,3 @@ def plan_payload(sources: list[Path], extra: list[tuple[Path, str]] = ()) -> lis
     if clash:
         raise BadInput(f"payload/{sorted(clash)[0]} would be both a file and a folder")
     return sorted(planned, key=lambda p: p.relpath)
-
-
-def copy_payload(
-    planned: list[PlannedFile], payload_dir: Path, progress: Progress | None = None
-) -> list[FileRecord]:
-    """Copy and hash every planned file into ``payload_dir``."""
-    records: list[FileRecord] = []
-    payload_dir.mkdir(parents=True, exist_ok=True)
-    for item in planned:
-        dst = payload_dir / item.relpath
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        size, digest = copy_and_hash(item.source, dst, progress)
-        records.append(FileRecord(f"payload/{item.relpath}", size, digest))
-    return records
