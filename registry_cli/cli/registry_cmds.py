@@ -30,7 +30,7 @@ def init(
 def publish(
     name: str = typer.Argument(..., help="Model name, e.g. team/project/task."),
     paths: Optional[list[str]] = typer.Argument(
-        None, help="Files and folders to copy into the new version."
+        None, help="Files and folders to copy into the new version (none with --from-mlflow)."
     ),
     metric: Optional[list[str]] = typer.Option(None, "--metric", help="KEY=NUMBER, repeatable."),
     param: Optional[list[str]] = typer.Option(None, "--param", help="KEY=VALUE, repeatable."),
@@ -44,6 +44,40 @@ def publish(
     derived_from: Optional[str] = typer.Option(
         None, "--derived-from", metavar="REF", help="Lineage: the version this one comes from."
     ),
+    from_mlflow: Optional[str] = typer.Option(
+        None, "--from-mlflow", metavar="URI",
+        help="Import from MLflow: runs:/RUN_ID/PATH, RUN_ID (with --artifact-path), "
+             "models:/NAME@ALIAS or models:/NAME/N.",
+    ),
+    tracking_uri: Optional[str] = typer.Option(
+        None, "--tracking-uri", metavar="URI",
+        help="MLflow tracking server (else $MLFLOW_TRACKING_URI, else mlflow.tracking_uri).",
+    ),
+    artifact_path: Optional[str] = typer.Option(
+        None, "--artifact-path", metavar="PATH",
+        help="Artifact inside the run, for a bare run id (relative; no '..').",
+    ),
+    convert: Optional[str] = typer.Option(
+        None, "--convert", metavar="FORMAT",
+        help="Also write a standard file; torch-standard: payload/model-standard.pt from the "
+             ".pt/.pth checkpoint.",
+    ),
+    task: Optional[str] = typer.Option(
+        None, "--task", help="With --convert: classification, regression, detection, ..."
+    ),
+    num_classes: Optional[int] = typer.Option(
+        None, "--num-classes", help="With --convert: number of classes (passed to --arch)."
+    ),
+    arch: Optional[str] = typer.Option(
+        None, "--arch", metavar="MODULE:FACTORY",
+        help="With --convert: build the model (e.g. pkg.models:Net), load the weights strictly "
+             "and, with --example-shape, write a runnable program.",
+    ),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle",
+        help="With --convert: allow a checkpoint that needs full unpickling (runs code in the "
+             "file; only for files you trust).",
+    ),
     example_shape: Optional[str] = typer.Option(
         None, "--example-shape", help="Input signature, e.g. 1,12,18 (first dim is the batch)."
     ),
@@ -52,22 +86,46 @@ def publish(
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Copy files/folders into the next immutable version of NAME."""
+    """Copy files/folders (or an MLflow artifact) into the next immutable version of NAME."""
     from registry_cli.core.names import parse_key_values, parse_metrics
     from registry_cli.core.signature import signature_from_shape
+    from registry_cli.errors import BadInput
 
+    if from_mlflow and paths:
+        raise BadInput("give either PATH... or --from-mlflow, not both")
+    if not from_mlflow and (tracking_uri or artifact_path):
+        raise BadInput("--tracking-uri and --artifact-path need --from-mlflow")
+    if not convert and (task or num_classes is not None or arch or trust_pickle):
+        raise BadInput("--task, --num-classes, --arch and --trust-pickle need --convert "
+                       "torch-standard")
+    kwargs = dict(
+        metrics=parse_metrics(metric), params=parse_key_values(param, "param"),
+        tags=parse_key_values(tag, "tag"), description=description, stage=stage,
+        set_latest=not no_latest, set_alias=not no_alias, derived_from=derived_from,
+        signature=signature_from_shape(example_shape, example_dtype) if example_shape else None,
+    )
+    options = None
+    if convert:
+        from registry_cli.formats.publish_sources import ConversionOptions
+
+        options = ConversionOptions(task=task, num_classes=num_classes, arch=arch,
+                                    trust_pickle=trust_pickle, target=convert).validate()
     reg = open_registry()
     progress = common.progress_factory(f"{name} ")
     try:
-        info = reg.publish(
-            name, paths or [],
-            metrics=parse_metrics(metric), params=parse_key_values(param, "param"),
-            tags=parse_key_values(tag, "tag"), description=description, stage=stage,
-            set_latest=not no_latest, set_alias=not no_alias, derived_from=derived_from,
-            signature=signature_from_shape(example_shape, example_dtype)
-            if example_shape else None,
-            progress=progress,
-        )
+        if from_mlflow:
+            from registry_cli.formats.publish_sources import publish_from_mlflow
+
+            info = publish_from_mlflow(reg, name, from_mlflow, tracking_uri=tracking_uri,
+                                       artifact_path=artifact_path, convert=options,
+                                       progress=progress, **kwargs)
+        elif options is not None:
+            from registry_cli.formats.publish_sources import publish_with_conversion
+
+            info = publish_with_conversion(reg, name, paths or [], options=options,
+                                           progress=progress, **kwargs)
+        else:
+            info = reg.publish(name, paths or [], progress=progress, **kwargs)
     finally:
         common.stop_progress(progress)
     if as_json:
@@ -76,6 +134,9 @@ def publish(
         aliases = " ".join(f"@{a}" for a in info.aliases)
         typer.echo(f"published {info.name}:{info.vname} {aliases}".rstrip())
         typer.echo(f"  {len(info.files)} file(s), bundle sha256 {info.bundle.get('sha256')}")
+        if info.standard_artifacts:
+            typer.echo("  standard: " + ", ".join(
+                f"{k}={v}" for k, v in info.standard_artifacts.items()))
         typer.echo(f"  {info.path}")
 
 

@@ -1,0 +1,209 @@
+"""Library entry points for publishing from other sources and formats.
+
+``publish_with_conversion`` turns a ``.pt``/``.pth`` checkpoint into
+``payload/model-standard.pt`` (plus a runnable program with ``arch`` and an
+example shape) beside the untouched original; ``publish_from_mlflow`` imports a
+run artifact or a registered model version. The two combine: an MLflow artifact
+that is a checkpoint can be converted too.
+
+Converters write into a private folder under ``<root>/.regctl/tmp/`` (same
+filesystem as the registry; removed in ``finally``; a crash leaves only what
+``regctl gc`` removes) and hand the results to :meth:`ModelRegistry.publish` as
+``extra_files``. Nothing reaches ``models/`` unless the whole publish succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from registry_cli.core.names import validate_model_name
+from registry_cli.errors import BadInput, NotFound
+from registry_cli.storage import locks
+from registry_cli.storage.atomic import remove_tree
+
+if TYPE_CHECKING:
+    from registry_cli.core.registry import ModelRegistry
+    from registry_cli.core.types import VersionInfo
+
+CONVERTERS = ("torch-standard",)
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    """``--convert torch-standard`` and its flags."""
+
+    task: str | None = None
+    num_classes: int | None = None
+    arch: str | None = None
+    trust_pickle: bool = False
+    target: str = "torch-standard"
+
+    def validate(self) -> ConversionOptions:
+        from registry_cli.formats.torch_standard import validate_task
+
+        if self.target not in CONVERTERS:
+            raise BadInput(
+                f"unknown --convert target {self.target!r}",
+                hint=f"supported: {', '.join(CONVERTERS)}",
+            )
+        validate_task(self.task)
+        if self.num_classes is not None and self.num_classes < 1:
+            raise BadInput(f"--num-classes must be 1 or more, not {self.num_classes}")
+        if self.arch is not None and (
+            ":" not in self.arch or self.arch.startswith(":") or self.arch.endswith(":")
+        ):
+            raise BadInput(
+                f"invalid --arch {self.arch!r}",
+                hint="write module:factory, e.g. torchvision.models:resnet18",
+            )
+        return self
+
+
+@contextlib.contextmanager
+def work_folder(registry: ModelRegistry, kind: str) -> Iterator[Path]:
+    """A private folder under ``<root>/.regctl/tmp/``, removed when the block ends.
+
+    Its ``.alive`` lock tells ``regctl gc`` a live process still owns it.
+    """
+    folder = registry.layout.tmp / f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    folder.mkdir(parents=True)
+    try:
+        with locks.hold(folder / ".alive", what="the conversion folder", timeout=0):
+            yield folder
+    finally:
+        remove_tree(folder)
+
+
+def publish_with_conversion(
+    registry: ModelRegistry,
+    name: str,
+    paths: list[str | os.PathLike[str]],
+    *,
+    options: ConversionOptions | None = None,
+    signature: dict[str, Any] | None = None,
+    **publish_kwargs: Any,
+) -> VersionInfo:
+    """Publish ``paths`` plus ``payload/model-standard.pt`` made from the checkpoint among them.
+
+    ``signature`` (from ``--example-shape``) is also the example input for the
+    runnable program written when ``options.arch`` is set. Other keyword
+    arguments go to :meth:`ModelRegistry.publish`.
+    """
+    validate_model_name(name)
+    options = (options or ConversionOptions()).validate()
+    sources = [Path(p) for p in paths]
+    converted = _load_for_conversion(sources, options)  # every refusal happens before a write
+    with work_folder(registry, "convert") as folder:
+        return _write_and_publish(
+            registry, name, sources, folder, converted, signature=signature, **publish_kwargs
+        )
+
+
+@dataclass
+class _Converted:
+    """A loaded checkpoint, its standard document and (with ``arch``) the loaded model."""
+
+    doc: dict[str, Any]
+    model: Any | None
+
+
+def _load_for_conversion(sources: list[Path], options: ConversionOptions) -> _Converted:
+    from registry_cli.formats import torch_program, torch_standard
+
+    for src in sources:
+        if not os.path.lexists(src):
+            raise NotFound(f"source path {src} does not exist")
+    checkpoint = torch_standard.find_checkpoint(sources)
+    # import the architecture first: a typo fails before the (possibly long) load
+    model = torch_program.build_model(options.arch, options.num_classes) if options.arch else None
+    loaded = torch_standard.load_checkpoint(checkpoint, trust_pickle=options.trust_pickle)
+    if model is not None:
+        torch_program.load_strict(model, loaded.state_dict, options.arch or "")
+    doc = torch_standard.standard_document(
+        loaded, task=options.task, num_classes=options.num_classes, arch=options.arch
+    )
+    return _Converted(doc, model)
+
+
+def _write_and_publish(
+    registry: ModelRegistry,
+    name: str,
+    sources: list[Path],
+    folder: Path,
+    converted: _Converted,
+    *,
+    signature: dict[str, Any] | None,
+    **publish_kwargs: Any,
+) -> VersionInfo:
+    """Write the standard file (and program) into ``folder`` and publish them with ``sources``."""
+    from registry_cli.formats import torch_program, torch_standard
+
+    out = folder / "out"
+    out.mkdir()
+    torch_standard.save_standard(converted.doc, out / torch_standard.STANDARD_FILE)
+    extra = [(out / torch_standard.STANDARD_FILE, torch_standard.STANDARD_FILE)]
+    standard = {"pytorch": f"payload/{torch_standard.STANDARD_FILE}"}
+    if converted.model is not None and signature is not None:
+        program = torch_program.write_program(converted.model, signature, out)
+        extra.append((out / program.filename, program.filename))
+        standard[program.kind] = f"payload/{program.filename}"
+        signature = program.signature
+    converted.doc.clear()  # release the mapped checkpoint before the copy
+    converted.model = None
+    return registry.publish(
+        name,
+        sources,
+        extra_files=extra,
+        standard_artifacts=standard,
+        signature=signature,
+        **publish_kwargs,
+    )
+
+
+def publish_from_mlflow(
+    registry: ModelRegistry,
+    name: str,
+    uri: str,
+    *,
+    tracking_uri: str | None = None,
+    artifact_path: str | None = None,
+    convert: ConversionOptions | None = None,
+    metrics: dict[str, float] | None = None,
+    params: dict[str, str] | None = None,
+    signature: dict[str, Any] | None = None,
+    **publish_kwargs: Any,
+) -> VersionInfo:
+    """Publish an MLflow run artifact or registered model version as the next version.
+
+    The run's metrics and params are imported; ``metrics``/``params`` given here
+    win key by key. ``signature`` defaults to the one in the model's ``MLmodel``.
+    """
+    from registry_cli.formats import mlflow_source
+
+    validate_model_name(name)
+    ref = mlflow_source.parse_source(uri, artifact_path)
+    if convert is not None:
+        convert.validate()
+    tracking = mlflow_source.resolve_tracking_uri(tracking_uri, registry.config)
+    found = mlflow_source.lookup(ref, tracking)  # exit 6 / 3 here, before any write
+    with work_folder(registry, "mlflow") as folder:
+        fetched = mlflow_source.download(found, tracking, folder)
+        kwargs: dict[str, Any] = dict(
+            metrics={**fetched.metrics, **(metrics or {})},
+            params={**fetched.params, **(params or {})},
+            source=fetched.source,
+            signature=signature or fetched.signature,
+            **publish_kwargs,
+        )
+        if convert is not None:
+            converted = _load_for_conversion([fetched.local_path], convert)
+            return _write_and_publish(
+                registry, name, [fetched.local_path], folder, converted, **kwargs
+            )
+        return registry.publish(name, [fetched.local_path], **kwargs)
