@@ -238,3 +238,47 @@ def test_files_are_not_writable_by_group_or_others(reg, model_file):
     for p in (info.path / "manifest.json", info.path / "version.yaml",
               info.path / "bundle.tar.gz"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o444
+
+
+@pytest.mark.parametrize("level", ["stored", "fast"])
+def test_bundle_round_trips_large_and_empty_files(tmp_path, level):
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "registry.yaml").write_text(f"bundle: {{compression: {level}}}\n")
+    src = tmp_path / "run"
+    src.mkdir()
+    big = os.urandom(3 * (1 << 20) + 12345)  # crosses chunk and 64 KiB block boundaries
+    (src / "big.bin").write_bytes(big)
+    (src / "empty.txt").write_bytes(b"")
+    (src / "ünïcode name.txt").write_text("x" * 511)
+    info = ModelRegistry(root).publish("m", [src])
+    out = tmp_path / "out"
+    with tarfile.open(info.path / "bundle.tar.gz") as tar:
+        tar.extractall(out, filter="data")
+    assert (out / "payload" / "run" / "big.bin").read_bytes() == big
+    assert (out / "payload" / "run" / "empty.txt").read_bytes() == b""
+    assert (out / "payload" / "run" / "ünïcode name.txt").read_text() == "x" * 511
+    with gzip.open(info.path / "bundle.tar.gz") as gz:  # crc32 and length trailer check
+        while gz.read(1 << 20):
+            pass
+    assert hashlib.sha256((info.path / "bundle.tar.gz").read_bytes()).hexdigest() == \
+        info.bundle["sha256"]
+
+
+def test_source_growing_while_published_is_refused(reg, tmp_path, monkeypatch):
+    from registry_cli.storage import payload
+
+    src = tmp_path / "grow.bin"
+    src.write_bytes(b"a" * 1000)
+    real_plan = payload.plan_payload
+
+    def plan_then_grow(*args, **kwargs):
+        planned = real_plan(*args, **kwargs)
+        src.write_bytes(b"a" * 5000)  # the file changes after planning
+        return planned
+
+    monkeypatch.setattr(payload, "plan_payload", plan_then_grow)
+    with pytest.raises(BadInput, match="changed size"):
+        reg.publish("m", [src])
+    assert reg.list_versions("m") == []
+    assert not list((reg.root / ".regctl" / "tmp").iterdir())

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from registry_cli.errors import BadInput
 from registry_cli.storage.hashing import CHUNK, Progress
 from registry_cli.storage.payload import FileRecord, PlannedFile
 
@@ -209,7 +210,8 @@ def write_payload_and_bundle(
                 finally:
                     os.close(fd_in)
                 if size != item.size:
-                    raise OSError(f"{item.source} changed size while being published")
+                    raise BadInput(f"{item.source} changed size while being published",
+                                   hint="publish a file that is no longer being written")
                 while pending:
                     for fut in pending.popleft():
                         fut.result()
