@@ -82,6 +82,51 @@ def step_lifecycle() -> None:
     regctl("audit", "faq-bot")
 
 
+def step_formats() -> None:
+    """Train a tiny classifier, save a checkpoint like training scripts do, publish it
+    converted to the standard file with a runnable program."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from demo_models import TinyNet
+
+    say("Formats: a training script leaves best_checkpoint.pth; publish it converted")
+    torch.manual_seed(0)
+    model = TinyNet(num_classes=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(64, 3, 16, 16)
+    y = torch.randint(0, 3, (64,))
+    x[torch.arange(64), y] += 0.5  # the label is the brightest channel: learnable
+    for epoch in range(10):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+    accuracy = (model(x).argmax(1) == y).float().mean().item()
+    ckpt = WORK / "shapes" / "best_checkpoint.pth"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": epoch, "model_state_dict": model.state_dict(),
+                "optimizer_state_dict": optimizer.state_dict()}, ckpt)
+    print(f"(trained 10 steps: loss {loss.item():.3f}, train accuracy {accuracy:.2f}; "
+          f"saved {ckpt.name})")
+    say("   ... run from the folder holding the model code, as `python -m` would")
+    os.chdir(REPO / "scripts")
+    try:
+        regctl("publish", "vision/shapes", str(ckpt), "--convert", "torch-standard",
+               "--task", "classification", "--num-classes", "3",
+               "--arch", "demo_models:TinyNet", "--example-shape", "1,3,16,16",
+               "--metric", f"accuracy={accuracy:.3f}")
+        regctl("show", "vision/shapes")
+        regctl("resolve", "vision/shapes", "--path")
+        say("   ... a checkpoint that would need full unpickling is refused (exit 2)")
+        pickled = WORK / "shapes" / "whole_model.pt"
+        torch.save(model, pickled)
+        regctl("publish", "vision/shapes", str(pickled), "--convert", "torch-standard",
+               check=False)
+    finally:
+        os.chdir(REPO)
+
+
 def main() -> None:
     if ROOT.exists():
         print(f"(removing the previous demo registry at {ROOT})")
@@ -89,6 +134,7 @@ def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     step_core()
     step_lifecycle()
+    step_formats()
     say(f"Done. The registry is in {ROOT}; try: regctl --root {ROOT} list")
 
 
