@@ -97,7 +97,8 @@ def step_formats() -> None:
     x = torch.randn(64, 3, 16, 16)
     y = torch.randint(0, 3, (64,))
     x[torch.arange(64), y] += 0.5  # the label is the brightest channel: learnable
-    for epoch in range(10):
+    epochs = 10
+    for _ in range(epochs):
         optimizer.zero_grad()
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
@@ -105,9 +106,9 @@ def step_formats() -> None:
     accuracy = (model(x).argmax(1) == y).float().mean().item()
     ckpt = WORK / "shapes" / "best_checkpoint.pth"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"epoch": epoch, "model_state_dict": model.state_dict(),
+    torch.save({"epoch": epochs, "model_state_dict": model.state_dict(),
                 "optimizer_state_dict": optimizer.state_dict()}, ckpt)
-    print(f"(trained 10 steps: loss {loss.item():.3f}, train accuracy {accuracy:.2f}; "
+    print(f"(trained {epochs} steps: loss {loss.item():.3f}, train accuracy {accuracy:.2f}; "
           f"saved {ckpt.name})")
     say("   ... run from the folder holding the model code, as `python -m` would")
     os.chdir(REPO / "scripts")

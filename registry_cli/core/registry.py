@@ -218,6 +218,7 @@ class ModelRegistry:
         derived_from: str | None = None,
         source: dict[str, Any] | None = None,
         extra_files: list[tuple[str | os.PathLike[str], str]] | None = None,
+        move_extra_files: bool = False,
         standard_artifacts: dict[str, str] | None = None,
         signature: dict[str, Any] | None = None,
         progress: PublishProgress | None = None,
@@ -225,7 +226,10 @@ class ModelRegistry:
         """Copy files/folders into the next version of ``name`` and return it.
 
         ``extra_files`` are ``(file, path inside payload/)`` pairs produced by
-        converters; ``source`` overrides the recorded origin (e.g. MLflow).
+        converters; with ``move_extra_files`` they are renamed into the payload
+        instead of copied (the caller gives them up; they must be on the registry's
+        filesystem, e.g. in a scratch folder). ``source`` overrides the recorded
+        origin (e.g. MLflow).
         """
         from registry_cli.storage.bundle import write_payload_and_bundle
         from registry_cli.storage.payload import FileRecord, plan_payload
@@ -243,7 +247,7 @@ class ModelRegistry:
         metrics = {validate_key(k, "metric"): float(v) for k, v in (metrics or {}).items()}
         params = {validate_key(k, "param"): str(v) for k, v in (params or {}).items()}
         tags = {validate_key(k, "tag"): str(v) for k, v in (tags or {}).items()}
-        planned = plan_payload(sources, extras)
+        planned = plan_payload(sources, extras, move_extra=move_extra_files)
         for sa in (standard_artifacts or {}).values():
             if sa.removeprefix("payload/") not in {p.relpath for p in planned}:
                 raise BadInput(f"standard artifact {sa} is not in the payload")

@@ -160,6 +160,7 @@ def _write_and_publish(
         name,
         sources,
         extra_files=extra,
+        move_extra_files=True,  # our own outputs, on the registry's filesystem: no copy
         standard_artifacts=standard,
         signature=signature,
         **publish_kwargs,

@@ -181,9 +181,12 @@ def write_payload_and_bundle(
                 # the header records the planned size; a file that changes size
                 # while being read would corrupt the bundle, so it is refused
                 bundler.submit(bundle.begin_file, f"payload/{item.relpath}", item.size)
-                fd_in = os.open(item.source, os.O_RDONLY)
+                if item.move:  # already on this filesystem: rename, then only read it
+                    os.rename(item.source, dst)
+                fd_in = os.open(dst if item.move else item.source, os.O_RDONLY)
                 try:
-                    fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    fd_out = fd_in if item.move else os.open(
+                        dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                     try:
                         while True:
                             if len(pending) == IN_FLIGHT:
@@ -200,13 +203,15 @@ def write_payload_and_bundle(
                             view = memoryview(buf)[:n]
                             pending.append((hasher.submit(digest.update, view),
                                             bundler.submit(bundle.feed, view)))
-                            _write_all(fd_out, view)
+                            if not item.move:
+                                _write_all(fd_out, view)
                             if progress is not None:
                                 progress(n)
                         if fsync:
                             os.fsync(fd_out)
                     finally:
-                        os.close(fd_out)
+                        if not item.move:
+                            os.close(fd_out)
                 finally:
                     os.close(fd_in)
                 if size != item.size:

@@ -20,6 +20,7 @@ class PlannedFile:
     source: Path
     relpath: str  # relative to payload/, '/'-separated
     size: int
+    move: bool = False  # renamed into the payload, not copied (a converter's own output)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def _plan_dir(top: Path, prefix: str, out: list[PlannedFile]) -> None:
     walk(str(top), "")
 
 
-def plan_payload(sources: list[Path], extra: list[tuple[Path, str]] = ()) -> list[PlannedFile]:  # type: ignore[assignment]
+def plan_payload(sources: list[Path], extra: list[tuple[Path, str]] = (),  # type: ignore[assignment]
+                 *, move_extra: bool = False) -> list[PlannedFile]:
     """Every file to copy, with its place in ``payload/``. Raises before any write."""
     if not sources and not extra:
         raise BadInput("nothing to publish", hint="give one or more files or folders")
@@ -86,7 +88,7 @@ def plan_payload(sources: list[Path], extra: list[tuple[Path, str]] = ()) -> lis
         else:
             raise BadInput(f"{src} is not a regular file or folder")
     for src, relpath in extra:
-        planned.append(PlannedFile(src, relpath, src.stat().st_size))
+        planned.append(PlannedFile(src, relpath, src.stat().st_size, move_extra))
     seen: dict[str, Path] = {}
     for item in planned:
         key = item.relpath
