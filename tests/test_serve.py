@@ -372,3 +372,111 @@ def test_busy_port_is_a_clean_error(cli):
         res = cli("serve", "m", "--port", str(busy.getsockname()[1]))
     assert res.exit_code == 2
     assert "cannot listen on 127.0.0.1" in res.stderr and "Traceback" not in res.stderr
+
+
+SEQ_NETS = """
+import torch
+
+
+class TinySeq(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(18, 2)
+
+    def forward(self, x):
+        return self.lin(torch.tanh(x).mean(dim=1))
+"""
+
+
+@pytest.mark.slow
+def test_checkpoint_converted_with_arch_is_served(cli, reg, serve, monkeypatch):
+    """publish --convert torch-standard --arch writes a program; serve runs it without the
+    user's module."""
+    import sys
+
+    import torch
+
+    Path("seqnets.py").write_text(SEQ_NETS)  # the cwd is the test's own work folder
+    monkeypatch.delitem(sys.modules, "seqnets", raising=False)
+    ns: dict = {}
+    exec(SEQ_NETS, ns)
+    torch.manual_seed(1)
+    net = ns["TinySeq"]().eval()
+    torch.save({"epoch": 3, "model_state_dict": net.state_dict()}, "best_checkpoint.pth")
+    res = cli(
+        "publish",
+        "btc/seq",
+        "best_checkpoint.pth",
+        "--convert",
+        "torch-standard",
+        "--arch",
+        "seqnets:TinySeq",
+        "--example-shape",
+        "1,12,18",
+        "--json",
+    )
+    assert res.exit_code == 0, res.stderr
+    info = json.loads(res.stdout)
+    runnable = set(info["standard_artifacts"]) & {"exported_program", "torchscript"}
+    assert runnable, info["standard_artifacts"]
+    os.remove("seqnets.py")
+    sys.modules.pop("seqnets", None)
+    reg.promote("btc/seq")
+
+    srv = serve("btc/seq")
+    assert srv.wait_health(loaded=True)["model_version"] == "v1"
+    xb = pm.example(11, batch=2)
+    with torch.no_grad():
+        want = net(torch.from_numpy(xb)).numpy()
+    r = srv.client.post("/predict", json={"X": xb[0].tolist()})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["prediction"], want[0], rtol=1e-5, atol=1e-6)
+    r = srv.client.post("/predict", json={"X": xb.tolist()})
+    np.testing.assert_allclose(r.json()["prediction"], want, rtol=1e-5, atol=1e-6)
+    r = srv.client.post("/predict", json={"X": xb[:, :, :3].tolist()})
+    assert r.status_code == 400 and "expected [*, 12, 18]" in r.json()["detail"]
+
+
+@pytest.mark.slow
+def test_pyfunc_logged_to_mlflow_imported_and_served(
+    cli, reg, serve, tmp_path, monkeypatch, mlflow_server
+):
+    """The replaced server's flow: a 12 x 18 pyfunc model logged to a real MLflow server,
+    imported with --from-mlflow, served by alias, queried."""
+    import uuid
+
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    code = tmp_path / "seq_model_code.py"
+    code.write_text(pm.MLFLOW_CODE)
+    name = f"btc-lstm-{uuid.uuid4().hex[:8]}"
+    with mlflow.start_run():
+        mlflow.log_metric("mae", 0.8)
+        logged = mlflow.pyfunc.log_model(
+            name="seq_model",
+            python_model=str(code),
+            signature=pm.mlflow_signature(),
+            registered_model_name=name,
+        )
+    mlflow.MlflowClient(mlflow_server).set_registered_model_alias(
+        name, "champion", logged.registered_model_version
+    )
+    res = cli("publish", "btc/lstm", "--from-mlflow", f"models:/{name}@champion", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert any(f["path"].endswith("/MLmodel") for f in json.loads(res.stdout)["files"])
+    reg.promote("btc/lstm")
+
+    x = pm.example(12)
+    res = cli("predict", "btc/lstm@champion", "--input", "-", input=json.dumps({"X": x.tolist()}))
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["prediction"] == pytest.approx(float(x.sum()), rel=1e-5)
+
+    srv = serve("btc/lstm", "--alias", "champion")
+    assert srv.wait_health(loaded=True)["model_version"] == "v1"
+    r = srv.client.post("/predict", json={"X": x.tolist(), "metadata": {"id": 1}})
+    assert r.status_code == 200, r.text
+    assert r.json()["prediction"] == pytest.approx(float(x.sum()), rel=1e-5)
+    r = srv.client.post("/predict", json={"X": x.T.tolist()})
+    assert r.status_code == 400
+    assert "X has shape [18, 12], expected [*, 12, 18]" in r.json()["detail"]
