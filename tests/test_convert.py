@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import sys
 
 import pytest
@@ -59,12 +60,17 @@ def make_net(num_classes=3):
 
 @pytest.fixture
 def user_module(monkeypatch):
-    """``usernets.py`` in the current directory (the CLI's cwd); forgotten after the test."""
-    with open("usernets.py", "w") as fh:
+    """The user's package ``userpkg/models.py`` in the current directory (the CLI's cwd),
+    imported by ``--arch userpkg.models:...``; forgotten after the test."""
+    os.makedirs("userpkg")
+    open("userpkg/__init__.py", "w").close()
+    with open("userpkg/models.py", "w") as fh:
         fh.write(USER_MODULE)
-    monkeypatch.delitem(sys.modules, "usernets", raising=False)
-    yield "usernets"
-    sys.modules.pop("usernets", None)
+    for mod in ("userpkg", "userpkg.models"):
+        monkeypatch.delitem(sys.modules, mod, raising=False)
+    yield "userpkg.models"
+    for mod in ("userpkg", "userpkg.models"):
+        sys.modules.pop(mod, None)
 
 
 def sha256(path) -> str:
@@ -203,10 +209,11 @@ def test_arch_writes_a_program_that_runs_without_user_code(
         "batch_dim": 0,
     }
     doc = torch.load(payload_of(root) / "model-standard.pt", weights_only=True)
-    assert doc["arch"] == "usernets:Net" and doc["num_classes"] == 5
+    assert doc["arch"] == "userpkg.models:Net" and doc["num_classes"] == 5
 
     sys.modules.pop(user_module, None)
-    os.remove(f"{user_module}.py")  # the program must not need it
+    sys.modules.pop("userpkg", None)
+    shutil.rmtree("userpkg")  # the program must not need the user's code
     program = torch.export.load(str(payload_of(root) / "model.pt2")).module()
     x = torch.randn(3, 3, 8, 8)
     net.eval()
@@ -276,9 +283,9 @@ def test_wrong_num_classes_is_a_shape_mismatch(cli, root, training_checkpoint, u
     "arch, message",
     [
         ("no_such_module_xyz:Net", "cannot import module 'no_such_module_xyz'"),
-        ("usernets:Missing", "has no 'Missing'"),
-        ("usernets:not_a_model", "not a torch.nn.Module"),
-        ("usernets", "invalid --arch"),
+        ("userpkg.models:Missing", "has no 'Missing'"),
+        ("userpkg.models:not_a_model", "not a torch.nn.Module"),
+        ("userpkg.models", "invalid --arch"),
     ],
 )
 def test_bad_arch_is_exit_2(cli, root, training_checkpoint, user_module, arch, message):
@@ -345,11 +352,12 @@ def test_pickled_module_needs_trust_pickle(cli, root, tmp_path, user_module, mon
     torch.save(model, path)
     res = cli("publish", "m", str(path), "--convert", "torch-standard")
     assert res.exit_code == 2
-    assert "needs full unpickling" in res.stderr and "usernets.Net" in res.stderr
+    assert "needs full unpickling" in res.stderr and "userpkg.models.Net" in res.stderr
     assert "--trust-pickle" in res.stderr
     assert_nothing_written(root)
 
     sys.modules.pop(user_module)  # the trusted load imports it from the cwd, like python -m
+    sys.modules.pop("userpkg")
     res = cli("publish", "m", str(path), "--convert", "torch-standard", "--trust-pickle", "--json")
     assert res.exit_code == 0, res.stderr
     doc = torch.load(payload_of(root) / "model-standard.pt", weights_only=True)

@@ -221,3 +221,20 @@ def test_model_logged_with_mlflow_pytorch(cli, root, mlflow_server, monkeypatch)
     assert info["metrics"] == {"accuracy": 0.8}
     assert info["signature"]["inputs"] == [{"shape": [None, 4], "dtype": "float32"}]
     assert not any(root.parent.glob("**/mlflow.db"))  # nothing written beside us
+
+
+def test_plain_publish_imports_neither_mlflow_nor_torch(tmp_path, model_file):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from registry_cli.cli.main import main\n"
+        f"rc = main(['--root', {str(tmp_path / 'r')!r}, 'publish', 'm', {str(model_file)!r}])\n"
+        "assert rc == 0, rc\n"
+        "heavy = [m for m in ('mlflow', 'torch') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr

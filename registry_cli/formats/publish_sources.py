@@ -45,6 +45,7 @@ class ConversionOptions:
     target: str = "torch-standard"
 
     def validate(self) -> ConversionOptions:
+        from registry_cli.formats.torch_program import split_arch
         from registry_cli.formats.torch_standard import validate_task
 
         if self.target not in CONVERTERS:
@@ -55,13 +56,8 @@ class ConversionOptions:
         validate_task(self.task)
         if self.num_classes is not None and self.num_classes < 1:
             raise BadInput(f"--num-classes must be 1 or more, not {self.num_classes}")
-        if self.arch is not None and (
-            ":" not in self.arch or self.arch.startswith(":") or self.arch.endswith(":")
-        ):
-            raise BadInput(
-                f"invalid --arch {self.arch!r}",
-                hint="write module:factory, e.g. torchvision.models:resnet18",
-            )
+        if self.arch is not None:
+            split_arch(self.arch)
         return self
 
 

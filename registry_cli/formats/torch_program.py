@@ -50,11 +50,20 @@ def cwd_on_path() -> Iterator[None]:
                 sys.path.remove(cwd)
 
 
-def load_factory(arch: str) -> Any:
-    """Import ``module:factory`` (e.g. ``torchvision.models:resnet18``); BadInput if we cannot."""
+def split_arch(arch: str) -> tuple[str, str]:
+    """``"pkg.models:Net"`` → ``("pkg.models", "Net")``; BadInput for anything else."""
     module_name, sep, attr = arch.partition(":")
     if not sep or not module_name or not attr:
-        raise BadInput(f"invalid --arch {arch!r}", hint="write module:factory, e.g. pkg.models:Net")
+        raise BadInput(
+            f"invalid --arch {arch!r}",
+            hint="write module:factory, e.g. torchvision.models:resnet18",
+        )
+    return module_name, attr
+
+
+def load_factory(arch: str) -> Any:
+    """Import ``module:factory`` (e.g. ``torchvision.models:resnet18``); BadInput if we cannot."""
+    module_name, attr = split_arch(arch)
     with cwd_on_path():
         importlib.invalidate_caches()
         try:
