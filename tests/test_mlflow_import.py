@@ -23,17 +23,20 @@ def assert_nothing_written(root):
 
 
 # ----------------------------------------------------------------- no server needed
-@pytest.mark.parametrize("args, message", [
-    (["--from-mlflow", "runs:/abc123/../secrets"], "'..'"),
-    (["--from-mlflow", "abc123", "--artifact-path", "a/../../etc/passwd"], "'..'"),
-    (["--from-mlflow", "abc123", "--artifact-path", "/etc/passwd"], "must be relative"),
-    (["--from-mlflow", "abc123"], "needs --artifact-path"),
-    (["--from-mlflow", "runs:/abc123"], "names no artifact path"),
-    (["--from-mlflow", "models:/cls/latest"], "invalid model URI"),
-    (["--from-mlflow", "s3://bucket/x"], "unsupported MLflow source"),
-    (["--from-mlflow", "models:/cls@champion", "--artifact-path", "x"], "applies to runs"),
-    (["--artifact-path", "model"], "need --from-mlflow"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--from-mlflow", "runs:/abc123/../secrets"], "'..'"),
+        (["--from-mlflow", "abc123", "--artifact-path", "a/../../etc/passwd"], "'..'"),
+        (["--from-mlflow", "abc123", "--artifact-path", "/etc/passwd"], "must be relative"),
+        (["--from-mlflow", "abc123"], "needs --artifact-path"),
+        (["--from-mlflow", "runs:/abc123"], "names no artifact path"),
+        (["--from-mlflow", "models:/cls/latest"], "invalid model URI"),
+        (["--from-mlflow", "s3://bucket/x"], "unsupported MLflow source"),
+        (["--from-mlflow", "models:/cls@champion", "--artifact-path", "x"], "applies to runs"),
+        (["--artifact-path", "model"], "need --from-mlflow"),
+    ],
+)
 def test_bad_sources_are_exit_2_before_any_request(cli, root, args, message):
     res = cli("publish", "m", *args, "--tracking-uri", REFUSED_URI)
     assert res.exit_code == 2, res.stderr
@@ -43,8 +46,15 @@ def test_bad_sources_are_exit_2_before_any_request(cli, root, args, message):
 
 
 def test_path_and_from_mlflow_together_is_exit_2(cli, root, model_file):
-    res = cli("publish", "m", str(model_file), "--from-mlflow", "runs:/abc/model",
-              "--tracking-uri", REFUSED_URI)
+    res = cli(
+        "publish",
+        "m",
+        str(model_file),
+        "--from-mlflow",
+        "runs:/abc/model",
+        "--tracking-uri",
+        REFUSED_URI,
+    )
     assert res.exit_code == 2 and "not both" in res.stderr
     assert not root.exists()
 
@@ -55,8 +65,7 @@ def test_no_tracking_uri_is_exit_2(cli, root):
 
 
 def test_unreachable_server_is_exit_6_and_fast(cli, root):
-    res = cli("publish", "m", "--from-mlflow", "runs:/abc123/model",
-              "--tracking-uri", REFUSED_URI)
+    res = cli("publish", "m", "--from-mlflow", "runs:/abc123/model", "--tracking-uri", REFUSED_URI)
     assert res.exit_code == 6, res.stderr
     assert "unreachable" in res.stderr
     assert not root.exists()
@@ -97,8 +106,8 @@ def logged(mlflow_server, tmp_path):
     (model_dir / "MLmodel").write_text(
         "flavors:\n  python_function: {loader_module: mlflow.pytorch}\n"
         "signature:\n"
-        "  inputs: '[{\"type\": \"tensor\", \"tensor-spec\": {\"dtype\": \"float32\", "
-        "\"shape\": [-1, 4]}}]'\n"
+        '  inputs: \'[{"type": "tensor", "tensor-spec": {"dtype": "float32", '
+        '"shape": [-1, 4]}}]\'\n'
         "  outputs: null\n"
     )
     (model_dir / "data.bin").write_bytes(b"\x00" * 64)
@@ -109,15 +118,30 @@ def logged(mlflow_server, tmp_path):
     client.create_registered_model(name)
     mv = client.create_model_version(name, f"runs:/{rid}/model", run_id=rid)
     client.set_registered_model_alias(name, "champion", mv.version)
-    return {"uri": mlflow_server, "run_id": rid, "model": name, "version": int(mv.version),
-            "client": client, "net": net}
+    return {
+        "uri": mlflow_server,
+        "run_id": rid,
+        "model": name,
+        "version": int(mv.version),
+        "client": client,
+        "net": net,
+    }
 
 
 @pytest.mark.slow
 def test_runs_uri_imports_artifact_metrics_and_params(cli, root, reg, logged):
     rid = logged["run_id"]
-    res = cli("publish", "cls", "--from-mlflow", f"runs:/{rid}/checkpoints/best_checkpoint.pth",
-              "--tracking-uri", logged["uri"], "--param", "lr=0.002", "--json")
+    res = cli(
+        "publish",
+        "cls",
+        "--from-mlflow",
+        f"runs:/{rid}/checkpoints/best_checkpoint.pth",
+        "--tracking-uri",
+        logged["uri"],
+        "--param",
+        "lr=0.002",
+        "--json",
+    )
     assert res.exit_code == 0, res.stderr
     info = json.loads(res.stdout)
     assert [f["path"] for f in info["files"]] == ["payload/best_checkpoint.pth"]
@@ -135,15 +159,27 @@ def test_runs_uri_imports_artifact_metrics_and_params(cli, root, reg, logged):
 @pytest.mark.slow
 def test_bare_run_id_with_env_tracking_uri(cli, root, logged, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", logged["uri"])
-    res = cli("publish", "cls", "--from-mlflow", logged["run_id"], "--artifact-path", "model",
-              "--metric", "accuracy=0.5", "--json")
+    res = cli(
+        "publish",
+        "cls",
+        "--from-mlflow",
+        logged["run_id"],
+        "--artifact-path",
+        "model",
+        "--metric",
+        "accuracy=0.5",
+        "--json",
+    )
     assert res.exit_code == 0, res.stderr
     info = json.loads(res.stdout)
     paths = {f["path"] for f in info["files"]}
     assert {"payload/model/MLmodel", "payload/model/data.bin"} <= paths
     assert info["metrics"]["accuracy"] == 0.5
-    assert info["signature"] == {"inputs": [{"shape": [None, 4], "dtype": "float32"}],
-                                 "batch_dim": 0, "source": "mlflow"}
+    assert info["signature"] == {
+        "inputs": [{"shape": [None, 4], "dtype": "float32"}],
+        "batch_dim": 0,
+        "source": "mlflow",
+    }
 
 
 @pytest.mark.slow
@@ -151,8 +187,11 @@ def test_bare_run_id_with_env_tracking_uri(cli, root, logged, monkeypatch):
 def test_registered_model_with_config_tracking_uri(cli, root, logged, tmp_path, form):
     config = tmp_path / "registry.yaml"
     config.write_text(f"mlflow:\n  tracking_uri: {logged['uri']}\n")
-    uri = (f"models:/{logged['model']}@champion" if form == "alias"
-           else f"models:/{logged['model']}/{logged['version']}")
+    uri = (
+        f"models:/{logged['model']}@champion"
+        if form == "alias"
+        else f"models:/{logged['model']}/{logged['version']}"
+    )
     res = cli("--config", str(config), "publish", "cls", "--from-mlflow", uri, "--json")
     assert res.exit_code == 0, res.stderr
     info = json.loads(res.stdout)
@@ -167,9 +206,19 @@ def test_registered_model_with_config_tracking_uri(cli, root, logged, tmp_path, 
 @pytest.mark.slow
 def test_mlflow_checkpoint_can_be_converted(cli, root, logged):
     torch = pytest.importorskip("torch")
-    res = cli("publish", "cls", "--from-mlflow",
-              f"runs:/{logged['run_id']}/checkpoints", "--tracking-uri", logged["uri"],
-              "--convert", "torch-standard", "--task", "regression", "--json")
+    res = cli(
+        "publish",
+        "cls",
+        "--from-mlflow",
+        f"runs:/{logged['run_id']}/checkpoints",
+        "--tracking-uri",
+        logged["uri"],
+        "--convert",
+        "torch-standard",
+        "--task",
+        "regression",
+        "--json",
+    )
     assert res.exit_code == 0, res.stderr
     info = json.loads(res.stdout)
     assert info["standard_artifacts"] == {"pytorch": "payload/model-standard.pt"}
@@ -207,11 +256,15 @@ def test_model_logged_with_mlflow_pytorch(cli, root, mlflow_server, monkeypatch)
     name = f"logged-{uuid.uuid4().hex[:8]}"
     with mlflow.start_run() as run:
         mlflow.log_metric("accuracy", 0.8)
-        logged = mlflow.pytorch.log_model(torch.nn.Linear(4, 2), name="model",
-                                          input_example=np.zeros((1, 4), dtype=np.float32),
-                                          registered_model_name=name)
+        logged = mlflow.pytorch.log_model(
+            torch.nn.Linear(4, 2),
+            name="model",
+            input_example=np.zeros((1, 4), dtype=np.float32),
+            registered_model_name=name,
+        )
     mlflow.MlflowClient(mlflow_server).set_registered_model_alias(
-        name, "candidate", logged.registered_model_version)
+        name, "candidate", logged.registered_model_version
+    )
     res = cli("publish", "lin", "--from-mlflow", f"models:/{name}@candidate", "--json")
     assert res.exit_code == 0, res.stderr
     info = json.loads(res.stdout)
@@ -235,6 +288,5 @@ def test_plain_publish_imports_neither_mlflow_nor_torch(tmp_path, model_file):
         "heavy = [m for m in ('mlflow', 'torch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
