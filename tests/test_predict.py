@@ -215,3 +215,46 @@ def test_library_api_matches_cli(reg, artifacts):
     np.save(buf, pm.example(10, batch=2))
     out = predict_bytes(model, buf.getvalue())
     assert out["version"] == "v1" and len(out["prediction"]) == 2
+
+
+COLUMN_MODEL = """
+import mlflow
+import pandas as pd
+
+
+class RowSum(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
+        return model_input[["a", "b", "c"]].sum(axis=1)
+
+
+mlflow.models.set_model(RowSum())
+"""
+
+
+def test_mlflow_column_schema_checked_by_width_and_fed_as_dataframe(reg, cli, tmp_path):
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    code = tmp_path / "row_sum.py"
+    code.write_text(COLUMN_MODEL)
+    sig = ModelSignature(inputs=Schema([ColSpec("double", n) for n in ("a", "b", "c")]))
+    folder = tmp_path / "src" / "row_sum"
+    mlflow.pyfunc.save_model(str(folder), python_model=str(code), signature=sig)
+    reg.publish("rows", [folder])
+
+    from registry_cli.predict.loader import signature_from_mlmodel
+
+    assert signature_from_mlmodel(folder) == {
+        "inputs": [{"shape": [None, 3], "dtype": "float64", "columns": ["a", "b", "c"]}],
+        "batch_dim": 0,
+        "source": "MLmodel",
+    }
+    res, out = run_predict(cli, "rows", write_json(tmp_path / "x.json", [[1, 2, 3], [4, 5, 6]]))
+    assert res.exit_code == 0, res.stderr
+    assert out["prediction"] == [6.0, 15.0]
+    res, out = run_predict(cli, "rows", write_json(tmp_path / "one.json", {"X": [1, 2, 3.5]}))
+    assert res.exit_code == 0, res.stderr
+    assert out["prediction"] == 6.5  # one row in, one value out
+    res, _ = run_predict(cli, "rows", write_json(tmp_path / "bad.json", [[1, 2], [3, 4]]))
+    assert res.exit_code == 2 and "X has shape [2, 2], expected [*, 3]" in res.stderr
