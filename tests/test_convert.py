@@ -413,3 +413,13 @@ def test_checkpoint_inside_a_folder_is_converted(reg, tmp_path):
     doc = torch.load(info.path / "payload" / "model-standard.pt", weights_only=True)
     assert doc["task"] == "regression" and doc["source"]["file"] == "best.pth"
     assert reg.verify("m").ok
+
+
+def test_legacy_non_zip_checkpoint_is_converted(reg, tmp_path):
+    """Files saved before torch 1.6's zip format cannot be memory-mapped; they still load."""
+    net = make_net()
+    path = tmp_path / "old.pth"
+    torch.save({"state_dict": net.state_dict()}, path, _use_new_zipfile_serialization=False)
+    info = publish_with_conversion(reg, "m", [path])
+    doc = torch.load(info.path / "payload" / "model-standard.pt", weights_only=True)
+    assert torch.equal(doc["state_dict"]["fc.weight"], net.state_dict()["fc.weight"])

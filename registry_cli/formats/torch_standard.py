@@ -45,9 +45,7 @@ class LoadedCheckpoint:
 
     path: Path
     sha256: str
-    state_dict: dict[str, Any]
-    found_under: str | None  # "model_state_dict", ... or None for a bare state dict
-    stripped_prefix: str | None
+    state_dict: dict[str, Any]  # wrapper prefixes ('module.', '_orig_mod.') removed
     meta: dict[str, Any]  # small scalars found beside the weights (epoch, num_classes, ...)
 
 
@@ -123,8 +121,8 @@ def load_checkpoint(path: Path, *, trust_pickle: bool = False) -> LoadedCheckpoi
 
     _size, sha256 = hash_file(path)
     obj = _torch_load(path, trust_pickle=trust_pickle)
-    state_dict, found_under, meta = _extract_state_dict(obj, path)
-    state_dict, prefix = _strip_wrapper_prefix(state_dict)
+    state_dict, meta = _extract_state_dict(obj, path)
+    state_dict = _strip_wrapper_prefix(state_dict)
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             raise BadInput(
@@ -132,7 +130,7 @@ def load_checkpoint(path: Path, *, trust_pickle: bool = False) -> LoadedCheckpoi
                 "not a tensor",
                 hint="save the checkpoint with model.state_dict()",
             )
-    return LoadedCheckpoint(path, sha256, state_dict, found_under, prefix, meta)
+    return LoadedCheckpoint(path, sha256, state_dict, meta)
 
 
 def _torch_load(path: Path, *, trust_pickle: bool) -> Any:
@@ -181,14 +179,15 @@ def _is_tensor_dict(obj: Any) -> bool:
     )
 
 
-def _extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
-    """Find the weights in the usual checkpoint shapes."""
+def _extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Find the weights in the usual checkpoint shapes; also return the small scalars beside
+    them (``epoch``, ``num_classes``, ...)."""
     import torch
 
     if isinstance(obj, torch.nn.Module):  # only reachable with trust_pickle
-        return dict(obj.state_dict()), "(pickled nn.Module)", {}
+        return dict(obj.state_dict()), {}
     if _is_tensor_dict(obj):
-        return dict(obj), None, {}
+        return dict(obj), {}
     if isinstance(obj, dict):
         meta = {
             k: v
@@ -198,9 +197,9 @@ def _extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, Any], str | Non
         for key in STATE_DICT_KEYS:
             inner = obj.get(key)
             if isinstance(inner, torch.nn.Module):
-                return dict(inner.state_dict()), key, meta
+                return dict(inner.state_dict()), meta
             if _is_tensor_dict(inner):
-                return dict(inner), key, meta
+                return dict(inner), meta
         keys = ", ".join(repr(k) for k in list(obj)[:8])
         raise BadInput(
             f"{path}: no state dict found (top-level keys: {keys})",
@@ -213,12 +212,12 @@ def _extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, Any], str | Non
     )
 
 
-def _strip_wrapper_prefix(state_dict: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+def _strip_wrapper_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:
     """Drop ``module.`` (DataParallel) or ``_orig_mod.`` when every key carries it."""
     for prefix in WRAPPER_PREFIXES:
         if state_dict and all(k.startswith(prefix) for k in state_dict):
-            return {k[len(prefix) :]: v for k, v in state_dict.items()}, prefix
-    return state_dict, None
+            return {k[len(prefix) :]: v for k, v in state_dict.items()}
+    return state_dict
 
 
 def standard_document(
