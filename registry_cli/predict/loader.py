@@ -116,12 +116,14 @@ def find_runnable(folder: Path, manifest: dict[str, Any]) -> Runnable:
                     hint="check the version with: regctl verify",
                 )
             return Runnable(kind, path, rel)
-    paths = sorted(f["path"] for f in manifest.get("files") or [] if isinstance(f, dict))
+    paths: list[str] = sorted(
+        str(f["path"]) for f in manifest.get("files") or [] if isinstance(f, dict)
+    )
     mlmodels = [p for p in paths if p.rsplit("/", 1)[-1] == "MLmodel"]
     if mlmodels:
         rel = min(mlmodels, key=lambda p: (p.count("/"), p)).rsplit("/", 1)[0]
         return Runnable("mlflow", inside(folder, rel), rel)
-    preferred = manifest.get("preferred_weight")
+    preferred = str(manifest.get("preferred_weight"))
     ordered = ([preferred] if preferred in paths else []) + [p for p in paths if p != preferred]
     for rel in ordered:
         path = inside(folder, rel)
