@@ -258,3 +258,44 @@ def test_mlflow_column_schema_checked_by_width_and_fed_as_dataframe(reg, cli, tm
     assert out["prediction"] == 6.5  # one row in, one value out
     res, _ = run_predict(cli, "rows", write_json(tmp_path / "bad.json", [[1, 2], [3, 4]]))
     assert res.exit_code == 2 and "X has shape [2, 2], expected [*, 3]" in res.stderr
+
+
+def test_prepare_rules_for_batches_dtypes_and_static_batch_dims():
+    """The input rules of SPEC §8 'Signatures', at the library level."""
+    from registry_cli.errors import BadInput
+    from registry_cli.predict.inputs import prepare
+
+    p = prepare([[1, 2, 3]], {"inputs": [{"shape": [None, 3], "dtype": "float32"}]})
+    assert p.array.dtype == np.float32 and p.array.shape == (1, 3) and not p.single
+    p = prepare([1, 2, 3], {"inputs": [{"shape": [None, 3], "dtype": "float32"}]})
+    assert p.single and p.array.shape == (1, 3)
+    p = prepare(np.zeros((2, 3), dtype=np.float64), {"inputs": [{"shape": [None, 3]}]})
+    assert p.array.dtype == np.float64  # no dtype in the signature: kept as given
+    p = prepare([[True, False]], {"inputs": [{"shape": [None, 2], "dtype": "float32"}]})
+    assert p.array.tolist() == [[1.0, 0.0]]
+    with pytest.raises(BadInput, match=r"X has dtype float64, expected int64"):
+        prepare([[1.5, 2.0]], {"inputs": [{"shape": [None, 2], "dtype": "int64"}]})
+    # a static batch dimension: a single example is not batched automatically
+    static = {"inputs": [{"shape": [1, 3], "dtype": "float32"}], "batch_dim": 0}
+    assert prepare([[1, 2, 3]], static).array.shape == (1, 3)
+    with pytest.raises(BadInput, match=r"X has shape \[3\], expected \[1, 3\] \(a batch\)$"):
+        prepare([1, 2, 3], static)
+    two = {"inputs": [{"shape": [None, 3]}, {"shape": [None, 2]}]}
+    with pytest.raises(BadInput, match="takes 2 inputs"):
+        prepare([[1, 2, 3]], two)
+    p = prepare([[1, 2], [3, 4]], None)  # nothing to check against
+    assert p.array.shape == (2, 2) and not p.single
+
+
+def test_outputs_become_json():
+    import pandas as pd
+    import torch
+
+    from registry_cli.predict.inputs import to_jsonable, unbatch
+
+    assert to_jsonable(torch.tensor([[1.0, float("nan")]])) == [[1.0, None]]
+    assert to_jsonable((np.float32(2.5), {"a": np.arange(2)})) == [2.5, {"a": [0, 1]}]
+    frame = pd.DataFrame({"p": [0.1, 0.9]})
+    assert to_jsonable(frame) == [{"p": 0.1}, {"p": 0.9}]
+    assert unbatch(frame) == {"p": 0.1}
+    assert to_jsonable(unbatch((torch.ones(2, 3), torch.zeros(2)))) == [[1.0] * 3, 0.0]
