@@ -389,7 +389,7 @@ class TinySeq(torch.nn.Module):
 
 
 @pytest.mark.slow
-def test_checkpoint_converted_with_arch_is_served(cli, reg, serve, monkeypatch):
+def test_checkpoint_converted_with_arch_is_served(cli, reg, serve, receiver, monkeypatch):
     """publish --convert torch-standard --arch writes a program; serve runs it without the
     user's module."""
     import sys
@@ -428,9 +428,26 @@ def test_checkpoint_converted_with_arch_is_served(cli, reg, serve, monkeypatch):
     xb = pm.example(11, batch=2)
     with torch.no_grad():
         want = net(torch.from_numpy(xb)).numpy()
-    r = srv.client.post("/predict", json={"X": xb[0].tolist()})
+    r = srv.client.post(
+        "/predict",
+        json={
+            "X": xb[0].tolist(),
+            "callback_url": f"{receiver.url}/ok",
+            "metadata": {"window": "2026-11-23T02:00Z"},
+        },
+    )
     assert r.status_code == 200, r.text
     np.testing.assert_allclose(r.json()["prediction"], want[0], rtol=1e-5, atol=1e-6)
+    assert r.json()["posted_to_callback"] is True
+    assert receiver.received == [
+        {
+            "prediction": r.json()["prediction"],
+            "metadata": {"window": "2026-11-23T02:00Z"},
+            "model": "btc/seq",
+            "model_alias": "champion",
+            "model_version": "v1",
+        }
+    ]
     r = srv.client.post("/predict", json={"X": xb.tolist()})
     np.testing.assert_allclose(r.json()["prediction"], want, rtol=1e-5, atol=1e-6)
     r = srv.client.post("/predict", json={"X": xb[:, :, :3].tolist()})
