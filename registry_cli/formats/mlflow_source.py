@@ -51,10 +51,6 @@ class MlflowRef:
     model_version: str | None = None
     model_alias: str | None = None
 
-    @property
-    def is_model(self) -> bool:
-        return self.model_name is not None
-
 
 @dataclass
 class FetchedArtifact:
@@ -309,19 +305,20 @@ def lookup(ref: MlflowRef, tracking_uri: str) -> Lookup:
         }
         model_source = None
         run_id = ref.run_id
-        if ref.is_model:
-            what = f"model {ref.model_name!r} " + (
+        if ref.model_name is not None:
+            name = ref.model_name
+            what = f"model {name!r} " + (
                 f"alias {ref.model_alias!r}" if ref.model_alias else f"version {ref.model_version}"
             )
             with _translated(what, tracking_uri):
                 if ref.model_alias:
-                    mv = client.get_model_version_by_alias(ref.model_name, ref.model_alias)
+                    mv = client.get_model_version_by_alias(name, ref.model_alias)
                 else:
-                    mv = client.get_model_version(ref.model_name, ref.model_version)
+                    mv = client.get_model_version(name, str(ref.model_version))
             run_id = mv.run_id or None
             model_source = mv.source
             source.update(
-                model_name=ref.model_name,
+                model_name=name,
                 model_version=int(mv.version),
                 model_alias=ref.model_alias,
                 model_source=model_source,
@@ -331,7 +328,7 @@ def lookup(ref: MlflowRef, tracking_uri: str) -> Lookup:
             else:
                 source["artifact_path"] = None
             with _translated(what, tracking_uri):  # the version's own files: aliases move
-                download_uri = client.get_model_version_download_uri(ref.model_name, mv.version)
+                download_uri = client.get_model_version_download_uri(name, mv.version)
         else:
             download_uri = f"runs:/{ref.run_id}/{ref.artifact_path}"
             source["artifact_path"] = ref.artifact_path

@@ -143,7 +143,9 @@ def _write_and_publish(
     out = folder / "out"
     out.mkdir()
     torch_standard.save_standard(converted.doc, out / torch_standard.STANDARD_FILE)
-    extra = [(out / torch_standard.STANDARD_FILE, torch_standard.STANDARD_FILE)]
+    extra: list[tuple[str | os.PathLike[str], str]] = [
+        (out / torch_standard.STANDARD_FILE, torch_standard.STANDARD_FILE)
+    ]
     standard = {"pytorch": f"payload/{torch_standard.STANDARD_FILE}"}
     if converted.model is not None and signature is not None:
         program = torch_program.write_program(converted.model, signature, out)
@@ -154,7 +156,7 @@ def _write_and_publish(
     converted.model = None
     return registry.publish(
         name,
-        sources,
+        list[str | os.PathLike[str]](sources),
         extra_files=extra,
         move_extra_files=True,  # our own outputs, on the registry's filesystem: no copy
         standard_artifacts=standard,

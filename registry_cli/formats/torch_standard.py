@@ -195,7 +195,7 @@ def _extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, Any], dict[str,
             if isinstance(k, str) and isinstance(v, (int, float, str, bool))
         }
         for key in STATE_DICT_KEYS:
-            inner = obj.get(key)
+            inner: Any = obj.get(key)
             if isinstance(inner, torch.nn.Module):
                 return dict(inner.state_dict()), meta
             if _is_tensor_dict(inner):
