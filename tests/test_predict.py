@@ -16,14 +16,19 @@ SIG = {"inputs": [{"shape": [None, pm.T, pm.F], "dtype": "float32"}], "batch_dim
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    """Build each real model once per module (exporting and saving take seconds)."""
-    base = tmp_path_factory.mktemp("models")
-    return {
-        "pt2": pm.save_exported(base / "pt2" / "model.pt2"),
-        "ts": pm.save_torchscript(base / "ts" / "model.pt"),
-        "mlflow": pm.save_mlflow_seq(base / "mlflow" / "seq_model"),
-    }
+def pt2(tmp_path_factory):
+    """Each real model is built once per module (exporting and saving take seconds)."""
+    return pm.save_exported(tmp_path_factory.mktemp("pt2") / "model.pt2")
+
+
+@pytest.fixture(scope="module")
+def torchscript(tmp_path_factory):
+    return pm.save_torchscript(tmp_path_factory.mktemp("ts") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def mlflow_model(tmp_path_factory):
+    return pm.save_mlflow_seq(tmp_path_factory.mktemp("mlflow") / "seq_model")
 
 
 def write_json(path, doc):
@@ -36,8 +41,8 @@ def run_predict(cli, ref, path):
     return res, (json.loads(res.stdout) if res.exit_code == 0 else None)
 
 
-def test_exported_program_single_example_batch_and_bare_array(reg, cli, tmp_path, artifacts):
-    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+def test_exported_program_single_example_batch_and_bare_array(reg, cli, tmp_path, pt2):
+    reg.publish("tiny", [pt2], signature=SIG)
     x = pm.example(1)
     res, out = run_predict(cli, "tiny", write_json(tmp_path / "one.json", {"X": x.tolist()}))
     assert res.exit_code == 0, res.stderr
@@ -51,8 +56,8 @@ def test_exported_program_single_example_batch_and_bare_array(reg, cli, tmp_path
     np.testing.assert_allclose(out["prediction"], pm.expected_torch(xb), rtol=1e-5)
 
 
-def test_npy_and_stdin_inputs(reg, cli, tmp_path, artifacts):
-    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+def test_npy_and_stdin_inputs(reg, cli, tmp_path, pt2):
+    reg.publish("tiny", [pt2], signature=SIG)
     xb = pm.example(3, batch=2)
     npy = tmp_path / "x.npy"
     np.save(npy, xb)
@@ -67,8 +72,8 @@ def test_npy_and_stdin_inputs(reg, cli, tmp_path, artifacts):
     )
 
 
-def test_signature_read_from_exported_program_when_manifest_has_none(reg, cli, tmp_path, artifacts):
-    reg.publish("tiny", [artifacts["pt2"]])  # no --example-shape
+def test_signature_read_from_exported_program_when_manifest_has_none(reg, cli, tmp_path, pt2):
+    reg.publish("tiny", [pt2])  # no --example-shape
     x = pm.example(4)
     res, out = run_predict(cli, "tiny", write_json(tmp_path / "x.json", {"X": x.tolist()}))
     assert res.exit_code == 0, res.stderr
@@ -78,15 +83,15 @@ def test_signature_read_from_exported_program_when_manifest_has_none(reg, cli, t
     assert "expected [*, 12, 18]" in res.stderr and res.stdout == ""
 
 
-def test_torchscript_found_by_content_not_name(reg, cli, tmp_path, artifacts):
-    reg.publish("tiny-ts", [artifacts["ts"]], signature=SIG)  # payload/model.pt
+def test_torchscript_found_by_content_not_name(reg, cli, tmp_path, torchscript):
+    reg.publish("tiny-ts", [torchscript], signature=SIG)  # payload/model.pt
     xb = pm.example(5, batch=4)
     res, out = run_predict(cli, "tiny-ts", write_json(tmp_path / "x.json", {"X": xb.tolist()}))
     assert res.exit_code == 0, res.stderr
     np.testing.assert_allclose(out["prediction"], pm.expected_torch(xb), rtol=1e-5)
 
 
-def test_standard_artifacts_contract_picks_the_program(reg, cli, tmp_path, artifacts):
+def test_standard_artifacts_contract_picks_the_program(reg, cli, tmp_path, pt2):
     """The converter's output: model-standard.pt (preferred weight) + model.pt2."""
     import torch
 
@@ -97,7 +102,7 @@ def test_standard_artifacts_contract_picks_the_program(reg, cli, tmp_path, artif
     info = reg.publish(
         "conv",
         [],
-        extra_files=[(std, "model-standard.pt"), (artifacts["pt2"], "model.pt2")],
+        extra_files=[(std, "model-standard.pt"), (pt2, "model.pt2")],
         standard_artifacts={
             "pytorch": "payload/model-standard.pt",
             "exported_program": "payload/model.pt2",
@@ -123,8 +128,8 @@ def test_standard_artifacts_contract_picks_the_program(reg, cli, tmp_path, artif
         ({"X": 3}, "X must be an array"),
     ],
 )
-def test_bad_inputs_are_exit_2_naming_expected_and_got(reg, cli, tmp_path, artifacts, doc, needle):
-    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+def test_bad_inputs_are_exit_2_naming_expected_and_got(reg, cli, tmp_path, pt2, doc, needle):
+    reg.publish("tiny", [pt2], signature=SIG)
     res, _ = run_predict(cli, "tiny", write_json(tmp_path / "bad.json", doc))
     assert res.exit_code == 2
     assert res.stdout == ""
@@ -132,9 +137,9 @@ def test_bad_inputs_are_exit_2_naming_expected_and_got(reg, cli, tmp_path, artif
     assert res.stderr.startswith("error: ") and "Traceback" not in res.stderr
 
 
-def test_dtype_checked_against_signature(reg, cli, tmp_path, artifacts):
+def test_dtype_checked_against_signature(reg, cli, tmp_path, pt2):
     sig = {"inputs": [{"shape": [None, pm.T, pm.F], "dtype": "int64"}], "batch_dim": 0}
-    reg.publish("ints", [artifacts["pt2"]], signature=sig)
+    reg.publish("ints", [pt2], signature=sig)
     npy = tmp_path / "x.npy"
     np.save(npy, pm.example(7))
     res, _ = run_predict(cli, "ints", npy)
@@ -142,8 +147,8 @@ def test_dtype_checked_against_signature(reg, cli, tmp_path, artifacts):
     assert "X has dtype float32, expected int64" in res.stderr
 
 
-def test_not_json_nor_npy_and_missing_file(reg, cli, tmp_path, artifacts):
-    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+def test_not_json_nor_npy_and_missing_file(reg, cli, tmp_path, pt2):
+    reg.publish("tiny", [pt2], signature=SIG)
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00\x01not json")
     res, _ = run_predict(cli, "tiny", junk)
@@ -160,18 +165,18 @@ def test_nothing_runnable_is_exit_4(reg, cli, tmp_path, model_file):
     assert "--convert torch-standard --arch" in res.stderr
 
 
-def test_unknown_model_and_alias(reg, cli, tmp_path, artifacts):
-    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+def test_unknown_model_and_alias(reg, cli, tmp_path, pt2):
+    reg.publish("tiny", [pt2], signature=SIG)
     x = write_json(tmp_path / "x.json", {"X": pm.example(0).tolist()})
     assert run_predict(cli, "nope", x)[0].exit_code == 3
     res, _ = run_predict(cli, "tiny@champion", x)
     assert res.exit_code == 3 and "no alias 'champion'" in res.stderr
 
 
-def test_mlflow_pyfunc_checked_before_it_runs(reg, cli, tmp_path, artifacts, monkeypatch):
+def test_mlflow_pyfunc_checked_before_it_runs(reg, cli, tmp_path, mlflow_model, monkeypatch):
     calls = tmp_path / "calls.log"
     monkeypatch.setenv("SEQ_MODEL_CALLS", str(calls))
-    info = reg.publish("seq", [artifacts["mlflow"]])  # signature comes from MLmodel
+    info = reg.publish("seq", [mlflow_model])  # signature comes from MLmodel
     assert any(f["path"].endswith("/MLmodel") for f in info.files)
     x = pm.example(8)
     res, out = run_predict(cli, "seq", write_json(tmp_path / "x.json", {"X": x.tolist()}))
@@ -184,8 +189,8 @@ def test_mlflow_pyfunc_checked_before_it_runs(reg, cli, tmp_path, artifacts, mon
     assert calls.read_text().count("call") == 1  # the model never saw the bad input
 
 
-def test_pulled_bundle_folder_without_a_registry(reg, cli, tmp_path, artifacts):
-    info = reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+def test_pulled_bundle_folder_without_a_registry(reg, cli, tmp_path, pt2):
+    info = reg.publish("tiny", [pt2], signature=SIG)
     bundle_dir = tmp_path / "cache" / "tiny" / "v1"
     bundle_dir.mkdir(parents=True)
     with tarfile.open(info.bundle["path"]) as tar:
@@ -206,10 +211,10 @@ def test_pulled_bundle_folder_without_a_registry(reg, cli, tmp_path, artifacts):
     np.testing.assert_allclose(out["prediction"], pm.expected_torch(x[None])[0], rtol=1e-5)
 
 
-def test_library_api_matches_cli(reg, artifacts):
+def test_library_api_matches_cli(reg, pt2):
     from registry_cli.predict.service import load_reference, predict_bytes
 
-    reg.publish("tiny", [artifacts["pt2"]], signature=SIG)
+    reg.publish("tiny", [pt2], signature=SIG)
     model = load_reference("tiny", lambda: reg)
     buf = io.BytesIO()
     np.save(buf, pm.example(10, batch=2))
