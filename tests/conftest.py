@@ -143,16 +143,14 @@ def mlflow_server(tmp_path_factory):
                                 start_new_session=True)
 
     def stop() -> None:
-        if proc.poll() is not None:
-            return
+        # the server's uvicorn and job workers share the group this fixture created
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # the group this fixture created
-        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):  # workers slower than the leader
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
     deadline = time.monotonic() + 180
     try:
