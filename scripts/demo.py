@@ -213,6 +213,65 @@ def step_predict() -> None:
             server.wait()
 
 
+def step_distribution() -> None:
+    """Serve dist/ over FTP on loopback, pull the released model like a client machine."""
+    import re
+    import secrets
+    import signal
+    import time
+
+    say("Distribution: serve dist/ read-only over FTP, pull release latest on a 'client'")
+    env = dict(ENV, DEMO_FTP_PASSWORD=secrets.token_urlsafe(12))
+    log_path = WORK / "serve-ftp.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    args = ["serve-ftp", "--host", "127.0.0.1", "--port", "0", "--user", "mlops",
+            "--password-env", "DEMO_FTP_PASSWORD"]
+    print(f"$ DEMO_FTP_PASSWORD=... regctl {' '.join(args)} &", flush=True)
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "registry_cli", *args], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        port = None
+        deadline = time.monotonic() + 30
+        while port is None and time.monotonic() < deadline and server.poll() is None:
+            found = re.search(r"listening on [0-9.]+:(\d+)", log_path.read_text())
+            port = int(found.group(1)) if found else None
+            time.sleep(0.1)
+        if port is None:
+            raise SystemExit("serve-ftp did not start:\n" + log_path.read_text())
+        cache = WORK / "client-cache"
+        print(f"(the client cache is {cache}; without --cache-dir it is the torch hub dir)")
+        pull = ["pull", "faq-bot", "--stage", "release", "--version", "latest", "--from",
+                f"ftp://mlops@127.0.0.1:{port}", "--password-env", "DEMO_FTP_PASSWORD",
+                "--cache-dir", str(cache)]
+        for _ in range(2):  # the second pull is a cache hit
+            print(f"$ regctl {' '.join(pull)}", flush=True)
+            proc = subprocess.run([sys.executable, "-m", "registry_cli", *pull], env=env,
+                                  capture_output=True, text=True)
+            sys.stdout.write(proc.stdout + proc.stderr)
+            if proc.returncode != 0:
+                raise SystemExit(f"demo step failed with exit code {proc.returncode}")
+        say("   ... what a client sees over FTP (curl, any FTP client works)")
+        curl = shutil.which("curl")
+        if curl:
+            for path in ("release/faq-bot/LATEST", "release/faq-bot/LATEST.json"):
+                print(f"$ curl ftp://mlops:***@127.0.0.1:{port}/{path}", flush=True)
+                subprocess.run([curl, "-sS", "--netrc-file", "/dev/stdin",
+                                f"ftp://127.0.0.1:{port}/{path}"],
+                               input=f"machine 127.0.0.1 login mlops password "
+                                     f"{env['DEMO_FTP_PASSWORD']}\n", text=True)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        print("$ kill -TERM <serve-ftp>   # the server log:", flush=True)
+        lines = log_path.read_text().splitlines()
+        print("\n".join(lines[:3] + ["..."] + lines[-2:]), flush=True)
+
+
 def main() -> None:
     if ROOT.exists():
         print(f"(removing the previous demo registry at {ROOT})")
@@ -220,6 +279,7 @@ def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     step_core()
     step_lifecycle()
+    step_distribution()
     step_formats()
     step_predict()
     say(f"Done. The registry is in {ROOT}; try: regctl --root {ROOT} list")

@@ -61,10 +61,11 @@ def main_options(
 
 
 def _register() -> None:
-    from registry_cli.cli import lifecycle_cmds, predict_cmds, registry_cmds
+    from registry_cli.cli import dist_cmds, lifecycle_cmds, predict_cmds, registry_cmds
 
     registry_cmds.register(app)
     lifecycle_cmds.register(app)
+    dist_cmds.register(app)
     predict_cmds.register(app)
 
 

@@ -68,6 +68,7 @@ from registry_cli.storage.atomic import (
 from registry_cli.storage.layout import Layout
 
 if TYPE_CHECKING:
+    from registry_cli.dist.tree import DistReport, DistTree
     from registry_cli.storage.hashing import Progress
 
 PublishProgress = Callable[[str, int], "Progress | None"]
@@ -672,6 +673,26 @@ class ModelRegistry:
     # ------------------------------------------------------------------ hooks
     def _after_change(self, state: ModelState, stages: list[str]) -> None:
         """Called under the model lock after each committed change (dist/ sync)."""
+        self._dist().sync(state, stages)
+
+    def _dist(self) -> DistTree:
+        from registry_cli.dist.tree import DistTree
+
+        return DistTree(self.layout, self.stages)
+
+    def rebuild_dist(self) -> DistReport:
+        """Regenerate ``dist/`` from ``models/`` (each model under its lock)."""
+        from registry_cli.dist.tree import DistReport
+
+        self._require_root()
+        report = DistReport()
+        dist = self._dist()
+        for model in self._model_names():
+            with self._locked(model):
+                dist.rebuild_model(self._load_state(model), report)
+        with locks.hold(self.layout.registry_lock, what="the registry"):
+            dist.remove_orphans(self._model_names(), report)
+        return report
 
     # ------------------------------------------------------------------ verify / gc
     def verify(self, name: str | None = None, progress: Progress | None = None) -> VerifyReport:
@@ -691,6 +712,9 @@ class ModelRegistry:
             for v in state.versions:
                 self._verify_version(state, v, report, progress)
             self._verify_invariants(state, report)
+            self._dist().verify_model(state, report)
+        if not name:
+            self._dist().verify_orphans(names, report)
         return report
 
     def _verify_version(self, state: ModelState, v: int, report: VerifyReport,

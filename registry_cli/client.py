@@ -1,0 +1,147 @@
+"""The client side of FTP distribution, in the shape teams already use::
+
+    from registry_cli.client import FtpModelClientConfig, get_ftp_model_registry_client
+
+    client = get_ftp_model_registry_client(
+        FtpModelClientConfig(host="models.example", port=2121, username="mlops",
+                             password=os.environ["REGCTL_FTP_PASSWORD"]))
+    bundle = client.get("release", "classification-best-model", "latest")
+    weights = torch.load(bundle.preferred_weight_path, map_location="cpu", weights_only=True)
+
+Versions land in the torch hub cache (``<hub>/regctl/<host>_<port>/<stage>/<name>/vN/``,
+see :mod:`registry_cli.ftp.pull`); a cached, verified version is not
+downloaded again, and ``get(..., "vN")`` of a cached version needs no server.
+``get_ftp_model_registry_client`` returns one client per distinct config.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from registry_cli.ftp.pull import Puller, PullResult, Source, parse_source, resolve_cache_root
+
+__all__ = [
+    "FtpModelClientConfig",
+    "FtpModelRegistryClient",
+    "ModelBundle",
+    "ModelRegistryClient",
+    "get_ftp_model_registry_client",
+]
+
+
+@dataclass(frozen=True)
+class FtpModelClientConfig:
+    """Where the FTP server is and how to log in. ``username=None`` logs in anonymously."""
+
+    host: str = "127.0.0.1"
+    port: int = 2121
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_cert: str | None = None
+    cache_dir: str | None = None
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A pulled, verified version in the local cache."""
+
+    name: str
+    stage: str
+    version: str
+    path: Path
+    preferred_weight_path: Path
+    manifest: dict[str, Any] = field(repr=False)
+    sha256: str = ""
+    cached: bool = False
+
+    @classmethod
+    def from_result(cls, r: PullResult) -> ModelBundle:
+        return cls(
+            name=r.name,
+            stage=r.stage,
+            version=r.version,
+            path=r.path,
+            preferred_weight_path=r.preferred_weight_path,
+            manifest=r.manifest,
+            sha256=r.sha256,
+            cached=r.cached,
+        )
+
+
+class ModelRegistryClient:
+    """Pulls from any served tree: ``ftp://``/``ftps://`` URL or a folder (local, NFS)."""
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | Source,
+        *,
+        password: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        ca_cert: str | os.PathLike[str] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        src = source if isinstance(source, Source) else parse_source(source)
+        self._puller = Puller(
+            src,
+            password=password,
+            cache_root=resolve_cache_root(cache_dir),
+            ca_cert=Path(ca_cert) if ca_cert else None,
+            timeout=timeout,
+        )
+        self._lock = threading.Lock()
+
+    @property
+    def cache_root(self) -> Path:
+        return self._puller.cache_root
+
+    def get(
+        self, stage: str, name: str, version: str | int = "latest", *, offline: bool = False
+    ) -> ModelBundle:
+        """Return the version (``"latest"``, ``"v3"``, ``3``), downloading it only if needed."""
+        with self._lock:
+            return ModelBundle.from_result(
+                self._puller.pull(name, stage=stage, version=version, offline=offline)
+            )
+
+    def cached_versions(self, stage: str, name: str) -> list[str]:
+        """Intact cached versions, newest first."""
+        return [f"v{v}" for v in self._puller.cached_versions(stage, name)]
+
+
+class FtpModelRegistryClient(ModelRegistryClient):
+    """A :class:`ModelRegistryClient` built from an :class:`FtpModelClientConfig`."""
+
+    def __init__(self, config: FtpModelClientConfig) -> None:
+        self.config = config
+        source = Source(
+            kind="ftp", host=config.host, port=config.port, user=config.username, tls=config.tls
+        )
+        super().__init__(
+            source,
+            password=config.password,
+            cache_dir=config.cache_dir,
+            ca_cert=config.ca_cert,
+            timeout=config.timeout,
+        )
+
+
+_clients: dict[FtpModelClientConfig, FtpModelRegistryClient] = {}
+_clients_lock = threading.Lock()
+
+
+def get_ftp_model_registry_client(
+    config: FtpModelClientConfig | None = None,
+) -> FtpModelRegistryClient:
+    """One shared client per distinct config (thread-safe)."""
+    config = config or FtpModelClientConfig()
+    with _clients_lock:
+        client = _clients.get(config)
+        if client is None:
+            client = _clients[config] = FtpModelRegistryClient(config)
+        return client
