@@ -304,3 +304,27 @@ def test_outputs_become_json():
     assert to_jsonable(frame) == [{"p": 0.1}, {"p": 0.9}]
     assert unbatch(frame) == {"p": 0.1}
     assert to_jsonable(unbatch((torch.ones(2, 3), torch.zeros(2)))) == [[1.0] * 3, 0.0]
+
+
+def test_predict_on_a_bundle_pulled_into_the_client_cache(reg, root, cli, tmp_path, pt2):
+    """`regctl pull` from a registry root, then predict on the cached folder it prints."""
+    reg.publish("tiny", [pt2], signature=SIG)
+    reg.promote("tiny")
+    cache = tmp_path / "client-cache"
+    res = cli("pull", "tiny", "--from", str(root), "--cache-dir", str(cache), "--json")
+    assert res.exit_code == 0, res.stderr
+    pulled = json.loads(res.stdout)["path"]
+    assert str(cache) in pulled
+    x = pm.example(13)
+    res = cli(
+        "predict",
+        pulled,
+        "--input",
+        "-",
+        input=json.dumps({"X": x.tolist()}),
+        root_dir=tmp_path / "no-registry-here",
+    )
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert (out["model"], out["version"]) == ("tiny", "v1")
+    np.testing.assert_allclose(out["prediction"], pm.expected_torch(x[None])[0], rtol=1e-5)
