@@ -61,14 +61,15 @@ def make_checkpoint(path: Path, size_mb: int, kind: str) -> int:
     return path.stat().st_size
 
 
-def measure(work: Path, ckpt: Path, repeats: int) -> tuple[float, float, float]:
-    """Median seconds of (load+save, plain publish, publish with conversion)."""
+def measure(work: Path, ckpt: Path, repeats: int) -> dict[str, float]:
+    """Medians of load+save, plain publish and publish with conversion, and the spread
+    of the per-round ratio (machine noise shows there)."""
     import torch
 
     from registry_cli import ModelRegistry
     from registry_cli.formats.publish_sources import ConversionOptions, publish_with_conversion
 
-    load_save, plain, convert = [], [], []
+    load_save, plain, convert, ratios = [], [], [], []
     for i in range(repeats + 1):  # the first round warms caches and is dropped
         root = work / f"reg{i}"
         reg = ModelRegistry(root)
@@ -95,7 +96,14 @@ def measure(work: Path, ckpt: Path, repeats: int) -> tuple[float, float, float]:
             load_save.append(t1 - t0)
             plain.append(t3 - t2)
             convert.append(t5 - t4)
-    return statistics.median(load_save), statistics.median(plain), statistics.median(convert)
+            ratios.append((t5 - t4) / ((t1 - t0) + (t3 - t2)))
+    return {
+        "load_save": statistics.median(load_save),
+        "plain": statistics.median(plain),
+        "convert": statistics.median(convert),
+        "low": min(ratios),
+        "high": max(ratios),
+    }
 
 
 def append_doc(lines: list[str], command: str) -> None:
@@ -113,9 +121,19 @@ def append_doc(lines: list[str], command: str) -> None:
             "Target: publish with `--convert torch-standard` <= 1.5 x (torch.load + torch.save of "
             "the same checkpoint + a plain publish of it). Medians, warm page cache, in-process.",
             "",
-            "| checkpoint | size | load+save | plain publish | publish --convert | ratio | |",
-            "|---|---|---|---|---|---|---|",
+            "| checkpoint | size | load+save | plain publish | publish --convert | ratio "
+            "| per-round range | |",
+            "|---|---|---|---|---|---|---|---|",
             *lines,
+            "",
+            "The checkpoint is read from storage once (hashed, then memory-mapped by "
+            "`torch.load(mmap=True)`); the standard file is renamed into the version, not "
+            "copied. What remains is inherent: the version durably stores the original and "
+            "the standard file, and the bundle holds both again, while the baseline's "
+            "`torch.save` never reaches the disk. With a bare state dict the standard file is "
+            "as large as the checkpoint, so the publish writes twice the bytes of a plain one "
+            "and ~2x is the floor; a training checkpoint's weights are a fraction of it "
+            "(here half: SGD momentum doubles them). The machine is shared, so rounds vary.",
             "",
         ]
     )
@@ -142,8 +160,8 @@ def main() -> int:
         for kind in ("training", "bare"):
             ckpt = work / f"{kind}.pth"
             size = make_checkpoint(ckpt, size_mb, kind)
-            load_save, plain, convert = measure(work, ckpt, args.repeats)
-            ratio = convert / (load_save + plain)
+            m = measure(work, ckpt, args.repeats)
+            ratio = m["convert"] / (m["load_save"] + m["plain"])
             passed = ratio <= TARGET
             ok &= passed
             label = (
@@ -151,15 +169,17 @@ def main() -> int:
                 if kind == "training"
                 else "bare state dict (worst case)"
             )
+            verdict = "ok" if passed else "MISSED"
             print(
-                f"  {label:<66} {size / 1e6:6.0f} MB  load+save {load_save:.2f}s  "
-                f"plain {plain:.2f}s  convert {convert:.2f}s  ratio {ratio:.2f}x "
-                f"(target <= {TARGET}x) {'ok' if passed else 'MISSED'}",
+                f"  {label:<66} {size / 1e6:6.0f} MB  load+save {m['load_save']:.2f}s  "
+                f"plain {m['plain']:.2f}s  convert {m['convert']:.2f}s  ratio {ratio:.2f}x "
+                f"(rounds {m['low']:.2f}-{m['high']:.2f}) (target <= {TARGET}x) {verdict}",
                 flush=True,
             )
             rows.append(
-                f"| {label} | {size / 1e6:.0f} MB | {load_save:.2f} s | {plain:.2f} s | "
-                f"{convert:.2f} s | {ratio:.2f}x | {'ok' if passed else 'MISSED'} |"
+                f"| {label} | {size / 1e6:.0f} MB | {m['load_save']:.2f} s | {m['plain']:.2f} s "
+                f"| {m['convert']:.2f} s | {ratio:.2f}x | {m['low']:.2f}-{m['high']:.2f}x "
+                f"| {verdict} |"
             )
     command = "python bench/bench_convert.py" + (" --small" if args.small else "")
     if not args.no_doc:
