@@ -423,3 +423,17 @@ def test_legacy_non_zip_checkpoint_is_converted(reg, tmp_path):
     info = publish_with_conversion(reg, "m", [path])
     doc = torch.load(info.path / "payload" / "model-standard.pt", weights_only=True)
     assert torch.equal(doc["state_dict"]["fc.weight"], net.state_dict()["fc.weight"])
+
+
+def test_gc_keeps_a_live_conversion_folder_and_removes_a_dead_one(reg, model_file):
+    from registry_cli.formats.publish_sources import work_folder
+
+    reg.publish("m", [model_file])  # a root with a model
+    with work_folder(reg, "convert") as live:
+        (live / "model-standard.pt").write_bytes(b"half written")
+        report = reg.gc()
+        assert str(live) in report.kept_in_use and live.exists()
+    dead = reg.layout.tmp / "convert-99999-deadbeef"  # what a killed converter leaves
+    dead.mkdir()
+    (dead / ".alive").touch()
+    assert str(dead) in reg.gc().removed and not dead.exists()
