@@ -27,6 +27,7 @@ def assert_nothing_written(root):
     "args, message",
     [
         (["--from-mlflow", "runs:/abc123/../secrets"], "'..'"),
+        (["--from-mlflow", "runs:/abc123/%2e%2e/secrets"], "segments"),
         (["--from-mlflow", "abc123", "--artifact-path", "a/../../etc/passwd"], "'..'"),
         (["--from-mlflow", "abc123", "--artifact-path", "/etc/passwd"], "must be relative"),
         (["--from-mlflow", "abc123"], "needs --artifact-path"),

@@ -72,7 +72,7 @@ def validate_artifact_path(path: str) -> str:
         raise BadInput(f"artifact path {path!r} must be relative to the run's artifacts")
     text = text.rstrip("/")
     for seg in text.split("/"):
-        if seg in ("", ".", ".."):
+        if seg in ("", ".", "..") or urllib.parse.unquote(seg) in (".", ".."):
             raise BadInput(
                 f"artifact path {path!r} may not contain {seg or 'empty'!r} segments",
                 hint="name the artifact as logged, e.g. checkpoints/best.pth",
