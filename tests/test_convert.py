@@ -45,17 +45,28 @@ class Branchy(Net):
         return super().forward(x)
 
 
+class OneAtATime(torch.nn.Module):
+    """Takes exactly one example: torch.export cannot make its batch dynamic."""
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 8 * 8, num_classes)
+
+    def forward(self, x):
+        return self.fc(x.reshape(1, -1))
+
+
 def not_a_model(num_classes=3):
     return "nope"
 '''
 
 
-def make_net(num_classes=3):
+def make_net(num_classes=3, cls="Net"):
     """The same architecture as the user's module, built here to make checkpoints."""
     torch.manual_seed(0)
     ns: dict = {}
     exec(USER_MODULE, ns)
-    return ns["Net"](num_classes)
+    return ns[cls](num_classes)
 
 
 @pytest.fixture
@@ -243,6 +254,29 @@ def test_export_failure_falls_back_to_torchscript(cli, root, tmp_path, user_modu
     assert "exported_program" not in info["standard_artifacts"]
     scripted = torch.jit.load(str(payload_of(root) / "model-torchscript.pt"))
     assert scripted(torch.randn(4, 3, 8, 8)).shape == (4, 3)
+
+
+def test_static_program_records_its_fixed_batch(cli, root, tmp_path, user_module):
+    path = tmp_path / "one.pt"
+    torch.save(make_net(cls="OneAtATime").state_dict(), path)
+    res = cli(
+        "publish",
+        "m",
+        str(path),
+        "--convert",
+        "torch-standard",
+        "--arch",
+        f"{user_module}:OneAtATime",
+        "--example-shape",
+        "1,3,8,8",
+        "--json",
+    )
+    assert res.exit_code == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert info["standard_artifacts"]["exported_program"] == "payload/model.pt2"
+    assert info["signature"]["inputs"] == [{"shape": [1, 3, 8, 8], "dtype": "float32"}]
+    program = torch.export.load(str(payload_of(root) / "model.pt2")).module()
+    assert program(torch.randn(1, 3, 8, 8)).shape == (1, 3)
 
 
 def test_strict_load_mismatch_names_the_keys(cli, root, tmp_path, user_module):

@@ -23,7 +23,7 @@ from registry_cli.errors import BadInput
 
 EXPORT_FILE = "model.pt2"
 TORCHSCRIPT_FILE = "model-torchscript.pt"
-EXPORT_BATCH = 2  # torch.export specialises sizes 0 and 1, so trace with a batch of 2
+DYNAMIC_BATCH = 2  # torch.export specialises sizes 0 and 1, so trace a dynamic batch with 2
 _MAX_KEYS_SHOWN = 8
 
 
@@ -168,10 +168,10 @@ def write_program(model: Any, signature: dict[str, Any], folder: Path) -> Progra
 
     spec = signature["inputs"][0]
     dtype = getattr(torch, spec["dtype"])
-    example = _example(spec["shape"][1:], dtype)
     model.eval()
     notes: list[str] = []
-    for dynamic in (True, False):
+    for dynamic in (True, False):  # a static program takes one example at a time
+        example = _example(DYNAMIC_BATCH if dynamic else 1, spec["shape"][1:], dtype)
         try:
             program = _export(model, example, dynamic=dynamic)
             torch.export.save(program, str(folder / EXPORT_FILE))
@@ -186,6 +186,8 @@ def write_program(model: Any, signature: dict[str, Any], folder: Path) -> Progra
     try:
         with torch.no_grad():
             try:
+                # traced with a batch of 2 so batch-size constants do not slip in
+                example = _example(DYNAMIC_BATCH, spec["shape"][1:], dtype)
                 scripted = torch.jit.trace(model, example)
             except Exception:
                 scripted = torch.jit.script(model)
@@ -201,10 +203,10 @@ def write_program(model: Any, signature: dict[str, Any], folder: Path) -> Progra
     return ProgramResult("torchscript", TORCHSCRIPT_FILE, dict(signature), notes)
 
 
-def _example(rest: list[Any], dtype: Any) -> Any:
+def _example(batch: int, rest: list[Any], dtype: Any) -> Any:
     import torch
 
-    shape = (EXPORT_BATCH, *rest)
+    shape = (batch, *rest)
     if dtype.is_floating_point:
         return torch.randn(shape, dtype=dtype)
     return torch.zeros(shape, dtype=dtype)
