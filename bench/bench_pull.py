@@ -2,8 +2,8 @@
 
 A temporary registry gets a 1 GiB model and a 50 MiB model (``--small``: 128 MiB
 and 8 MiB), both released, served by the real ``regctl serve-ftp`` on loopback.
-Runs are interleaved (curl, then each pull variant, ``sync`` in between) and
-medians compared.
+Runs are interleaved (curl and each pull variant, in a rotating order, with
+``sync`` in between) and medians compared.
 
 1. One pull of the big bundle against ``curl -o file`` of the same bundle:
    - *download + verify*: connect, log in, read ``LATEST.json``, download the
@@ -250,23 +250,32 @@ def prestarted(kind: str, port: int, name: str, work: Path, n: int) -> float:
 
 
 def single(port: int, work: Path, size: int, runs: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"curl": [], "download_verify": [], "api": [], "cli": []}
     rel = "release/big/versions/v1/bundle.tar.gz"
-    for i in range(runs):
+
+    def run_curl(i: int) -> float:
         out = work / "curl.out"
-        settle()
-        times["curl"].append(curl(port, rel, out))
+        elapsed = curl(port, rel, out)
         out.unlink()
-        settle()
-        times["download_verify"].append(download_verify(port, "big", work))
-        settle()
-        cache = work / f"api-cache-{i}"
-        times["api"].append(api_pull(port, "big", cache))
+        return elapsed
+
+    def run_pull(kind: str, i: int) -> float:
+        cache = work / f"{kind}-cache-{i}"
+        elapsed = (api_pull if kind == "api" else cli_pull)(port, "big", cache)
         shutil.rmtree(cache)
-        settle()
-        cache = work / f"cli-cache-{i}"
-        times["cli"].append(cli_pull(port, "big", cache))
-        shutil.rmtree(cache)
+        return elapsed
+
+    steps = {
+        "curl": run_curl,
+        "download_verify": lambda i: download_verify(port, "big", work),
+        "api": lambda i: run_pull("api", i),
+        "cli": lambda i: run_pull("cli", i),
+    }
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    order = list(steps)
+    for i in range(runs):
+        for key in order[i % len(order) :] + order[: i % len(order)]:  # rotate: no fixed order
+            settle()
+            times[key].append(steps[key](i))
         print(
             f"  run {i + 1}: curl {times['curl'][-1]:.2f} s, download+verify "
             f"{times['download_verify'][-1]:.2f} s, pull in-process {times['api'][-1]:.2f} s,"

@@ -244,7 +244,9 @@ def step_distribution() -> None:
         pull = ["pull", "faq-bot", "--stage", "release", "--version", "latest", "--from",
                 f"ftp://mlops@127.0.0.1:{port}", "--password-env", "DEMO_FTP_PASSWORD",
                 "--cache-dir", str(cache)]
-        for _ in range(2):  # the second pull is a cache hit
+        for attempt in range(2):
+            if attempt:
+                say("   ... pull again: the verified version is in the cache, nothing is downloaded")
             print(f"$ regctl {' '.join(pull)}", flush=True)
             proc = subprocess.run([sys.executable, "-m", "registry_cli", *pull], env=env,
                                   capture_output=True, text=True)
@@ -267,9 +269,10 @@ def step_distribution() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        print("$ kill -TERM <serve-ftp>   # the server log:", flush=True)
-        lines = log_path.read_text().splitlines()
-        print("\n".join(lines[:3] + ["..."] + lines[-2:]), flush=True)
+        print("$ kill -TERM <serve-ftp>   # excerpts of the server log:", flush=True)
+        wanted = ("serving", "listening", "logged in", "RETR", "stopping", "stopped")
+        lines = [ln for ln in log_path.read_text().splitlines() if any(w in ln for w in wanted)]
+        print("\n".join(lines), flush=True)
 
 
 def main() -> None:
