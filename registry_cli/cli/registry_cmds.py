@@ -195,7 +195,7 @@ def resolve(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Print the version a reference means (vN), for scripts."""
-    info = open_registry().get(ref, stage=stage, metric=metric, mode=mode)
+    info = open_registry().get(ref, stage=stage, metric=metric, mode=mode, with_bundle=as_json)
     if as_json:
         print_json(info.to_json())
     elif path:

@@ -59,7 +59,6 @@ from registry_cli.errors import BadInput, IntegrityError, NotFound, RegctlError,
 from registry_cli.storage import audit as audit_log
 from registry_cli.storage import locks
 from registry_cli.storage.atomic import (
-    atomic_write_bytes,
     atomic_write_text,
     fsync_dir,
     make_read_only,
@@ -263,77 +262,87 @@ class ModelRegistry:
             }
 
         self._create_model(name)
-        staging = self.layout.tmp / f"publish-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        staging.mkdir(parents=True)
-        try:
-            with locks.hold(staging / ".alive", what="the staging folder", timeout=0):
-                vdir = staging / "version"
-                vdir.mkdir()
-                total = sum(p.size for p in planned)
-                with self._locked(name):
-                    state = self._load_state(name)
-                    number = state.next_version
-                    while self.layout.version_dir(name, number).exists():
-                        number += 1  # a folder the state never recorded: skip past it
-                    state.next_version = number + 1
-                    self._save_state(state)
-                facts: dict[str, Any] = {}
+        with self.scratch("publish") as staging:
+            vdir = staging / "version"
+            vdir.mkdir()
+            total = sum(p.size for p in planned)
+            with self._locked(name):
+                state = self._load_state(name)
+                number = state.next_version
+                while self.layout.version_dir(name, number).exists():
+                    number += 1  # a folder the state never recorded: skip past it
+                state.next_version = number + 1
+                self._save_state(state)
+            facts: dict[str, Any] = {}
 
-                def make_manifest(records: list[FileRecord]) -> bytes:
-                    facts.update(build_manifest(
-                        name=name,
-                        version=number,
-                        created_at=utc_now(),
-                        created_by=self.actor,
-                        source=source,
-                        files=[f.to_doc() for f in records],
-                        metrics=metrics,
-                        params=params,
-                        tags=tags,
-                        description=description,
-                        derived_from=derived,
-                        standard_artifacts=dict(standard_artifacts or {}),
-                        signature=signature,
-                    ))
-                    return manifest_bytes(facts)
+            def make_manifest(records: list[FileRecord]) -> bytes:
+                facts.update(build_manifest(
+                    name=name,
+                    version=number,
+                    created_at=utc_now(),
+                    created_by=self.actor,
+                    source=source,
+                    files=[f.to_doc() for f in records],
+                    metrics=metrics,
+                    params=params,
+                    tags=tags,
+                    description=description,
+                    derived_from=derived,
+                    standard_artifacts=dict(standard_artifacts or {}),
+                    signature=signature,
+                ))
+                return manifest_bytes(facts)
 
-                files, (bsize, bsha) = write_payload_and_bundle(
-                    planned, vdir, make_manifest, level=self.config.bundle_level,
-                    mtime=int(time.time()),
-                    progress=progress("publish", total) if progress else None,
+            files, (bsize, bsha) = write_payload_and_bundle(
+                planned, vdir, make_manifest, level=self.config.bundle_level,
+                mtime=int(time.time()),
+                progress=progress("publish", total) if progress else None,
+            )
+            manifest = facts
+            bundle = {"path": "bundle.tar.gz", "size": bsize, "sha256": bsha,
+                      "compression": f"gzip-{self.config.bundle_level}"}
+            (vdir / "version.yaml").write_text(version_yaml(manifest, bundle))
+            make_read_only(vdir / "payload")
+            for fname in ("manifest.json", "version.yaml", "bundle.tar.gz"):
+                os.chmod(vdir / fname, 0o444)
+            for f in (vdir / "version.yaml", vdir / "manifest.json"):
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            fsync_dir(vdir)
+
+            with self._locked(name):
+                state = self._load_state(name)
+                target = self.layout.version_dir(name, number)
+                if os.path.lexists(target):
+                    raise RegctlError(f"{target} appeared while publishing; not overwriting")
+                os.rename(vdir, target)
+                fsync_dir(target.parent)
+                changes = lifecycle.add_published(
+                    state, number, self.stages[0], set_latest=set_latest,
+                    set_alias=set_alias,
                 )
-                manifest = facts
-                bundle = {"path": "bundle.tar.gz", "size": bsize, "sha256": bsha,
-                          "compression": f"gzip-{self.config.bundle_level}"}
-                (vdir / "version.yaml").write_text(version_yaml(manifest, bundle))
-                make_read_only(vdir / "payload")
-                for fname in ("manifest.json", "version.yaml", "bundle.tar.gz"):
-                    os.chmod(vdir / fname, 0o444)
-                for f in (vdir / "version.yaml", vdir / "manifest.json"):
-                    with open(f, "rb") as fh:
-                        os.fsync(fh.fileno())
-                fsync_dir(vdir)
-
-                with self._locked(name):
-                    state = self._load_state(name)
-                    target = self.layout.version_dir(name, number)
-                    if os.path.lexists(target):
-                        raise RegctlError(f"{target} appeared while publishing; not overwriting")
-                    os.rename(vdir, target)
-                    fsync_dir(target.parent)
-                    changes = lifecycle.add_published(
-                        state, number, self.stages[0], set_latest=set_latest,
-                        set_alias=set_alias,
-                    )
-                    self._save_state(state)
-                    changes["files"] = len(files)
-                    changes["size"] = total
-                    changes["source"] = source.get("type")
-                    self._audit("publish", name, number, changes)
-                    self._after_change(state, [self.stages[0]])
-        finally:
-            remove_tree(staging)
+                self._save_state(state)
+                changes["files"] = len(files)
+                changes["size"] = total
+                changes["source"] = source.get("type")
+                self._audit("publish", name, number, changes)
+                self._after_change(state, [self.stages[0]])
         return self._version_info(state, number, with_bundle=True)
+
+    @contextlib.contextmanager
+    def scratch(self, kind: str) -> Iterator[Path]:
+        """A private folder under ``.regctl/tmp`` (same filesystem as the versions, so
+        its contents can be renamed into place), removed afterwards. It holds a lock
+        while in use, so ``regctl gc`` never removes a live one and always removes
+        the folder of a process that was killed."""
+        self._ensure_root()
+        folder = self.layout.tmp / f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        folder.mkdir(parents=True)
+        try:
+            with locks.hold(folder / ".alive", what="a scratch folder", timeout=0):
+                yield folder
+        finally:
+            remove_tree(folder)
 
     # ------------------------------------------------------------------ reading
     def _read_facts(self, name: str, version: int) -> dict[str, Any]:
@@ -354,8 +363,9 @@ class ModelRegistry:
             doc = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except (OSError, yaml.YAMLError) as exc:
             raise IntegrityError(f"{path}: unreadable: {exc}") from None
-        if not isinstance(doc, dict) or doc.get("kind") != "regctl/version":
-            raise IntegrityError(f"{path}: not a regctl version document")
+        if (not isinstance(doc, dict) or doc.get("kind") != "regctl/version"
+                or doc.get("format_version") != 1):
+            raise IntegrityError(f"{path}: not a regctl version document (format_version 1)")
         bundle = dict(doc.get("bundle") or {})
         bundle["path"] = str(vdir / "bundle.tar.gz")
         return bundle
@@ -820,6 +830,12 @@ class ModelRegistry:
                         if number >= state.next_version:  # never hand the number out again
                             state.next_version = number + 1
                             self._save_state(state)
+                # a writer killed between its commit and the dist/ update leaves dist/ behind
+                from registry_cli.dist.tree import DistReport
+
+                repaired = DistReport()
+                self._dist().rebuild_model(state, repaired)
+                report.removed.extend(getattr(repaired, "removed", []))
         if report.removed:
             self._audit("gc", None, None, {"removed": len(report.removed)})
         return report
