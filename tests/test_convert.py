@@ -460,10 +460,8 @@ def test_legacy_non_zip_checkpoint_is_converted(reg, tmp_path):
 
 
 def test_gc_keeps_a_live_conversion_folder_and_removes_a_dead_one(reg, model_file):
-    from registry_cli.formats.publish_sources import work_folder
-
     reg.publish("m", [model_file])  # a root with a model
-    with work_folder(reg, "convert") as live:
+    with reg.scratch("convert") as live:  # where publish_with_conversion works
         (live / "model-standard.pt").write_bytes(b"half written")
         report = reg.gc()
         assert str(live) in report.kept_in_use and live.exists()

@@ -6,26 +6,22 @@ example shape) beside the untouched original; ``publish_from_mlflow`` imports a
 run artifact or a registered model version. The two combine: an MLflow artifact
 that is a checkpoint can be converted too.
 
-Converters write into a private folder under ``<root>/.regctl/tmp/`` (same
-filesystem as the registry; removed in ``finally``; a crash leaves only what
-``regctl gc`` removes) and hand the results to :meth:`ModelRegistry.publish` as
-``extra_files``. Nothing reaches ``models/`` unless the whole publish succeeds.
+Converters write into :meth:`ModelRegistry.scratch` (a private folder under
+``<root>/.regctl/tmp/`` on the registry's filesystem, removed afterwards; a
+crash leaves only what ``regctl gc`` removes) and hand the results to
+:meth:`ModelRegistry.publish` as ``extra_files``, which renames them into the
+version. Nothing reaches ``models/`` unless the whole publish succeeds.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry_cli.core.names import validate_model_name
 from registry_cli.errors import BadInput, NotFound
-from registry_cli.storage import locks
-from registry_cli.storage.atomic import remove_tree
 
 if TYPE_CHECKING:
     from registry_cli.core.registry import ModelRegistry
@@ -61,21 +57,6 @@ class ConversionOptions:
         return self
 
 
-@contextlib.contextmanager
-def work_folder(registry: ModelRegistry, kind: str) -> Iterator[Path]:
-    """A private folder under ``<root>/.regctl/tmp/``, removed when the block ends.
-
-    Its ``.alive`` lock tells ``regctl gc`` a live process still owns it.
-    """
-    folder = registry.layout.tmp / f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    folder.mkdir(parents=True)
-    try:
-        with locks.hold(folder / ".alive", what="the conversion folder", timeout=0):
-            yield folder
-    finally:
-        remove_tree(folder)
-
-
 def publish_with_conversion(
     registry: ModelRegistry,
     name: str,
@@ -95,7 +76,7 @@ def publish_with_conversion(
     options = (options or ConversionOptions()).validate()
     sources = [Path(p) for p in paths]
     converted = _load_for_conversion(sources, options)  # every refusal happens before a write
-    with work_folder(registry, "convert") as folder:
+    with registry.scratch("convert") as folder:
         return _write_and_publish(
             registry, name, sources, folder, converted, signature=signature, **publish_kwargs
         )
@@ -191,7 +172,7 @@ def publish_from_mlflow(
         convert.validate()
     tracking = mlflow_source.resolve_tracking_uri(tracking_uri, registry.config)
     found = mlflow_source.lookup(ref, tracking)  # exit 6 / 3 here, before any write
-    with work_folder(registry, "mlflow") as folder:
+    with registry.scratch("mlflow") as folder:
         fetched = mlflow_source.download(found, tracking, folder)
         kwargs: dict[str, Any] = dict(
             metrics={**fetched.metrics, **(metrics or {})},
