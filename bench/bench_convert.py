@@ -9,7 +9,8 @@ Target: ``publish --convert torch-standard`` of a checkpoint
 Two checkpoints are measured: what training scripts save (``{"epoch",
 "model_state_dict", "optimizer_state_dict"}``, SGD momentum, so the weights are
 half the file; the exit status follows this one) and the worst case, a bare
-state dict (the standard file is as large as the checkpoint). Everything runs in this process through the
+state dict (the standard file is as large as the checkpoint). Everything runs in this
+process through the
 library, so torch's import is in neither side; each figure is the median of
 ``--repeats`` alternating runs on a warm page cache. The figures and the command
 are appended to docs/performance.md under "## Formats".

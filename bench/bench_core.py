@@ -4,7 +4,8 @@
     python bench/bench_core.py --small    # quick: 128 MiB publish, 2,000 versions
 
 Targets (issues 2 and 3):
-  start-up     `regctl --help`, `regctl resolve m@candidate`   <= 2.0x `python -c "import typer, rich"`
+  start-up     `regctl --help`, `regctl resolve m@candidate`
+                                                     <= 2.0x `python -c "import typer, rich"`
   publish      1 GiB file (copy + hash + bundle + metadata)      <= 2.0x (cp + hashlib sha256)
   memory       publishing 1 GiB                                   < 100 MiB peak RSS
   scale        show/resolve with 10,000 versions                  <= 1.2x the same with 10
@@ -53,8 +54,10 @@ def timed(cmd: list[str], runs: int, *, check: bool = True) -> float:
 def report(name: str, ratio: float, target: float, detail: str) -> None:
     ok = ratio <= target
     RESULTS.append((name, ratio, detail, ok))
-    print(f"  {name:<42} {ratio:5.2f}x  (target <= {target}x)  {'ok' if ok else 'MISSED'}  "
-          f"{detail}", flush=True)
+    print(
+        f"  {name:<42} {ratio:5.2f}x  (target <= {target}x)  {'ok' if ok else 'MISSED'}  {detail}",
+        flush=True,
+    )
 
 
 def bench_startup(work: Path, runs: int) -> float:
@@ -69,10 +72,13 @@ def bench_startup(work: Path, runs: int) -> float:
     helpt = timed(regctl(root, "--help"), runs)
     resolve = timed(regctl(root, "resolve", "m@candidate"), runs)
     print(f"start-up (median of {runs} whole processes)")
-    report("regctl --help vs import typer, rich", helpt / base, 2.0,
-           f"{helpt * 1000:.0f} ms vs {base * 1000:.0f} ms")
-    report("regctl resolve m@candidate vs import", resolve / base, 2.0,
-           f"{resolve * 1000:.0f} ms")
+    report(
+        "regctl --help vs import typer, rich",
+        helpt / base,
+        2.0,
+        f"{helpt * 1000:.0f} ms vs {base * 1000:.0f} ms",
+    )
+    report("regctl resolve m@candidate vs import", resolve / base, 2.0, f"{resolve * 1000:.0f} ms")
     return helpt
 
 
@@ -90,8 +96,10 @@ def bench_lifecycle(work: Path, runs: int, help_time: float) -> None:
     # promote/rollback alternate so every run really changes state
     times = {"promote": [], "rollback": []}
     for _ in range(runs):
-        for action, args in (("rollback", ["rollback", "m"]),
-                             ("promote", ["promote", "m", "--version", "v2"])):
+        for action, args in (
+            ("rollback", ["rollback", "m"]),
+            ("promote", ["promote", "m", "--version", "v2"]),
+        ):
             t0 = time.perf_counter()
             subprocess.run(regctl(root, *args), env=ENV, capture_output=True, check=True)
             times[action].append(time.perf_counter() - t0)
@@ -129,8 +137,9 @@ def bench_publish(work: Path, size_mb: int, repeats: int) -> None:
 
     def publish() -> tuple[float, int]:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(regctl(root, "--quiet", "publish", "big", str(src)), env=ENV,
-                                stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            regctl(root, "--quiet", "publish", "big", str(src)), env=ENV, stdout=subprocess.DEVNULL
+        )
         _pid, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -149,11 +158,17 @@ def bench_publish(work: Path, size_mb: int, repeats: int) -> None:
         shutil.rmtree(root, ignore_errors=True)
     b, p = statistics.median(base_times), statistics.median(pub_times)
     print(f"publish of a {size_mb} MiB file (median of {repeats})")
-    report("publish vs cp + hashlib sha256", p / b, 2.0,
-           f"{p:.2f} s vs {b:.2f} s ({size_mb / p:.0f} MiB/s)")
+    report(
+        "publish vs cp + hashlib sha256",
+        p / b,
+        2.0,
+        f"{p:.2f} s vs {b:.2f} s ({size_mb / p:.0f} MiB/s)",
+    )
     peak = max(rss) / 1024
-    print(f"  {'peak RSS of the publish process':<42} {peak:5.0f} MiB (target < 100 MiB)  "
-          f"{'ok' if peak < 100 else 'MISSED'}")
+    print(
+        f"  {'peak RSS of the publish process':<42} {peak:5.0f} MiB (target < 100 MiB)  "
+        f"{'ok' if peak < 100 else 'MISSED'}"
+    )
     RESULTS.append(("publish peak RSS MiB", peak, "", peak < 100))
 
 
@@ -200,8 +215,12 @@ def bench_scale(work: Path, many: int, runs: int) -> None:
     print(f"scale: {many} versions vs 10 (median of {runs} whole processes)")
     for key in times[10]:
         a, b = times[10][key], times[many][key]
-        report(f"{key} with {many} vs 10 versions", b / a, 1.2,
-               f"{b * 1000:.0f} ms vs {a * 1000:.0f} ms")
+        report(
+            f"{key} with {many} vs 10 versions",
+            b / a,
+            1.2,
+            f"{b * 1000:.0f} ms vs {a * 1000:.0f} ms",
+        )
 
 
 def main() -> int:

@@ -1,9 +1,9 @@
 """regctl: a model registry on a plain filesystem.
 
-    from registry_cli import ModelRegistry
-    reg = ModelRegistry("./registry")
-    v = reg.publish("faq-bot", ["model.pt"], metrics={"accuracy": 0.93})
-    reg.promote("faq-bot")
+from registry_cli import ModelRegistry
+reg = ModelRegistry("./registry")
+v = reg.publish("faq-bot", ["model.pt"], metrics={"accuracy": 0.93})
+reg.promote("faq-bot")
 """
 
 from __future__ import annotations

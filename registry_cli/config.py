@@ -21,8 +21,16 @@ DEFAULT_STAGES = ("dev", "release")
 GATE_RE = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*([-+0-9.eE]+|[-+]?inf)\s*\Z")
 COMPRESSION_NAMES = {"stored": 0, "none": 0, "fast": 1, "default": 6, "best": 9}
 TOP_KEYS = {
-    "format_version", "root", "stages", "gates", "best", "bundle",
-    "ftp", "serve", "mlflow", "pull",
+    "format_version",
+    "root",
+    "stages",
+    "gates",
+    "best",
+    "bundle",
+    "ftp",
+    "serve",
+    "mlflow",
+    "pull",
 }
 
 
@@ -150,8 +158,9 @@ def load_config_file(path: Path) -> Config:
             raise _fail(path, loc, f"unknown key {key!r}", str(key))
     fv = data.get("format_version", 1)
     if fv != 1:
-        raise _fail(path, loc, f"unsupported format_version {fv!r} (this regctl reads 1)",
-                    "format_version")
+        raise _fail(
+            path, loc, f"unsupported format_version {fv!r} (this regctl reads 1)", "format_version"
+        )
     if data.get("root") is not None:
         if not isinstance(data["root"], str):
             raise _fail(path, loc, "root must be a path string", "root")
@@ -181,9 +190,13 @@ def load_config_file(path: Path) -> Config:
             m = GATE_RE.match(str(expr))
             if not m:
                 raise _fail(
-                    path, loc,
+                    path,
+                    loc,
                     f"gate {metric}: {expr!r} is not OP NUMBER (OP one of >= > <= < == !=)",
-                    "gates", stage, "metrics", str(metric),
+                    "gates",
+                    stage,
+                    "metrics",
+                    str(metric),
                 )
             conds.append(MetricCondition(str(metric), m.group(1), float(m.group(2))))
         tags = spec.get("tags") or []
@@ -209,9 +222,11 @@ def load_config_file(path: Path) -> Config:
             cfg.bundle_level = parse_compression(bundle["compression"])
         except ValueError:
             raise _fail(
-                path, loc,
+                path,
+                loc,
                 "bundle.compression must be stored, fast, default, best or a gzip level 0-9",
-                "bundle", "compression",
+                "bundle",
+                "compression",
             ) from None
     for name in ("ftp", "serve", "mlflow", "pull"):
         section = data.get(name) or {}

@@ -24,8 +24,9 @@ def say(text: str) -> None:
 
 def regctl(*args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess[str]:
     print(f"$ regctl {' '.join(args)}", flush=True)
-    proc = subprocess.run([sys.executable, "-m", "registry_cli", *args], env=ENV,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "registry_cli", *args], env=ENV, capture_output=True, text=True
+    )
     if not quiet:
         sys.stdout.write(proc.stdout)
     sys.stdout.write(proc.stderr)
@@ -49,11 +50,29 @@ def step_core() -> None:
     say("1. Create a registry and publish two versions of a model")
     regctl("init", str(ROOT))
     w1 = fake_weights(WORK / "faq-bot" / "model.pt", seed=1)
-    regctl("publish", "faq-bot", str(w1), "--metric", "accuracy=0.91", "--tag", "dataset=faq-2026-10",
-           "--description", "first baseline")
+    regctl(
+        "publish",
+        "faq-bot",
+        str(w1),
+        "--metric",
+        "accuracy=0.91",
+        "--tag",
+        "dataset=faq-2026-10",
+        "--description",
+        "first baseline",
+    )
     w2 = fake_weights(WORK / "faq-bot" / "model.pt", seed=2)
-    regctl("publish", "faq-bot", str(w2), "--metric", "accuracy=0.94", "--tag", "dataset=faq-2026-11",
-           "--description", "more data")
+    regctl(
+        "publish",
+        "faq-bot",
+        str(w2),
+        "--metric",
+        "accuracy=0.94",
+        "--tag",
+        "dataset=faq-2026-11",
+        "--description",
+        "more data",
+    )
 
     say("2. Look around: models, versions, one version in detail")
     regctl("list")
@@ -72,7 +91,9 @@ def step_lifecycle() -> None:
     regctl("promote", "faq-bot", "--version", "v1")
     regctl("promote", "faq-bot")
     w3 = fake_weights(WORK / "faq-bot" / "model.pt", seed=3)
-    regctl("publish", "faq-bot", str(w3), "--metric", "accuracy=0.96", "--tag", "dataset=faq-2026-11b")
+    regctl(
+        "publish", "faq-bot", str(w3), "--metric", "accuracy=0.96", "--tag", "dataset=faq-2026-11b"
+    )
     regctl("promote", "faq-bot")
     say("   ... the KPI drops in production: roll back")
     regctl("rollback", "faq-bot")
@@ -80,6 +101,111 @@ def step_lifecycle() -> None:
     regctl("verify")
     say("5. The audit log tells what happened")
     regctl("audit", "faq-bot")
+
+
+def _tiny_sequence_program(path: Path) -> Path:
+    """A tiny [T=12, F=18] sequence model, exported with torch.export (dynamic batch)."""
+    import torch
+
+    class TinySeq(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(18, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(x.mean(dim=1))
+
+    torch.manual_seed(0)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(
+        TinySeq().eval(), (torch.randn(2, 12, 18),), dynamic_shapes={"x": {0: batch}}
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(program, str(path))
+    return path
+
+
+def step_predict() -> None:
+    import json
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    say("Predictions: release a runnable sequence model, predict from the CLI")
+    program = _tiny_sequence_program(WORK / "btc-lstm" / "model.pt2")
+    regctl(
+        "publish",
+        "btc/lstm",
+        str(program),
+        "--example-shape",
+        "1,12,18",
+        "--metric",
+        "mae=0.8",
+        "--description",
+        "tiny 12x18 sequence model",
+    )
+    regctl("promote", "btc/lstm")
+    window = [[round(0.01 * (t + f), 2) for f in range(18)] for t in range(12)]
+    x_file = WORK / "btc-lstm" / "x.json"
+    x_file.write_text(json.dumps({"X": window}))
+    regctl("predict", "btc/lstm@champion", "--input", str(x_file))
+    bad = WORK / "btc-lstm" / "bad.json"
+    bad.write_text(json.dumps({"X": [row[:17] for row in window]}))
+    say("   ... a window with 17 features is refused before the model runs (exit 2)")
+    regctl("predict", "btc/lstm@champion", "--input", str(bad), check=False)
+
+    say("   ... serve it for a moment: GET /health, POST /predict")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["serve", "btc/lstm", "--port", str(port), "--load-interval", "0.5"]
+    print(f"$ regctl {' '.join(args)} &", flush=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "registry_cli", *args],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def call(path: str, body: dict | None = None) -> str:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            base + path, data=data, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as reply:
+                return reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return f"HTTP {exc.code}: {exc.read().decode()}"
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if json.loads(call("/health")).get("model_loaded"):
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.3)
+        for path, body in (
+            ("/health", None),
+            ("/predict", {"X": window}),
+            ("/predict", {"X": [row[:17] for row in window]}),
+        ):
+            print(
+                f"$ curl {'-X POST ' if body else ''}{base}{path}"
+                f"{' -d ' + json.dumps(body)[:40] + '...' if body else ''}"
+            )
+            print(call(path, body), flush=True)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def step_formats() -> None:
@@ -106,111 +232,46 @@ def step_formats() -> None:
     accuracy = (model(x).argmax(1) == y).float().mean().item()
     ckpt = WORK / "shapes" / "best_checkpoint.pth"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"epoch": epochs, "model_state_dict": model.state_dict(),
-                "optimizer_state_dict": optimizer.state_dict()}, ckpt)
-    print(f"(trained {epochs} steps: loss {loss.item():.3f}, train accuracy {accuracy:.2f}; "
-          f"saved {ckpt.name})")
+    torch.save(
+        {
+            "epoch": epochs,
+            "model_state_dict": model.state_dict(),
+            "optimizer_state_dict": optimizer.state_dict(),
+        },
+        ckpt,
+    )
+    print(
+        f"(trained {epochs} steps: loss {loss.item():.3f}, train accuracy {accuracy:.2f}; "
+        f"saved {ckpt.name})"
+    )
     say("   ... run from the folder holding the model code, as `python -m` would")
     os.chdir(REPO / "scripts")
     try:
-        regctl("publish", "vision/shapes", str(ckpt), "--convert", "torch-standard",
-               "--task", "classification", "--num-classes", "3",
-               "--arch", "demo_models:TinyNet", "--example-shape", "1,3,16,16",
-               "--metric", f"accuracy={accuracy:.3f}")
+        regctl(
+            "publish",
+            "vision/shapes",
+            str(ckpt),
+            "--convert",
+            "torch-standard",
+            "--task",
+            "classification",
+            "--num-classes",
+            "3",
+            "--arch",
+            "demo_models:TinyNet",
+            "--example-shape",
+            "1,3,16,16",
+            "--metric",
+            f"accuracy={accuracy:.3f}",
+        )
         regctl("show", "vision/shapes")
         regctl("resolve", "vision/shapes", "--path")
         say("   ... a checkpoint that would need full unpickling is refused (exit 2)")
         pickled = WORK / "shapes" / "whole_model.pt"
         torch.save(model, pickled)
-        regctl("publish", "vision/shapes", str(pickled), "--convert", "torch-standard",
-               check=False)
+        regctl("publish", "vision/shapes", str(pickled), "--convert", "torch-standard", check=False)
     finally:
         os.chdir(REPO)
-
-
-def _tiny_sequence_program(path: Path) -> Path:
-    """A tiny [T=12, F=18] sequence model, exported with torch.export (dynamic batch)."""
-    import torch
-
-    class TinySeq(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lin = torch.nn.Linear(18, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.lin(x.mean(dim=1))
-
-    torch.manual_seed(0)
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(TinySeq().eval(), (torch.randn(2, 12, 18),),
-                                  dynamic_shapes={"x": {0: batch}})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, str(path))
-    return path
-
-
-def step_predict() -> None:
-    import json
-    import socket
-    import time
-    import urllib.error
-    import urllib.request
-
-    say("Predictions: release a runnable sequence model, predict from the CLI")
-    program = _tiny_sequence_program(WORK / "btc-lstm" / "model.pt2")
-    regctl("publish", "btc/lstm", str(program), "--example-shape", "1,12,18",
-           "--metric", "mae=0.8", "--description", "tiny 12x18 sequence model")
-    regctl("promote", "btc/lstm")
-    window = [[round(0.01 * (t + f), 2) for f in range(18)] for t in range(12)]
-    x_file = WORK / "btc-lstm" / "x.json"
-    x_file.write_text(json.dumps({"X": window}))
-    regctl("predict", "btc/lstm@champion", "--input", str(x_file))
-    bad = WORK / "btc-lstm" / "bad.json"
-    bad.write_text(json.dumps({"X": [row[:17] for row in window]}))
-    say("   ... a window with 17 features is refused before the model runs (exit 2)")
-    regctl("predict", "btc/lstm@champion", "--input", str(bad), check=False)
-
-    say("   ... serve it for a moment: GET /health, POST /predict")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    args = ["serve", "btc/lstm", "--port", str(port), "--load-interval", "0.5"]
-    print(f"$ regctl {' '.join(args)} &", flush=True)
-    server = subprocess.Popen([sys.executable, "-m", "registry_cli", *args], env=ENV,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-
-    def call(path: str, body: dict | None = None) -> str:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(base + path, data=data,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as reply:
-                return reply.read().decode()
-        except urllib.error.HTTPError as exc:
-            return f"HTTP {exc.code}: {exc.read().decode()}"
-
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if json.loads(call("/health")).get("model_loaded"):
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.3)
-        for path, body in (("/health", None), ("/predict", {"X": window}),
-                           ("/predict", {"X": [row[:17] for row in window]})):
-            print(f"$ curl {'-X POST ' if body else ''}{base}{path}"
-                  f"{' -d ' + json.dumps(body)[:40] + '...' if body else ''}")
-            print(call(path, body), flush=True)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def step_distribution() -> None:
@@ -224,12 +285,25 @@ def step_distribution() -> None:
     env = dict(ENV, DEMO_FTP_PASSWORD=secrets.token_urlsafe(12))
     log_path = WORK / "serve-ftp.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    args = ["serve-ftp", "--host", "127.0.0.1", "--port", "0", "--user", "mlops",
-            "--password-env", "DEMO_FTP_PASSWORD"]
+    args = [
+        "serve-ftp",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--user",
+        "mlops",
+        "--password-env",
+        "DEMO_FTP_PASSWORD",
+    ]
     print(f"$ DEMO_FTP_PASSWORD=... regctl {' '.join(args)} &", flush=True)
     with open(log_path, "wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "registry_cli", *args], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "registry_cli", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         port = None
         deadline = time.monotonic() + 30
@@ -241,15 +315,32 @@ def step_distribution() -> None:
             raise SystemExit("serve-ftp did not start:\n" + log_path.read_text())
         cache = WORK / "client-cache"
         print(f"(the client cache is {cache}; without --cache-dir it is the torch hub dir)")
-        pull = ["pull", "faq-bot", "--stage", "release", "--version", "latest", "--from",
-                f"ftp://mlops@127.0.0.1:{port}", "--password-env", "DEMO_FTP_PASSWORD",
-                "--cache-dir", str(cache)]
+        pull = [
+            "pull",
+            "faq-bot",
+            "--stage",
+            "release",
+            "--version",
+            "latest",
+            "--from",
+            f"ftp://mlops@127.0.0.1:{port}",
+            "--password-env",
+            "DEMO_FTP_PASSWORD",
+            "--cache-dir",
+            str(cache),
+        ]
         for attempt in range(2):
             if attempt:
-                say("   ... pull again: the verified version is in the cache, nothing is downloaded")
+                say(
+                    "   ... pull again: the verified version is in the cache, nothing is downloaded"
+                )
             print(f"$ regctl {' '.join(pull)}", flush=True)
-            proc = subprocess.run([sys.executable, "-m", "registry_cli", *pull], env=env,
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "registry_cli", *pull],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             sys.stdout.write(proc.stdout + proc.stderr)
             if proc.returncode != 0:
                 raise SystemExit(f"demo step failed with exit code {proc.returncode}")
@@ -258,10 +349,11 @@ def step_distribution() -> None:
         if curl:
             for path in ("release/faq-bot/LATEST", "release/faq-bot/LATEST.json"):
                 print(f"$ curl ftp://mlops:***@127.0.0.1:{port}/{path}", flush=True)
-                subprocess.run([curl, "-sS", "--netrc-file", "/dev/stdin",
-                                f"ftp://127.0.0.1:{port}/{path}"],
-                               input=f"machine 127.0.0.1 login mlops password "
-                                     f"{env['DEMO_FTP_PASSWORD']}\n", text=True)
+                subprocess.run(
+                    [curl, "-sS", "--netrc-file", "/dev/stdin", f"ftp://127.0.0.1:{port}/{path}"],
+                    input=f"machine 127.0.0.1 login mlops password {env['DEMO_FTP_PASSWORD']}\n",
+                    text=True,
+                )
     finally:
         server.send_signal(signal.SIGTERM)
         try:

@@ -32,8 +32,13 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("REGCTL_ACTOR", "tester")
-    for var in ("REGCTL_ROOT", "REGCTL_CONFIG", "REGCTL_DEBUG", "REGCTL_CACHE_DIR",
-                "MLFLOW_TRACKING_URI"):
+    for var in (
+        "REGCTL_ROOT",
+        "REGCTL_CONFIG",
+        "REGCTL_DEBUG",
+        "REGCTL_CACHE_DIR",
+        "MLFLOW_TRACKING_URI",
+    ):
         monkeypatch.delenv(var, raising=False)
     work = tmp_path / "work"
     work.mkdir()
@@ -84,11 +89,18 @@ def regctl_cmd(*args: str) -> list[str]:
 def regctl_proc(root):
     """Run the real CLI in a subprocess with ``--root <root>``."""
 
-    def run(*args: str, check: bool = False, timeout: float = 120, env=None,
-            **kw) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, check: bool = False, timeout: float = 120, env=None, **kw
+    ) -> subprocess.CompletedProcess[str]:
         full_env = dict(os.environ, **(env or {}))
-        proc = subprocess.run(regctl_cmd("--root", str(root), *args), capture_output=True,
-                              text=True, timeout=timeout, env=full_env, **kw)
+        proc = subprocess.run(
+            regctl_cmd("--root", str(root), *args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+            **kw,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"regctl {args} failed ({proc.returncode}): {proc.stderr}")
         return proc
@@ -134,13 +146,26 @@ def mlflow_server(tmp_path_factory):
     uri = f"http://127.0.0.1:{port}"
     log_path = base / "server.log"
     env = dict(os.environ, HOME=str(base), MLFLOW_TRACKING_URI="")
-    cmd = [sys.executable, "-m", "mlflow", "server",
-           "--backend-store-uri", f"sqlite:///{base / 'mlflow.db'}",
-           "--artifacts-destination", str(base / "artifacts"),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{base / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(base / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=base, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=base, env=env, start_new_session=True
+        )
 
     def stop() -> None:
         # the server's uvicorn and job workers share the group this fixture created
@@ -156,8 +181,10 @@ def mlflow_server(tmp_path_factory):
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n"
-                                   + log_path.read_text(errors="replace")[-3000:])
+                raise RuntimeError(
+                    f"mlflow server exited with {proc.returncode}:\n"
+                    + log_path.read_text(errors="replace")[-3000:]
+                )
             try:
                 with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
                     if resp.status == 200:
@@ -165,8 +192,10 @@ def mlflow_server(tmp_path_factory):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not answer /health within 180 s:\n"
-                                   + log_path.read_text(errors="replace")[-3000:])
+                raise RuntimeError(
+                    "mlflow server did not answer /health within 180 s:\n"
+                    + log_path.read_text(errors="replace")[-3000:]
+                )
             time.sleep(0.5)
         yield uri
     finally:

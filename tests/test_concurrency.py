@@ -18,9 +18,13 @@ pytestmark = pytest.mark.slow
 
 
 def spawn(root, *args, env=None):
-    return subprocess.Popen(regctl_cmd("--root", str(root), *args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, **(env or {})))
+    return subprocess.Popen(
+        regctl_cmd("--root", str(root), *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, **(env or {})),
+    )
 
 
 def finish(procs, timeout=180):
@@ -38,8 +42,19 @@ def finish(procs, timeout=180):
 
 def test_sixteen_concurrent_publishers(root, model_file):
     ModelRegistry(root).init()
-    procs = [spawn(root, "publish", "shared", str(model_file), "--metric", f"run={i}",
-                   "--json", env={"REGCTL_ACTOR": f"ci-{i}"}) for i in range(16)]
+    procs = [
+        spawn(
+            root,
+            "publish",
+            "shared",
+            str(model_file),
+            "--metric",
+            f"run={i}",
+            "--json",
+            env={"REGCTL_ACTOR": f"ci-{i}"},
+        )
+        for i in range(16)
+    ]
     results = finish(procs)
     for code, _out, err in results:
         assert code == 0, err

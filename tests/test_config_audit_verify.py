@@ -28,8 +28,11 @@ def test_malformed_yaml_names_file_and_line(cli, root, model_file):
     "text,needle,line",
     [
         ("stagez: [a]\n", "unknown key 'stagez'", 1),
-        ("format_version: 1\ngates:\n  release:\n    metrics: {acc: 'about 0.9'}\n",
-         "is not OP NUMBER", 4),
+        (
+            "format_version: 1\ngates:\n  release:\n    metrics: {acc: 'about 0.9'}\n",
+            "is not OP NUMBER",
+            4,
+        ),
         ("gates:\n  prod: {}\n", "unknown stage 'prod'", 2),
         ("best: {mode: median}\n", "best.mode", 1),
         ("bundle:\n  compression: ultra\n", "bundle.compression", 2),
@@ -102,8 +105,9 @@ def test_audit_lines_have_the_spec_shape(reg, model_file, cli, root):
 
 
 def test_actor_from_flag_env_and_default(reg, model_file, cli, monkeypatch):
-    assert cli("--actor", "alice", "publish", "m", str(model_file), root_dir=reg.root
-               ).exit_code == 0
+    assert (
+        cli("--actor", "alice", "publish", "m", str(model_file), root_dir=reg.root).exit_code == 0
+    )
     monkeypatch.setenv("REGCTL_ACTOR", "ci-bot")
     ModelRegistry(reg.root).publish("m", [model_file])
     monkeypatch.delenv("REGCTL_ACTOR")

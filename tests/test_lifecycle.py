@@ -56,8 +56,14 @@ def test_scenario_a_release_and_rollback(cli, reg, pub):
     # dev LATEST pointed at v2: falls back to the newest active dev version
     assert s["latest"] == {"dev": "v1", "release": "v1"}
     actions = [(e["action"], e["version"]) for e in reg.audit("faq-bot").entries]
-    assert actions == [("publish", "v1"), ("promote", "v1"), ("publish", "v2"),
-                       ("promote", "v2"), ("rollback", "v1"), ("archive", "v2")]
+    assert actions == [
+        ("publish", "v1"),
+        ("promote", "v1"),
+        ("publish", "v2"),
+        ("promote", "v2"),
+        ("rollback", "v1"),
+        ("archive", "v2"),
+    ]
     assert reg.audit("faq-bot").entries[-1]["details"]["reason"] == "KPI drop"
 
 
@@ -121,9 +127,11 @@ def test_refusals_exit_4_with_reason(cli, reg, pub, root):
     res = cli("promote", "faq-bot", "--version", "v2")
     assert res.exit_code == 4 and "archived" in res.stderr
     # reserved aliases by hand
-    for args in (["alias", "set", "faq-bot", "champion", "v1"],
-                 ["alias", "set", "faq-bot", "candidate", "v1"],
-                 ["alias", "rm", "faq-bot", "rollback"]):
+    for args in (
+        ["alias", "set", "faq-bot", "champion", "v1"],
+        ["alias", "set", "faq-bot", "candidate", "v1"],
+        ["alias", "rm", "faq-bot", "rollback"],
+    ):
         res = cli(*args)
         assert res.exit_code == 4 and "reserved" in res.stderr, args
     # nothing to roll back to
@@ -167,7 +175,8 @@ def test_stage_skipping_refused_with_three_stages(cli, reg, pub, root):
 def test_gates(cli, reg, pub, root, model_file):
     root.mkdir(parents=True)
     (root / "registry.yaml").write_text(
-        "gates:\n  release:\n    metrics: {accuracy: '>= 0.9'}\n    tags: [dataset]\n")
+        "gates:\n  release:\n    metrics: {accuracy: '>= 0.9'}\n    tags: [dataset]\n"
+    )
     pub("faq-bot", "--metric", "accuracy=0.85")
     res = cli("promote", "faq-bot")
     assert res.exit_code == 4
@@ -252,14 +261,14 @@ def test_hierarchical_and_variant_names_through_the_lifecycle(cli, reg, pub):
     ok(cli("rollback", variant))
     ok(cli("archive", variant, "v2"))
     listing = {m["name"]: m for m in json.loads(cli("list", "--json").stdout)}
-    assert listing[base]["aliases"] == {"candidate": "v3", "champion": "v3"} or \
-        listing[base]["aliases"] == {"champion": "v3"}
+    assert listing[base]["aliases"] == {"candidate": "v3", "champion": "v3"} or listing[base][
+        "aliases"
+    ] == {"champion": "v3"}
     assert listing[variant]["aliases"] == {"champion": "v1"}
     show = json.loads(cli("show", f"{variant}:v1", "--json").stdout)
     assert show["derived_from"] == f"{base}:v3"
     versions = json.loads(cli("versions", variant, "--json").stdout)["versions"]
-    assert [(v["version"], v["status"]) for v in versions] == [("v1", "active"),
-                                                               ("v2", "archived")]
+    assert [(v["version"], v["status"]) for v in versions] == [("v1", "active"), ("v2", "archived")]
     assert versions[0]["derived_from"] == f"{base}:v3"
 
 

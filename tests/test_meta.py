@@ -12,8 +12,19 @@ import typer
 from registry_cli.cli.main import app
 from tests.conftest import REPO
 
-HEAVY = ("torch", "mlflow", "pyftpdlib", "OpenSSL", "fastapi", "uvicorn", "httpx", "numpy",
-         "starlette", "pydantic_core", "requests")
+HEAVY = (
+    "torch",
+    "mlflow",
+    "pyftpdlib",
+    "OpenSSL",
+    "fastapi",
+    "uvicorn",
+    "httpx",
+    "numpy",
+    "starlette",
+    "pydantic_core",
+    "requests",
+)
 
 
 def all_commands():
@@ -50,8 +61,9 @@ def test_every_command_appears_in_the_readme():
         assert f"regctl {name}" in readme, f"README does not mention 'regctl {name}'"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["resolve", "m@candidate"], ["list", "--json"],
-                                  ["promote", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["resolve", "m@candidate"], ["list", "--json"], ["promote", "--help"]]
+)
 def test_start_up_path_imports_nothing_heavy(argv, tmp_path):
     code = (
         "import sys, json\n"
@@ -60,8 +72,7 @@ def test_start_up_path_imports_nothing_heavy(argv, tmp_path):
         f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "sys.stderr.write('HEAVY=' + json.dumps(heavy) + '\\n')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     line = [ln for ln in proc.stderr.splitlines() if ln.startswith("HEAVY=")]
     assert line, proc.stderr
     assert json.loads(line[0][6:]) == []

@@ -30,8 +30,14 @@ def tree_snapshot(path: Path) -> dict[str, tuple[int, str]]:
 
 def test_publish_copies_file_and_records_checksums(reg, root, model_file):
     before = (model_file.stat().st_mode, sha(model_file), model_file.stat().st_mtime_ns)
-    info = reg.publish("faq-bot", [model_file], metrics={"accuracy": 0.9}, tags={"dataset": "d1"},
-                       params={"lr": "0.1"}, description="first")
+    info = reg.publish(
+        "faq-bot",
+        [model_file],
+        metrics={"accuracy": 0.9},
+        tags={"dataset": "d1"},
+        params={"lr": "0.1"},
+        description="first",
+    )
     # the source is untouched
     assert (model_file.stat().st_mode, sha(model_file), model_file.stat().st_mtime_ns) == before
     vdir = root / "models" / "faq-bot" / "v1"
@@ -76,8 +82,10 @@ def test_bundle_holds_exactly_payload_and_manifest(reg, root, tmp_path):
         assert all(not m.issym() and not m.islnk() for m in tar.getmembers())
         inner = json.load(tar.extractfile("manifest.json"))
     assert inner == json.loads((info.path / "manifest.json").read_text())
-    assert [f["path"] for f in inner["files"]] == ["payload/run/a.bin",
-                                                   "payload/run/sub/deeper/b.txt"]
+    assert [f["path"] for f in inner["files"]] == [
+        "payload/run/a.bin",
+        "payload/run/sub/deeper/b.txt",
+    ]
 
 
 def test_bundle_compression_is_configurable(tmp_path, model_file):
@@ -132,8 +140,22 @@ def test_symlink_inside_source_dir_is_copied_as_a_file(reg, tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    ["", "bad name", "-lead", "a//b", "a/../b", "../x", "/abs", "m/v3", "v1", "a@b", "a:b",
-     "x" * 65, "ok/./x", "é"],
+    [
+        "",
+        "bad name",
+        "-lead",
+        "a//b",
+        "a/../b",
+        "../x",
+        "/abs",
+        "m/v3",
+        "v1",
+        "a@b",
+        "a:b",
+        "x" * 65,
+        "ok/./x",
+        "é",
+    ],
 )
 def test_invalid_names_are_refused_before_touching_disk(cli, root, model_file, name):
     res = cli("publish", "--", name, str(model_file))
@@ -217,9 +239,25 @@ def test_publish_json_document(cli, model_file):
     res = cli("publish", "m", str(model_file), "--metric", "acc=0.5", "--json")
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
-    for key in ("name", "version", "status", "stages", "aliases", "tags", "metrics", "params",
-                "description", "created_at", "created_by", "source", "files", "derived_from",
-                "path", "preferred_weight", "bundle"):
+    for key in (
+        "name",
+        "version",
+        "status",
+        "stages",
+        "aliases",
+        "tags",
+        "metrics",
+        "params",
+        "description",
+        "created_at",
+        "created_by",
+        "source",
+        "files",
+        "derived_from",
+        "path",
+        "preferred_weight",
+        "bundle",
+    ):
         assert key in doc
     assert doc["version"] == "v1" and doc["aliases"] == ["candidate"] and doc["stages"] == ["dev"]
     assert os.path.isabs(doc["path"]) and os.path.isabs(doc["bundle"]["path"])
@@ -235,8 +273,7 @@ def test_no_latest_and_no_alias(reg, model_file):
 
 def test_files_are_not_writable_by_group_or_others(reg, model_file):
     info = reg.publish("m", [model_file])
-    for p in (info.path / "manifest.json", info.path / "version.yaml",
-              info.path / "bundle.tar.gz"):
+    for p in (info.path / "manifest.json", info.path / "version.yaml", info.path / "bundle.tar.gz"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o444
 
 
@@ -261,8 +298,10 @@ def test_bundle_round_trips_large_and_empty_files(tmp_path, level):
     with gzip.open(info.path / "bundle.tar.gz") as gz:  # crc32 and length trailer check
         while gz.read(1 << 20):
             pass
-    assert hashlib.sha256((info.path / "bundle.tar.gz").read_bytes()).hexdigest() == \
-        info.bundle["sha256"]
+    assert (
+        hashlib.sha256((info.path / "bundle.tar.gz").read_bytes()).hexdigest()
+        == info.bundle["sha256"]
+    )
 
 
 def test_source_growing_while_published_is_refused(reg, tmp_path, monkeypatch):

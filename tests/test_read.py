@@ -18,8 +18,15 @@ def three(reg, model_file):
 
 @pytest.mark.parametrize(
     "ref,expected",
-    [("m", "v3"), ("m:latest", "v3"), ("m:v2", "v2"), ("m:2", "v2"), ("m:v0002", "v2"),
-     ("m:0002", "v2"), ("m@candidate", "v3")],
+    [
+        ("m", "v3"),
+        ("m:latest", "v3"),
+        ("m:v2", "v2"),
+        ("m:2", "v2"),
+        ("m:v0002", "v2"),
+        ("m:0002", "v2"),
+        ("m@candidate", "v3"),
+    ],
 )
 def test_resolve_references(three, cli, ref, expected):
     res = cli("resolve", ref)
@@ -62,9 +69,18 @@ def test_resolve_path_prints_preferred_weight(three, cli, root):
     assert res.stdout.strip() == str(root / "models" / "m" / "v1" / "payload" / "model.pt")
 
 
-@pytest.mark.parametrize("ref,code", [("nosuch", 3), ("m:v9", 3), ("m@champion", 3),
-                                      ("m@bad alias", 2), ("m:vx", 2), ("m:v0", 2),
-                                      ("bad name", 2)])
+@pytest.mark.parametrize(
+    "ref,code",
+    [
+        ("nosuch", 3),
+        ("m:v9", 3),
+        ("m@champion", 3),
+        ("m@bad alias", 2),
+        ("m:vx", 2),
+        ("m:v0", 2),
+        ("bad name", 2),
+    ],
+)
 def test_resolve_errors(three, cli, ref, code):
     res = cli("resolve", ref)
     assert res.exit_code == code, res.stderr
@@ -94,9 +110,15 @@ def test_show_json_has_the_spec_keys(three, cli, root):
 def test_list_and_versions_json(three, cli):
     three.promote("m", version="v2")
     listing = json.loads(cli("list", "--json").stdout)
-    assert listing == [{"name": "m", "versions": 3, "latest": "v3",
-                        "aliases": {"candidate": "v3", "champion": "v2"},
-                        "stages": {"dev": "v3", "release": "v2"}}]
+    assert listing == [
+        {
+            "name": "m",
+            "versions": 3,
+            "latest": "v3",
+            "aliases": {"candidate": "v3", "champion": "v2"},
+            "stages": {"dev": "v3", "release": "v2"},
+        }
+    ]
     doc = json.loads(cli("versions", "m", "--json").stdout)
     assert doc["name"] == "m"
     assert [v["version"] for v in doc["versions"]] == ["v1", "v2", "v3"]
@@ -141,4 +163,6 @@ def test_show_reports_current_tags_and_manifest_keeps_publish_tags(reg, model_fi
     doc = json.loads(cli("show", "m:v1", "--json").stdout)
     assert doc["tags"] == {"dataset": "d1", "reviewed": "yes"}
     assert json.loads((info.path / "manifest.json").read_text())["tags"] == {
-        "dataset": "d1", "draft": "yes"}
+        "dataset": "d1",
+        "draft": "yes",
+    }

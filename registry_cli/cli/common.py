@@ -129,8 +129,12 @@ def progress_factory(total_label: str = "") -> Callable[[str, int], Any] | None:
     )
 
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=stderr_console(), transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=stderr_console(),
+        transient=True,
     )
     bar.start()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -23,44 +23,46 @@ def _report(result: ChangeResult, as_json: bool) -> None:
 
 def promote(
     name: str = typer.Argument(..., help="Model name."),
-    version: Optional[str] = typer.Option(
+    version: str | None = typer.Option(
         None, "--version", help="vN or @alias to promote (default: @candidate)."
     ),
-    to: Optional[str] = typer.Option(None, "--to", help="Target stage (default: the last)."),
+    to: str | None = typer.Option(None, "--to", help="Target stage (default: the last)."),
     force: bool = typer.Option(False, "--force", help="Override failed gates (needs --reason)."),
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why; recorded in the audit log."),
+    reason: str | None = typer.Option(None, "--reason", help="Why; recorded in the audit log."),
     no_latest: bool = typer.Option(False, "--no-latest", help="Do not move the stage's LATEST."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Promote a version into the next stage; into the last stage it becomes @champion."""
-    result = open_registry().promote(name, version=version, to=to, force=force, reason=reason,
-                                     set_latest=not no_latest)
+    result = open_registry().promote(
+        name, version=version, to=to, force=force, reason=reason, set_latest=not no_latest
+    )
     _report(result, as_json)
 
 
 def rollback(
     name: str = typer.Argument(..., help="Model name."),
-    to: Optional[str] = typer.Option(
+    to: str | None = typer.Option(
         None, "--to", help="Released version to make champion (default: @rollback)."
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Make the previous champion (or --to vN) champion again; the demoted one becomes @candidate."""
+    """Make the previous champion (or --to vN) champion again; the demoted becomes @candidate."""
     _report(open_registry().rollback(name, to=to), as_json)
 
 
 def archive(
     name: str = typer.Argument(..., help="Model name."),
     version: str = typer.Argument(..., help="Version to archive (vN)."),
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why; recorded in the audit log."),
+    reason: str | None = typer.Option(None, "--reason", help="Why; recorded in the audit log."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Archive a version for good (never the champion); its aliases are removed."""
     _report(open_registry().archive(name, version, reason=reason), as_json)
 
 
-alias_app = typer.Typer(help="Set or remove user aliases (canary, shadow, ...).",
-                        no_args_is_help=True)
+alias_app = typer.Typer(
+    help="Set or remove user aliases (canary, shadow, ...).", no_args_is_help=True
+)
 
 
 def alias_set(
@@ -85,8 +87,8 @@ def alias_rm(
 def tag(
     name: str = typer.Argument(..., help="Model name."),
     version: str = typer.Argument(..., help="Version (vN)."),
-    pairs: Optional[list[str]] = typer.Argument(None, help="KEY=VALUE tags to set."),
-    rm: Optional[list[str]] = typer.Option(None, "--rm", help="Tag key to remove, repeatable."),
+    pairs: list[str] | None = typer.Argument(None, help="KEY=VALUE tags to set."),
+    rm: list[str] | None = typer.Option(None, "--rm", help="Tag key to remove, repeatable."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Set or remove a version's tags (audited; publish-time tags stay in the manifest)."""

@@ -6,8 +6,6 @@ pyftpdlib or HTTP stack), so ``regctl --help`` and ``regctl resolve`` start fast
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from registry_cli.cli import common
@@ -15,7 +13,7 @@ from registry_cli.cli import common
 app = typer.Typer(
     name="regctl",
     help="A model registry on a plain filesystem: immutable checksummed versions, "
-         "candidate → champion → rollback, dev → release, FTP distribution.",
+    "candidate → champion → rollback, dev → release, FTP distribution.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -34,21 +32,30 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR",
+    root: str | None = typer.Option(
+        None,
+        "--root",
+        metavar="DIR",
         help="Registry root (else $REGCTL_ROOT, root: in the config, ./registry).",
     ),
-    config: Optional[str] = typer.Option(
-        None, "--config", metavar="FILE",
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        metavar="FILE",
         help="Config file (else $REGCTL_CONFIG, ./registry.yaml, <root>/registry.yaml).",
     ),
-    actor: Optional[str] = typer.Option(
-        None, "--actor", help="Who is acting, for the audit log (else $REGCTL_ACTOR, the user).",
+    actor: str | None = typer.Option(
+        None,
+        "--actor",
+        help="Who is acting, for the audit log (else $REGCTL_ACTOR, the user).",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or remarks."),
     version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True,
+        False,
+        "--version",
+        callback=_version_callback,
+        is_eager=True,
         help="Print the regctl version and exit.",
     ),
 ) -> None:

@@ -3,8 +3,6 @@ resolve, audit, verify, gc."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from registry_cli.cli import common
@@ -16,7 +14,7 @@ MODE_HELP = "max or min, for NAME:best (else best.mode, else max)."
 
 
 def init(
-    directory: Optional[str] = typer.Argument(
+    directory: str | None = typer.Argument(
         None, help="Where to create the registry (default: the resolved root)."
     ),
 ) -> None:
@@ -29,56 +27,67 @@ def init(
 
 def publish(
     name: str = typer.Argument(..., help="Model name, e.g. team/project/task."),
-    paths: Optional[list[str]] = typer.Argument(
+    paths: list[str] | None = typer.Argument(
         None, help="Files and folders to copy into the new version (none with --from-mlflow)."
     ),
-    metric: Optional[list[str]] = typer.Option(None, "--metric", help="KEY=NUMBER, repeatable."),
-    param: Optional[list[str]] = typer.Option(None, "--param", help="KEY=VALUE, repeatable."),
-    tag: Optional[list[str]] = typer.Option(None, "--tag", help="KEY=VALUE, repeatable."),
-    description: Optional[str] = typer.Option(None, "--description", help="Free text."),
-    stage: Optional[str] = typer.Option(
+    metric: list[str] | None = typer.Option(None, "--metric", help="KEY=NUMBER, repeatable."),
+    param: list[str] | None = typer.Option(None, "--param", help="KEY=VALUE, repeatable."),
+    tag: list[str] | None = typer.Option(None, "--tag", help="KEY=VALUE, repeatable."),
+    description: str | None = typer.Option(None, "--description", help="Free text."),
+    stage: str | None = typer.Option(
         None, "--stage", help="Must be the first stage (versions enter there)."
     ),
     no_latest: bool = typer.Option(False, "--no-latest", help="Do not move the stage's LATEST."),
     no_alias: bool = typer.Option(False, "--no-alias", help="Do not set @candidate."),
-    derived_from: Optional[str] = typer.Option(
+    derived_from: str | None = typer.Option(
         None, "--derived-from", metavar="REF", help="Lineage: the version this one comes from."
     ),
-    from_mlflow: Optional[str] = typer.Option(
-        None, "--from-mlflow", metavar="URI",
+    from_mlflow: str | None = typer.Option(
+        None,
+        "--from-mlflow",
+        metavar="URI",
         help="Import from MLflow: runs:/RUN_ID/PATH, RUN_ID (with --artifact-path), "
-             "models:/NAME@ALIAS or models:/NAME/N.",
+        "models:/NAME@ALIAS or models:/NAME/N.",
     ),
-    tracking_uri: Optional[str] = typer.Option(
-        None, "--tracking-uri", metavar="URI",
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        metavar="URI",
         help="MLflow tracking server (else $MLFLOW_TRACKING_URI, else mlflow.tracking_uri).",
     ),
-    artifact_path: Optional[str] = typer.Option(
-        None, "--artifact-path", metavar="PATH",
+    artifact_path: str | None = typer.Option(
+        None,
+        "--artifact-path",
+        metavar="PATH",
         help="Artifact inside the run, for a bare run id (relative; no '..').",
     ),
-    convert: Optional[str] = typer.Option(
-        None, "--convert", metavar="FORMAT",
+    convert: str | None = typer.Option(
+        None,
+        "--convert",
+        metavar="FORMAT",
         help="Also write a standard file; torch-standard: payload/model-standard.pt from the "
-             ".pt/.pth checkpoint.",
+        ".pt/.pth checkpoint.",
     ),
-    task: Optional[str] = typer.Option(
+    task: str | None = typer.Option(
         None, "--task", help="With --convert: classification, regression, detection, ..."
     ),
-    num_classes: Optional[int] = typer.Option(
+    num_classes: int | None = typer.Option(
         None, "--num-classes", help="With --convert: number of classes (passed to --arch)."
     ),
-    arch: Optional[str] = typer.Option(
-        None, "--arch", metavar="MODULE:FACTORY",
+    arch: str | None = typer.Option(
+        None,
+        "--arch",
+        metavar="MODULE:FACTORY",
         help="With --convert: build the model (e.g. pkg.models:Net), load the weights strictly "
-             "and, with --example-shape, write a runnable program.",
+        "and, with --example-shape, write a runnable program.",
     ),
     trust_pickle: bool = typer.Option(
-        False, "--trust-pickle",
+        False,
+        "--trust-pickle",
         help="With --convert: allow a checkpoint that needs full unpickling (runs code in the "
-             "file; only for files you trust).",
+        "file; only for files you trust).",
     ),
-    example_shape: Optional[str] = typer.Option(
+    example_shape: str | None = typer.Option(
         None, "--example-shape", help="Input signature, e.g. 1,12,18 (first dim is the batch)."
     ),
     example_dtype: str = typer.Option(
@@ -96,34 +105,49 @@ def publish(
     if not from_mlflow and (tracking_uri or artifact_path):
         raise BadInput("--tracking-uri and --artifact-path need --from-mlflow")
     if not convert and (task or num_classes is not None or arch or trust_pickle):
-        raise BadInput("--task, --num-classes, --arch and --trust-pickle need --convert "
-                       "torch-standard")
+        raise BadInput(
+            "--task, --num-classes, --arch and --trust-pickle need --convert torch-standard"
+        )
     kwargs = dict(
-        metrics=parse_metrics(metric), params=parse_key_values(param, "param"),
-        tags=parse_key_values(tag, "tag"), description=description, stage=stage,
-        set_latest=not no_latest, set_alias=not no_alias, derived_from=derived_from,
+        metrics=parse_metrics(metric),
+        params=parse_key_values(param, "param"),
+        tags=parse_key_values(tag, "tag"),
+        description=description,
+        stage=stage,
+        set_latest=not no_latest,
+        set_alias=not no_alias,
+        derived_from=derived_from,
         signature=signature_from_shape(example_shape, example_dtype) if example_shape else None,
     )
     options = None
     if convert:
         from registry_cli.formats.publish_sources import ConversionOptions
 
-        options = ConversionOptions(task=task, num_classes=num_classes, arch=arch,
-                                    trust_pickle=trust_pickle, target=convert).validate()
+        options = ConversionOptions(
+            task=task, num_classes=num_classes, arch=arch, trust_pickle=trust_pickle, target=convert
+        ).validate()
     reg = open_registry()
     progress = common.progress_factory(f"{name} ")
     try:
         if from_mlflow:
             from registry_cli.formats.publish_sources import publish_from_mlflow
 
-            info = publish_from_mlflow(reg, name, from_mlflow, tracking_uri=tracking_uri,
-                                       artifact_path=artifact_path, convert=options,
-                                       progress=progress, **kwargs)
+            info = publish_from_mlflow(
+                reg,
+                name,
+                from_mlflow,
+                tracking_uri=tracking_uri,
+                artifact_path=artifact_path,
+                convert=options,
+                progress=progress,
+                **kwargs,
+            )
         elif options is not None:
             from registry_cli.formats.publish_sources import publish_with_conversion
 
-            info = publish_with_conversion(reg, name, paths or [], options=options,
-                                           progress=progress, **kwargs)
+            info = publish_with_conversion(
+                reg, name, paths or [], options=options, progress=progress, **kwargs
+            )
         else:
             info = reg.publish(name, paths or [], progress=progress, **kwargs)
     finally:
@@ -135,8 +159,9 @@ def publish(
         typer.echo(f"published {info.name}:{info.vname} {aliases}".rstrip())
         typer.echo(f"  {len(info.files)} file(s), bundle sha256 {info.bundle.get('sha256')}")
         if info.standard_artifacts:
-            typer.echo("  standard: " + ", ".join(
-                f"{k}={v}" for k, v in info.standard_artifacts.items()))
+            typer.echo(
+                "  standard: " + ", ".join(f"{k}={v}" for k, v in info.standard_artifacts.items())
+            )
         typer.echo(f"  {info.path}")
 
 
@@ -154,7 +179,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -
 
 def versions(
     name: str = typer.Argument(..., help="Model name."),
-    stage: Optional[str] = typer.Option(None, "--stage", help="Only versions in this stage."),
+    stage: str | None = typer.Option(None, "--stage", help="Only versions in this stage."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List the versions of a model with status, stages, aliases and metrics."""
@@ -169,9 +194,9 @@ def versions(
 
 def show(
     ref: str = typer.Argument(..., help="NAME, NAME:vN, NAME:latest, NAME:best or NAME@alias."),
-    stage: Optional[str] = typer.Option(None, "--stage", help=STAGE_HELP),
-    metric: Optional[str] = typer.Option(None, "--metric", help=METRIC_HELP),
-    mode: Optional[str] = typer.Option(None, "--mode", help=MODE_HELP),
+    stage: str | None = typer.Option(None, "--stage", help=STAGE_HELP),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=MODE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show one version: facts, current state, files and bundle."""
@@ -189,9 +214,9 @@ def resolve(
     path: bool = typer.Option(
         False, "--path", help="Print the absolute path of the preferred weight file instead."
     ),
-    stage: Optional[str] = typer.Option(None, "--stage", help=STAGE_HELP),
-    metric: Optional[str] = typer.Option(None, "--metric", help=METRIC_HELP),
-    mode: Optional[str] = typer.Option(None, "--mode", help=MODE_HELP),
+    stage: str | None = typer.Option(None, "--stage", help=STAGE_HELP),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=MODE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Print the version a reference means (vN), for scripts."""
@@ -205,8 +230,8 @@ def resolve(
 
 
 def audit(
-    name: Optional[str] = typer.Argument(None, help="Only this model's entries."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the last N entries."),
+    name: str | None = typer.Argument(None, help="Only this model's entries."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the last N entries."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show the audit log, newest last."""
@@ -217,7 +242,8 @@ def audit(
         typer.echo(
             f"warning: audit.jsonl has {len(log.damaged_lines)} unreadable line(s) "
             f"(line {', '.join(map(str, log.damaged_lines))}), probably a crash mid-write; "
-            "skipped", err=True,
+            "skipped",
+            err=True,
         )
     if as_json:
         print_json(log.entries)
@@ -226,7 +252,7 @@ def audit(
 
 
 def verify(
-    name: Optional[str] = typer.Argument(None, help="Only this model."),
+    name: str | None = typer.Argument(None, help="Only this model."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Re-hash every payload file and bundle and check the invariants. Exit 5 on problems."""
@@ -251,9 +277,14 @@ def gc(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     else:
         for path in report.removed:
             typer.echo(f"removed {path}")
-        typer.echo(f"gc: removed {len(report.removed)} leftover(s)"
-                   + (f", {len(report.kept_in_use)} publish(es) still running"
-                      if report.kept_in_use else ""))
+        typer.echo(
+            f"gc: removed {len(report.removed)} leftover(s)"
+            + (
+                f", {len(report.kept_in_use)} publish(es) still running"
+                if report.kept_in_use
+                else ""
+            )
+        )
 
 
 def register(app: typer.Typer) -> None:

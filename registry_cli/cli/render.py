@@ -10,8 +10,9 @@ from registry_cli.core.types import ChangeResult, ModelSummary, VerifyReport, Ve
 
 
 def _kv(d: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in d.items()) or "-"
+    return (
+        ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items()) or "-"
+    )
 
 
 def models_table(models: list[ModelSummary], stages: tuple[str, ...]) -> None:
@@ -30,7 +31,9 @@ def models_table(models: list[ModelSummary], stages: tuple[str, ...]) -> None:
     table.add_column("aliases")
     for m in models:
         table.add_row(
-            m.name, str(m.versions), m.latest or "-",
+            m.name,
+            str(m.versions),
+            m.latest or "-",
             *[m.stages.get(s) or "-" for s in stages],
             ", ".join(f"@{a}={v}" for a, v in m.aliases.items()) or "-",
         )
@@ -45,15 +48,26 @@ def versions_table(name: str, versions: list[VersionInfo]) -> None:
         console.print(f"{name} has no versions in that stage")
         return
     table = Table(title=name, box=None, header_style="bold", title_justify="left")
-    for col in ("version", "status", "stages", "aliases", "metrics", "tags", "created",
-                "derived from"):
+    for col in (
+        "version",
+        "status",
+        "stages",
+        "aliases",
+        "metrics",
+        "tags",
+        "created",
+        "derived from",
+    ):
         table.add_column(col)
     for v in versions:
         table.add_row(
             v.vname,
             v.status,
-            ", ".join(v.stages), ", ".join(f"@{a}" for a in v.aliases) or "-",
-            _kv(v.metrics), _kv(v.tags), v.created_at[:19].replace("T", " "),
+            ", ".join(v.stages),
+            ", ".join(f"@{a}" for a in v.aliases) or "-",
+            _kv(v.metrics),
+            _kv(v.tags),
+            v.created_at[:19].replace("T", " "),
             v.derived_from or "-",
         )
     console.print(table)
@@ -79,8 +93,12 @@ def version_details(v: VersionInfo) -> None:
         ("derived from", v.derived_from or "-"),
         ("path", str(v.path)),
         ("preferred weight", v.preferred_weight),
-        ("bundle", f"{v.bundle.get('size', '?')} bytes, sha256 {v.bundle.get('sha256', '?')}"
-         if v.bundle else "-"),
+        (
+            "bundle",
+            f"{v.bundle.get('size', '?')} bytes, sha256 {v.bundle.get('sha256', '?')}"
+            if v.bundle
+            else "-",
+        ),
     ]
     if v.signature:
         rows.append(("signature", json.dumps(v.signature)))
@@ -109,13 +127,21 @@ def change(result: ChangeResult) -> None:
     for stage, (old, new) in (result.changed.get("latest") or {}).items():
         parts.append(f"{stage} LATEST: {old or '-'} → {new or '-'}")
     if "tags" in result.changed:
-        parts.append(f"tags: {_kv(result.changed['tags'].get('set') or {})}"
-                     + (f", removed {', '.join(result.changed['tags']['removed'])}"
-                        if result.changed["tags"].get("removed") else ""))
+        parts.append(
+            f"tags: {_kv(result.changed['tags'].get('set') or {})}"
+            + (
+                f", removed {', '.join(result.changed['tags']['removed'])}"
+                if result.changed["tags"].get("removed")
+                else ""
+            )
+        )
     if result.changed.get("forced"):
         parts.append("gate overridden: " + "; ".join(result.changed.get("overridden", [])))
-    head = f"{result.action} {result.name}:{result.version}" if result.version else (
-        f"{result.action} {result.name}")
+    head = (
+        f"{result.action} {result.name}:{result.version}"
+        if result.version
+        else (f"{result.action} {result.name}")
+    )
     typer.echo(head)
     for p in parts:
         typer.echo(f"  {p}")
@@ -132,9 +158,14 @@ def audit_table(entries: list[dict[str, Any]]) -> None:
     for col in ("time", "actor", "action", "model", "version", "details"):
         table.add_column(col)
     for e in entries:
-        table.add_row(e["time"][:19].replace("T", " "), str(e["actor"]), e["action"],
-                      e.get("model") or "-", e.get("version") or "-",
-                      json.dumps(e.get("details") or {}, separators=(",", ":")))
+        table.add_row(
+            e["time"][:19].replace("T", " "),
+            str(e["actor"]),
+            e["action"],
+            e.get("model") or "-",
+            e.get("version") or "-",
+            json.dumps(e.get("details") or {}, separators=(",", ":")),
+        )
     console.print(table)
 
 

@@ -116,7 +116,7 @@ def promote(
         raise RuleViolation(
             f"{state.name}:v{version} is not in {prev!r}; stages cannot be skipped",
             hint=f"promote it to {prev!r} first: regctl promote {state.name} "
-                 f"--version v{version} --to {prev}",
+            f"--version v{version} --to {prev}",
         )
     is_last = idx == len(stages) - 1
     already = state.in_stage(version, target, stages[0])
@@ -166,7 +166,8 @@ def rollback(state: ModelState, stages: tuple[str, ...], *, to: int | None) -> d
         if not state.history:
             raise RuleViolation(
                 f"{state.name} has nothing to roll back to",
-                hint="no earlier champion is recorded; use rollback --to vN to pick a released version",
+                hint="no earlier champion is recorded; "
+                "use rollback --to vN to pick a released version",
             )
         history = list(state.history)
         target = history.pop()
@@ -217,7 +218,8 @@ def archive(state: ModelState, stages: tuple[str, ...], version: int) -> dict[st
     for stage in stages:
         if state.latest.get(stage) == version:
             remaining = [
-                v for v in state.versions
+                v
+                for v in state.versions
                 if v not in state.archived and state.in_stage(v, stage, stages[0])
             ]
             _set_latest(state, stage, max(remaining) if remaining else None, changes)

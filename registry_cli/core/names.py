@@ -69,7 +69,8 @@ def validate_key(key: str, what: str = "key") -> str:
     if not KEY_RE.match(key or ""):
         raise BadInput(
             f"invalid {what} {key!r}",
-            hint=f"a {what} is 1-128 letters, digits and '_.:/-', starting with a letter, digit or '_'",
+            hint=f"a {what} is 1-128 letters, digits and '_.:/-', "
+            "starting with a letter, digit or '_'",
         )
     return key
 

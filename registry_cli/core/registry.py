@@ -75,9 +75,13 @@ PublishProgress = Callable[[str, int], "Progress | None"]
 per-chunk callback or None."""
 
 
+def _vname(version: int | None) -> str | None:
+    return format_version(version) if version else None
+
+
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds").replace(
-        "+00:00", "Z"
+    return (
+        _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
     )
 
 
@@ -175,7 +179,7 @@ class ModelRegistry:
                     raise RuleViolation(
                         f"model name {name!r} conflicts with existing model {prefix!r}",
                         hint="a model's name cannot be a whole-segment prefix of another's; "
-                             "use e.g. '__' for variants",
+                        "use e.g. '__' for variants",
                     )
             model_dir = self.layout.model_dir(name)
             if model_dir.is_dir():
@@ -188,8 +192,9 @@ class ModelRegistry:
             model_dir.mkdir(parents=True, exist_ok=True)
             self._save_state(ModelState(name=name))
 
-    def _audit(self, action: str, name: str | None, version: int | None,
-               details: dict[str, Any]) -> None:
+    def _audit(
+        self, action: str, name: str | None, version: int | None, details: dict[str, Any]
+    ) -> None:
         audit_log.append(
             self.layout.audit,
             {
@@ -276,31 +281,40 @@ class ModelRegistry:
             facts: dict[str, Any] = {}
 
             def make_manifest(records: list[FileRecord]) -> bytes:
-                facts.update(build_manifest(
-                    name=name,
-                    version=number,
-                    created_at=utc_now(),
-                    created_by=self.actor,
-                    source=source,
-                    files=[f.to_doc() for f in records],
-                    metrics=metrics,
-                    params=params,
-                    tags=tags,
-                    description=description,
-                    derived_from=derived,
-                    standard_artifacts=dict(standard_artifacts or {}),
-                    signature=signature,
-                ))
+                facts.update(
+                    build_manifest(
+                        name=name,
+                        version=number,
+                        created_at=utc_now(),
+                        created_by=self.actor,
+                        source=source,
+                        files=[f.to_doc() for f in records],
+                        metrics=metrics,
+                        params=params,
+                        tags=tags,
+                        description=description,
+                        derived_from=derived,
+                        standard_artifacts=dict(standard_artifacts or {}),
+                        signature=signature,
+                    )
+                )
                 return manifest_bytes(facts)
 
             files, (bsize, bsha) = write_payload_and_bundle(
-                planned, vdir, make_manifest, level=self.config.bundle_level,
+                planned,
+                vdir,
+                make_manifest,
+                level=self.config.bundle_level,
                 mtime=int(time.time()),
                 progress=progress("publish", total) if progress else None,
             )
             manifest = facts
-            bundle = {"path": "bundle.tar.gz", "size": bsize, "sha256": bsha,
-                      "compression": f"gzip-{self.config.bundle_level}"}
+            bundle = {
+                "path": "bundle.tar.gz",
+                "size": bsize,
+                "sha256": bsha,
+                "compression": f"gzip-{self.config.bundle_level}",
+            }
             (vdir / "version.yaml").write_text(version_yaml(manifest, bundle))
             make_read_only(vdir / "payload")
             for fname in ("manifest.json", "version.yaml", "bundle.tar.gz"):
@@ -318,7 +332,10 @@ class ModelRegistry:
                 os.rename(vdir, target)
                 fsync_dir(target.parent)
                 changes = lifecycle.add_published(
-                    state, number, self.stages[0], set_latest=set_latest,
+                    state,
+                    number,
+                    self.stages[0],
+                    set_latest=set_latest,
                     set_alias=set_alias,
                 )
                 self._save_state(state)
@@ -363,16 +380,24 @@ class ModelRegistry:
             doc = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except (OSError, yaml.YAMLError) as exc:
             raise IntegrityError(f"{path}: unreadable: {exc}") from None
-        if (not isinstance(doc, dict) or doc.get("kind") != "regctl/version"
-                or doc.get("format_version") != 1):
+        if (
+            not isinstance(doc, dict)
+            or doc.get("kind") != "regctl/version"
+            or doc.get("format_version") != 1
+        ):
             raise IntegrityError(f"{path}: not a regctl version document (format_version 1)")
         bundle = dict(doc.get("bundle") or {})
         bundle["path"] = str(vdir / "bundle.tar.gz")
         return bundle
 
-    def _version_info(self, state: ModelState, version: int, *,
-                      with_bundle: bool = True, facts: dict[str, Any] | None = None
-                      ) -> VersionInfo:
+    def _version_info(
+        self,
+        state: ModelState,
+        version: int,
+        *,
+        with_bundle: bool = True,
+        facts: dict[str, Any] | None = None,
+    ) -> VersionInfo:
         facts = facts or self._read_facts(state.name, version)
         vdir = self.layout.version_dir(state.name, version)
         return VersionInfo(
@@ -398,8 +423,15 @@ class ModelRegistry:
             manifest=facts,
         )
 
-    def _resolve_number(self, state: ModelState, ref: Ref, *, stage: str | None,
-                        metric: str | None, mode: str | None) -> int:
+    def _resolve_number(
+        self,
+        state: ModelState,
+        ref: Ref,
+        *,
+        stage: str | None,
+        metric: str | None,
+        mode: str | None,
+    ) -> int:
         if ref.version is not None:
             lifecycle.require_version(state, ref.version)
             return ref.version
@@ -443,8 +475,15 @@ class ModelRegistry:
         best = max(scored) if mode == "max" else min(scored, key=lambda t: (t[0], -t[1]))
         return best[1]
 
-    def get(self, ref: str | Ref, *, stage: str | None = None, metric: str | None = None,
-            mode: str | None = None, with_bundle: bool = True) -> VersionInfo:
+    def get(
+        self,
+        ref: str | Ref,
+        *,
+        stage: str | None = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        with_bundle: bool = True,
+    ) -> VersionInfo:
         """Resolve a reference (``NAME``, ``NAME:vN``, ``NAME:latest|best``, ``NAME@alias``).
 
         ``with_bundle=False`` skips reading version.yaml (the bundle's facts) for
@@ -463,15 +502,16 @@ class ModelRegistry:
         for name in self._model_names():
             state = self._load_state(name)
             active = state.active()
-            out.append(ModelSummary(
-                name=name,
-                versions=len(state.versions),
-                latest=format_version(max(active)) if active else None,
-                aliases={a: format_version(v) for a, v in state.all_aliases().items()},
-                stages={s: (format_version(state.latest[s]) if state.latest.get(s) else None)
-                        for s in self.stages},
-                description=state.description,
-            ))
+            out.append(
+                ModelSummary(
+                    name=name,
+                    versions=len(state.versions),
+                    latest=format_version(max(active)) if active else None,
+                    aliases={a: format_version(v) for a, v in state.all_aliases().items()},
+                    stages={s: _vname(state.latest.get(s)) for s in self.stages},
+                    description=state.description,
+                )
+            )
         return out
 
     def _model_names(self) -> list[str]:
@@ -522,10 +562,14 @@ class ModelRegistry:
         return AuditLog(entries=entries, damaged_lines=read.damaged_lines)
 
     # ------------------------------------------------------------------ lifecycle
-    def _change(self, name: str, action: str, apply: Callable[[ModelState], dict[str, Any]],
-                version: Callable[[ModelState, dict[str, Any]], int | None],
-                touched_stages: Callable[[dict[str, Any]], list[str]] | None = None,
-                ) -> ChangeResult:
+    def _change(
+        self,
+        name: str,
+        action: str,
+        apply: Callable[[ModelState], dict[str, Any]],
+        version: Callable[[ModelState, dict[str, Any]], int | None],
+        touched_stages: Callable[[dict[str, Any]], list[str]] | None = None,
+    ) -> ChangeResult:
         validate_model_name(name)
         self._load_state(name)  # fail fast (exit 3) before taking a lock
         with self._locked(name):
@@ -537,16 +581,30 @@ class ModelRegistry:
                 self._save_state(state)
             self._audit(action, name, number, changes)
             if not noop:
-                stages = touched_stages(changes) if touched_stages else list(
-                    (changes.get("latest") or {}).keys())
+                stages = (
+                    touched_stages(changes)
+                    if touched_stages
+                    else list((changes.get("latest") or {}).keys())
+                )
                 self._after_change(state, stages)
-        return ChangeResult(action=action, name=name,
-                            version=format_version(number) if number else None,
-                            changed=changes, noop=noop)
+        return ChangeResult(
+            action=action,
+            name=name,
+            version=format_version(number) if number else None,
+            changed=changes,
+            noop=noop,
+        )
 
-    def promote(self, name: str, *, version: str | int | None = None, to: str | None = None,
-                force: bool = False, reason: str | None = None,
-                set_latest: bool = True) -> ChangeResult:
+    def promote(
+        self,
+        name: str,
+        *,
+        version: str | int | None = None,
+        to: str | None = None,
+        force: bool = False,
+        reason: str | None = None,
+        set_latest: bool = True,
+    ) -> ChangeResult:
         """Promote ``version`` (default ``@candidate``) into stage ``to`` (default: last)."""
         chosen: dict[str, int] = {}
 
@@ -558,21 +616,34 @@ class ModelRegistry:
             facts: dict[str, Any] = {}
             if number is not None and number in state.versions:
                 m = self._read_facts(name, number)
-                facts = {"metrics": m.get("metrics") or {},
-                         "tags": state.tags.get(number, m.get("tags") or {})}
+                facts = {
+                    "metrics": m.get("metrics") or {},
+                    "tags": state.tags.get(number, m.get("tags") or {}),
+                }
             changes = lifecycle.promote(
-                state, self.stages, version=number, to_stage=to,
-                gate=self.config.gates.get(target), facts=facts, force=force,
-                reason=reason, set_latest=set_latest, now=utc_now(),
+                state,
+                self.stages,
+                version=number,
+                to_stage=to,
+                gate=self.config.gates.get(target),
+                facts=facts,
+                force=force,
+                reason=reason,
+                set_latest=set_latest,
+                now=utc_now(),
             )
             chosen["v"] = number  # type: ignore[assignment]
             return changes
 
-        result = self._change(name, "promote", apply, lambda s, c: chosen.get("v"),
-                              lambda c: [c["stage"]])
+        result = self._change(
+            name, "promote", apply, lambda s, c: chosen.get("v"), lambda c: [c["stage"]]
+        )
         if result.noop:
-            where = ("the champion" if result.changed.get("stage") == self.stages[-1]
-                     else f"LATEST of {result.changed.get('stage')!r}")
+            where = (
+                "the champion"
+                if result.changed.get("stage") == self.stages[-1]
+                else f"LATEST of {result.changed.get('stage')!r}"
+            )
             result.message = f"{name}:{result.version} is already {where} (nothing changed)"
         return result
 
@@ -582,16 +653,22 @@ class ModelRegistry:
             return parse_version(ref)
         text = str(ref)
         if text.startswith("@"):
-            return self._resolve_number(state, Ref(state.name, alias=validate_alias(text[1:])),
-                                        stage=None, metric=None, mode=None)
+            return self._resolve_number(
+                state,
+                Ref(state.name, alias=validate_alias(text[1:])),
+                stage=None,
+                metric=None,
+                mode=None,
+            )
         if ":" in text or "@" in text:
             parsed = parse_ref(text)
             if parsed.name != state.name:
                 raise BadInput(f"{text!r} is not a version of {state.name}")
             return self._resolve_number(state, parsed, stage=None, metric=None, mode=None)
         if text in ("latest", "best"):
-            return self._resolve_number(state, Ref(state.name, selector=text),
-                                        stage=None, metric=None, mode=None)
+            return self._resolve_number(
+                state, Ref(state.name, selector=text), stage=None, metric=None, mode=None
+            )
         return parse_version(text)
 
     def rollback(self, name: str, *, to: str | int | None = None) -> ChangeResult:
@@ -603,14 +680,14 @@ class ModelRegistry:
             chosen["v"] = state.aliases.get("champion") or number  # type: ignore[assignment]
             return changes
 
-        result = self._change(name, "rollback", apply, lambda s, c: chosen.get("v"),
-                              lambda c: [self.stages[-1]])
+        result = self._change(
+            name, "rollback", apply, lambda s, c: chosen.get("v"), lambda c: [self.stages[-1]]
+        )
         if result.noop:
             result.message = f"{name}:{result.version} is already the champion (nothing changed)"
         return result
 
-    def archive(self, name: str, version: str | int, *, reason: str | None = None
-                ) -> ChangeResult:
+    def archive(self, name: str, version: str | int, *, reason: str | None = None) -> ChangeResult:
         chosen: dict[str, int] = {}
 
         def apply(state: ModelState) -> dict[str, Any]:
@@ -621,8 +698,13 @@ class ModelRegistry:
                 changes["reason"] = reason
             return changes
 
-        result = self._change(name, "archive", apply, lambda s, c: chosen.get("v"),
-                              lambda c: self._stages_of_version(name, chosen["v"]))
+        result = self._change(
+            name,
+            "archive",
+            apply,
+            lambda s, c: chosen.get("v"),
+            lambda c: self._stages_of_version(name, chosen["v"]),
+        )
         if result.noop:
             result.message = f"{name}:{result.version} is already archived (nothing changed)"
         return result
@@ -638,8 +720,7 @@ class ModelRegistry:
             chosen["v"] = self._version_arg(state, version)
             return lifecycle.set_alias(state, alias, chosen["v"])
 
-        return self._change(name, "alias-set", apply, lambda s, c: chosen.get("v"),
-                            lambda c: [])
+        return self._change(name, "alias-set", apply, lambda s, c: chosen.get("v"), lambda c: [])
 
     def remove_alias(self, name: str, alias: str) -> ChangeResult:
         validate_alias(alias)
@@ -649,11 +730,15 @@ class ModelRegistry:
             chosen["v"] = state.aliases.get(alias)  # type: ignore[assignment]
             return lifecycle.remove_alias(state, alias)
 
-        return self._change(name, "alias-rm", apply, lambda s, c: chosen.get("v"),
-                            lambda c: [])
+        return self._change(name, "alias-rm", apply, lambda s, c: chosen.get("v"), lambda c: [])
 
-    def tag(self, name: str, version: str | int, set_tags: dict[str, str] | None = None,
-            remove: list[str] | None = None) -> ChangeResult:
+    def tag(
+        self,
+        name: str,
+        version: str | int,
+        set_tags: dict[str, str] | None = None,
+        remove: list[str] | None = None,
+    ) -> ChangeResult:
         """Change a version's current tags; the publish-time tags in the manifest stay."""
         set_tags = {validate_key(k, "tag"): str(v) for k, v in (set_tags or {}).items()}
         remove = [validate_key(k, "tag") for k in (remove or [])]
@@ -665,8 +750,7 @@ class ModelRegistry:
             number = self._version_arg(state, version)
             lifecycle.require_version(state, number)
             chosen["v"] = number
-            current = dict(state.tags.get(number, self._read_facts(name, number).get("tags")
-                                          or {}))
+            current = dict(state.tags.get(number, self._read_facts(name, number).get("tags") or {}))
             before = dict(current)
             for key in remove:
                 if key not in current:
@@ -716,8 +800,9 @@ class ModelRegistry:
             try:
                 state = self._load_state(model)
             except IntegrityError as exc:
-                report.problems.append(VerifyProblem(model, None, str(
-                    self.layout.model_state(model)), str(exc)))
+                report.problems.append(
+                    VerifyProblem(model, None, str(self.layout.model_state(model)), str(exc))
+                )
                 continue
             for v in state.versions:
                 self._verify_version(state, v, report, progress)
@@ -727,8 +812,9 @@ class ModelRegistry:
             self._dist().verify_orphans(names, report)
         return report
 
-    def _verify_version(self, state: ModelState, v: int, report: VerifyReport,
-                        progress: Progress | None) -> None:
+    def _verify_version(
+        self, state: ModelState, v: int, report: VerifyReport, progress: Progress | None
+    ) -> None:
         from registry_cli.storage.hashing import hash_file
 
         vdir = self.layout.version_dir(state.name, v)
@@ -796,9 +882,9 @@ class ModelRegistry:
         champion = state.aliases.get("champion")
         if champion is not None and not state.in_stage(champion, self.stages[-1], self.stages[0]):
             problem(f"champion v{champion} is not in {self.stages[-1]!r}")
-        for stage, v in state.latest.items():
-            if v is not None and not state.in_stage(v, stage, self.stages[0]):
-                problem(f"LATEST of {stage!r} is v{v}, which is not in that stage")
+        for stage, latest in state.latest.items():
+            if latest is not None and not state.in_stage(latest, stage, self.stages[0]):
+                problem(f"LATEST of {stage!r} is v{latest}, which is not in that stage")
         if state.versions and (state.versions.max() or 0) >= state.next_version:
             problem("next_version is not above every recorded version")
 

@@ -108,7 +108,8 @@ class ModelState:
             raise StateFormatError("not a mapping")
         if doc.get("format_version") != STATE_FORMAT or doc.get("kind") != "regctl/model":
             raise StateFormatError(
-                f"unsupported format_version {doc.get('format_version')!r} / kind {doc.get('kind')!r}"
+                f"unsupported format_version {doc.get('format_version')!r} "
+                f"/ kind {doc.get('kind')!r}"
             )
         try:
             state = cls(

@@ -125,8 +125,12 @@ class VerifyProblem:
     problem: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "version": self.version, "path": self.path,
-                "problem": self.problem}
+        return {
+            "model": self.model,
+            "version": self.version,
+            "path": self.path,
+            "problem": self.problem,
+        }
 
 
 @dataclass
@@ -139,8 +143,11 @@ class VerifyReport:
         return not self.problems
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked,
-                "problems": [p.to_json() for p in self.problems]}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "problems": [p.to_json() for p in self.problems],
+        }
 
 
 @dataclass

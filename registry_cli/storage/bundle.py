@@ -83,7 +83,7 @@ class BundleWriter:
         view = memoryview(data)
         parts: list[bytes | memoryview] = []
         for start in range(0, len(view), STORED_MAX):
-            piece = view[start:start + STORED_MAX]
+            piece = view[start : start + STORED_MAX]
             n = len(piece)
             parts.append(struct.pack("<BHH", 0, n, n ^ 0xFFFF))
             parts.append(piece)
@@ -159,12 +159,14 @@ def write_payload_and_bundle(
     payload.mkdir(parents=True, exist_ok=True)
     folders = sorted(
         {"payload"}
-        | {f"payload/{p.relpath}".rsplit("/", i)[0]
-           for p in planned for i in range(1, p.relpath.count("/") + 1)}
+        | {
+            f"payload/{p.relpath}".rsplit("/", i)[0]
+            for p in planned
+            for i in range(1, p.relpath.count("/") + 1)
+        }
     )
     records: list[FileRecord] = []
-    bundle_fd = os.open(version_dir / "bundle.tar.gz", os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                        0o644)
+    bundle_fd = os.open(version_dir / "bundle.tar.gz", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     buffers = [bytearray(CHUNK) for _ in range(IN_FLIGHT)]
     try:
         with ThreadPoolExecutor(1) as hasher, ThreadPoolExecutor(1) as bundler:
@@ -185,8 +187,11 @@ def write_payload_and_bundle(
                     os.rename(item.source, dst)
                 fd_in = os.open(dst if item.move else item.source, os.O_RDONLY)
                 try:
-                    fd_out = fd_in if item.move else os.open(
-                        dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    fd_out = (
+                        fd_in
+                        if item.move
+                        else os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    )
                     try:
                         while True:
                             if len(pending) == IN_FLIGHT:
@@ -201,8 +206,12 @@ def write_payload_and_bundle(
                             if size > item.size:
                                 break
                             view = memoryview(buf)[:n]
-                            pending.append((hasher.submit(digest.update, view),
-                                            bundler.submit(bundle.feed, view)))
+                            pending.append(
+                                (
+                                    hasher.submit(digest.update, view),
+                                    bundler.submit(bundle.feed, view),
+                                )
+                            )
                             if not item.move:
                                 _write_all(fd_out, view)
                             if progress is not None:
@@ -215,8 +224,10 @@ def write_payload_and_bundle(
                 finally:
                     os.close(fd_in)
                 if size != item.size:
-                    raise BadInput(f"{item.source} changed size while being published",
-                                   hint="publish a file that is no longer being written")
+                    raise BadInput(
+                        f"{item.source} changed size while being published",
+                        hint="publish a file that is no longer being written",
+                    )
                 while pending:
                     for fut in pending.popleft():
                         fut.result()

@@ -1,16 +1,16 @@
 """Where everything lives under a registry root (SPEC §4), and safe path joins.
 
-    <root>/
-      registry.yaml        optional config
-      audit.jsonl          append-only audit log
-      models/<name>/       <name> may be nested (team/project/task)
-        model.yaml         mutable model state
-        .lock              per-model writer lock
-        vN/                immutable version: payload/, version.yaml, manifest.json, bundle.tar.gz
-      dist/<stage>/<name>/ the served tree, derived from models/
-      .regctl/
-        registry.lock      taken to create a model (name-prefix conflicts)
-        tmp/               publishes in progress; leftovers are removed by `regctl gc`
+<root>/
+  registry.yaml        optional config
+  audit.jsonl          append-only audit log
+  models/<name>/       <name> may be nested (team/project/task)
+    model.yaml         mutable model state
+    .lock              per-model writer lock
+    vN/                immutable version: payload/, version.yaml, manifest.json, bundle.tar.gz
+  dist/<stage>/<name>/ the served tree, derived from models/
+  .regctl/
+    registry.lock      taken to create a model (name-prefix conflicts)
+    tmp/               publishes in progress; leftovers are removed by `regctl gc`
 """
 
 from __future__ import annotations

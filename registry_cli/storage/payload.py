@@ -68,8 +68,12 @@ def _plan_dir(top: Path, prefix: str, out: list[PlannedFile]) -> None:
     walk(str(top), "")
 
 
-def plan_payload(sources: list[Path], extra: list[tuple[Path, str]] = (),  # type: ignore[assignment]
-                 *, move_extra: bool = False) -> list[PlannedFile]:
+def plan_payload(
+    sources: list[Path],
+    extra: list[tuple[Path, str]] = (),  # type: ignore[assignment]
+    *,
+    move_extra: bool = False,
+) -> list[PlannedFile]:
     """Every file to copy, with its place in ``payload/``. Raises before any write."""
     if not sources and not extra:
         raise BadInput("nothing to publish", hint="give one or more files or folders")
