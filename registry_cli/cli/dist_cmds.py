@@ -88,8 +88,7 @@ def serve_ftp(
         ServerSettings,
         ftp_config,
         parse_port_range,
-        read_password_env,
-        read_password_file,
+        password_from,
     )
 
     root, cfg = _load_config()
@@ -101,17 +100,7 @@ def serve_ftp(
             f"no registry at {root}",
             hint="point --root / REGCTL_ROOT at it, or create one with: regctl init",
         )
-    if password_env and password_file:
-        raise BadInput("give --password-env or --password-file, not both")
-    password = None
-    if password_env:
-        password = read_password_env(password_env)
-    elif password_file:
-        password = read_password_file(password_file)
-    elif conf.get("password_env"):
-        password = read_password_env(conf["password_env"])
-    elif conf.get("password_file"):
-        password = read_password_file(conf["password_file"])
+    password = password_from(password_env, password_file, conf)
     for name, value in (
         ("--port", port),
         ("--max-cons", max_cons),
@@ -199,7 +188,7 @@ def pull(
 ) -> None:
     """Download, verify and unpack a version into the local cache; print its paths."""
     from registry_cli.ftp.pull import Puller, parse_source, resolve_cache_root
-    from registry_cli.ftp.settings import pull_config, read_password_env, read_password_file
+    from registry_cli.ftp.settings import password_from, pull_config
 
     _root, cfg = _load_config()
     conf = pull_config(cfg)
@@ -212,19 +201,10 @@ def pull(
     if not source and "://" not in raw_source and cfg.path is not None:
         raw_source = str(cfg.path.parent / os.path.expanduser(raw_source))
     src = parse_source(raw_source)
-    if password_env and password_file:
-        raise BadInput("give --password-env or --password-file, not both")
     password: Any = None
     if src.kind == "ftp" and src.user:
-        if password_env:
-            password = read_password_env(password_env)
-        elif password_file:
-            password = read_password_file(password_file)
-        elif conf.get("password_env"):
-            password = read_password_env(conf["password_env"])
-        elif conf.get("password_file"):
-            password = read_password_file(conf["password_file"])
-        else:  # asked only if the server is really contacted (not for a cached vN)
+        password = password_from(password_env, password_file, conf)
+        if password is None:  # asked only if the server is really contacted (not for a cached vN)
 
             def password() -> str:
                 return _prompt_password(src.display)

@@ -98,6 +98,24 @@ def parse_port_range(text: Any, what: str = "--passive-ports") -> tuple[int, int
     return a, b
 
 
+def password_from(
+    password_env: str | None, password_file: str | None, section: dict[str, Any]
+) -> str | None:
+    """The password from ``--password-env``/``--password-file``, else the config
+    section's ``password_env``/``password_file``; None when no source is named."""
+    if password_env and password_file:
+        raise BadInput("give --password-env or --password-file, not both")
+    if password_env:
+        return read_password_env(password_env)
+    if password_file:
+        return read_password_file(password_file)
+    if section.get("password_env"):
+        return read_password_env(section["password_env"])
+    if section.get("password_file"):
+        return read_password_file(section["password_file"])
+    return None
+
+
 def read_password_file(path: str | os.PathLike[str]) -> str:
     """The first line of a file (trailing newline stripped)."""
     try:
