@@ -27,6 +27,7 @@ TOP_KEYS = {
     "gates",
     "best",
     "bundle",
+    "publish",
     "ftp",
     "serve",
     "mlflow",
@@ -83,6 +84,7 @@ class Config:
     best_metric: str | None = None
     best_mode: str = "max"
     bundle_level: int = 0
+    publish_fsync: bool = False
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def section(self, name: str) -> dict[str, Any]:
@@ -228,6 +230,12 @@ def load_config_file(path: Path) -> Config:
                 "bundle",
                 "compression",
             ) from None
+    publish = data.get("publish") or {}
+    if not isinstance(publish, dict) or set(publish) - {"fsync"}:
+        raise _fail(path, loc, "publish has only 'fsync'", "publish")
+    if not isinstance(publish.get("fsync", False), bool):
+        raise _fail(path, loc, "publish.fsync must be true or false", "publish", "fsync")
+    cfg.publish_fsync = publish.get("fsync", False)
     for name in ("ftp", "serve", "mlflow", "pull"):
         section = data.get(name) or {}
         if not isinstance(section, dict):

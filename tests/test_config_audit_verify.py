@@ -39,6 +39,7 @@ def test_malformed_yaml_names_file_and_line(cli, root, model_file):
         ("stages: [dev, dev]\n", "distinct", 1),
         ("- a\n- b\n", "top level must be a mapping", None),
         ("format_version: 7\n", "unsupported format_version", 1),
+        ("publish:\n  fsync: maybe\n", "publish.fsync", 2),
     ],
 )
 def test_config_schema_errors(tmp_path, text, needle, line):

@@ -321,3 +321,14 @@ def test_source_growing_while_published_is_refused(reg, tmp_path, monkeypatch):
         reg.publish("m", [src])
     assert reg.list_versions("m") == []
     assert not list((reg.root / ".regctl" / "tmp").iterdir())
+
+
+def test_publish_with_fsync_configured(tmp_path, model_file):
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "registry.yaml").write_text("publish: {fsync: true}\n")
+    reg = ModelRegistry(root)
+    assert reg.config.publish_fsync is True
+    info = reg.publish("m", [model_file])
+    assert (info.path / "payload" / "model.pt").read_bytes() == model_file.read_bytes()
+    assert reg.verify().ok

@@ -306,6 +306,7 @@ class ModelRegistry:
                 make_manifest,
                 level=self.config.bundle_level,
                 mtime=int(time.time()),
+                fsync=self.config.publish_fsync,
                 progress=progress("publish", total) if progress else None,
             )
             manifest = facts

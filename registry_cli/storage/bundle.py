@@ -146,7 +146,7 @@ def write_payload_and_bundle(
     level: int = 0,
     mtime: int = 0,
     progress: Progress | None = None,
-    fsync: bool = True,
+    fsync: bool = False,
 ) -> tuple[list[FileRecord], tuple[int, str]]:
     """Copy every planned file into ``version_dir/payload`` and build
     ``version_dir/bundle.tar.gz`` from the same reads.
