@@ -44,7 +44,6 @@ from registry_cli.core.state import ModelState
 from registry_cli.core.types import VerifyProblem, VerifyReport
 from registry_cli.errors import BadInput, IntegrityError, RegctlError
 from registry_cli.storage.atomic import atomic_write_bytes, fsync_dir, remove_tree
-from registry_cli.storage.hashing import hash_file
 from registry_cli.storage.layout import Layout
 
 INDEX_FORMAT = 1
@@ -449,6 +448,8 @@ class DistTree:
             return True
         if s.st_size != d.st_size:
             return False
+        from registry_cli.storage.hashing import hash_file
+
         return hash_file(src)[1] == hash_file(dst)[1]
 
     # -- rebuild -------------------------------------------------------
