@@ -129,7 +129,7 @@ def append_doc(lines: list[str], command: str) -> None:
             "",
             "The checkpoint is read from storage once (hashed, then memory-mapped by "
             "`torch.load(mmap=True)`); the standard file is renamed into the version, not "
-            "copied. What remains is inherent: the version durably stores the original and "
+            "copied. What remains is inherent: the version stores the original and "
             "the standard file, and the bundle holds both again, while the baseline's "
             "`torch.save` never reaches the disk. With a bare state dict the standard file is "
             "as large as the checkpoint, so the publish writes twice the bytes of a plain one "
