@@ -14,10 +14,9 @@ import shutil
 import sys
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from registry_cli.formats.publish_sources import (  # noqa: E402
+from registry_cli.formats.publish_sources import (
     ConversionOptions,
     publish_with_conversion,
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ftplib
 import io
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -301,7 +300,6 @@ def test_refuses_a_missing_tls_key(served, root, tmp_path):
     assert proc.returncode == 2 and "--tls-key" in proc.stderr
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_lists_the_tree(server):
     res = curl("--user", f"mlops:{PASSWORD}", "-l", f"{server.url}/release/faq-bot/versions/")
     assert res.returncode == 0 and res.stdout.split() == [b"v1"]

@@ -84,9 +84,9 @@ def test_tracking_uri_password_is_not_recorded():
 def logged(mlflow_server, tmp_path):
     """One run with metrics, params, a training checkpoint and an MLflow model folder,
     registered as a new model with alias ``champion``."""
+    import torch
     from mlflow import MlflowClient
 
-    torch = pytest.importorskip("torch")
     client = MlflowClient(mlflow_server)
     exp = client.create_experiment(f"regctl-{uuid.uuid4().hex[:8]}")
     run = client.create_run(exp)
@@ -206,7 +206,8 @@ def test_registered_model_with_config_tracking_uri(cli, root, logged, tmp_path, 
 
 @pytest.mark.slow
 def test_mlflow_checkpoint_can_be_converted(cli, root, logged):
-    torch = pytest.importorskip("torch")
+    import torch
+
     res = cli(
         "publish",
         "cls",
@@ -251,8 +252,8 @@ def test_model_logged_with_mlflow_pytorch(cli, root, mlflow_server, monkeypatch)
     """A model logged the MLflow 3 way (a LoggedModel, not run artifacts) keeps its MLmodel."""
     import mlflow
     import numpy as np
+    import torch
 
-    torch = pytest.importorskip("torch")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     name = f"logged-{uuid.uuid4().hex[:8]}"
     with mlflow.start_run() as run:
