@@ -258,7 +258,11 @@ def verify(
     """Re-hash every payload file and bundle and check the invariants. Exit 5 on problems."""
     from registry_cli.cli import render
 
-    report = open_registry().verify(name)
+    progress = None if as_json else common.progress_factory()
+    try:
+        report = open_registry().verify(name, progress("hashing", 0) if progress else None)
+    finally:
+        common.stop_progress(progress)
     if as_json:
         print_json(report.to_json())
     else:
