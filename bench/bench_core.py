@@ -114,8 +114,10 @@ def bench_lifecycle(work: Path, runs: int, help_time: float) -> None:
         t = timed(regctl(root, *args), runs)
         report(f"regctl {name}", t / help_time, 1.3, f"{t * 1000:.0f} ms")
     t = timed(regctl(root, "show", "m@champion"), runs)
-    print(f"  (for reference, no target: regctl show renders a Rich table: {t * 1000:.0f} ms, "
-          f"{t / help_time:.2f}x)")
+    print(
+        f"  (for reference, no target: regctl show renders a Rich table: {t * 1000:.0f} ms, "
+        f"{t / help_time:.2f}x)"
+    )
 
 
 def bench_publish(work: Path, size_mb: int, repeats: int) -> None:
