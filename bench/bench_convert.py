@@ -184,7 +184,7 @@ def main() -> int:
                 f"| {verdict} |"
             )
     command = "python bench/bench_convert.py" + (" --small" if args.small else "")
-    if not args.no_doc:
+    if not args.no_doc and not args.small:  # a quick run never replaces the full figures
         append_doc(rows, command)
     return 0 if ok else 1
 
