@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry_cli.core.names import RESERVED_ALIASES, format_version, parse_version
+from registry_cli.core.names import format_version, parse_version
 from registry_cli.core.versionset import VersionSet
 
 STATE_FORMAT = 1
@@ -138,7 +138,4 @@ class ModelState:
             raise StateFormatError(f"malformed model state: {exc}") from None
         if "rollback" in state.aliases:
             raise StateFormatError("'rollback' is derived from champion_history, not stored")
-        for alias in state.aliases:
-            if alias not in RESERVED_ALIASES and not alias:
-                raise StateFormatError("empty alias")
         return state

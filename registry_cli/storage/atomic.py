@@ -13,7 +13,6 @@ import shutil
 import stat
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -92,13 +91,3 @@ def remove_tree(path: Path) -> None:
             shutil.rmtree(path, onerror=_make_writable_and_retry)
     else:
         os.unlink(path)
-
-
-@contextlib.contextmanager
-def removed_on_error(path: Path) -> Iterator[Path]:
-    """Yield ``path``; remove it if the block raises (or is interrupted)."""
-    try:
-        yield path
-    except BaseException:
-        remove_tree(path)
-        raise

@@ -32,24 +32,3 @@ def hash_file(path: Path, progress: Progress | None = None) -> tuple[int, str]:
             if progress is not None:
                 progress(n)
     return size, digest.hexdigest()
-
-
-class HashingWriter:
-    """A write-only file object that hashes and counts what passes through it."""
-
-    def __init__(self, raw) -> None:  # type: ignore[no-untyped-def]
-        self._raw = raw
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data) -> int:  # type: ignore[no-untyped-def]
-        self.digest.update(data)
-        self.size += len(data)
-        self._raw.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-    def hexdigest(self) -> str:
-        return self.digest.hexdigest()
