@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from registry_cli import ModelRegistry
-from registry_cli.config import load_config_file
+from registry_cli.core.config import load_config_file
 
 
 def test_malformed_yaml_names_file_and_line(cli, root, model_file):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from registry_cli import ModelRegistry
-from registry_cli.dist import tree as dist_tree
+from registry_cli.core.served import tree as dist_tree
 
 
 def publish(reg: ModelRegistry, name: str, tmp_path: Path, seed: int, **kw):

@@ -80,7 +80,7 @@ def test_start_up_path_imports_nothing_heavy(argv, tmp_path):
 
 def test_registry_yaml_example_is_a_valid_config_for_every_section(monkeypatch):
     """The documented example is loaded by the same validators the commands use."""
-    from registry_cli.config import load_config_file
+    from registry_cli.core.config import load_config_file
     from registry_cli.formats.mlflow_source import resolve_tracking_uri
     from registry_cli.ftp.settings import ftp_config, pull_config
     from registry_cli.predict.settings import resolve_settings

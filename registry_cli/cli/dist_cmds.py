@@ -36,7 +36,7 @@ def dist_rebuild(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) 
 
 
 def _load_config() -> Any:
-    from registry_cli.config import resolve_root_and_config
+    from registry_cli.core.config import resolve_root_and_config
 
     return resolve_root_and_config(common.STATE.root, common.STATE.config)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from registry_cli.config import StageGate
+from registry_cli.core.gates import StageGate
 from registry_cli.core.names import RESERVED_ALIASES, format_version
 from registry_cli.core.state import ModelState
 from registry_cli.core.versionset import VersionSet

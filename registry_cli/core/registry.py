@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry_cli.config import Config, resolve_root_and_config
+from registry_cli.core.config import Config, resolve_root_and_config
 from registry_cli.core import lifecycle
 from registry_cli.core.documents import (
     ManifestFormatError,
@@ -65,7 +65,7 @@ from registry_cli.storage.atomic import (
 from registry_cli.storage.layout import Layout
 
 if TYPE_CHECKING:
-    from registry_cli.dist.tree import DistReport, DistTree
+    from registry_cli.core.served.tree import DistReport, DistTree
     from registry_cli.storage.hashing import Progress
 
 PublishProgress = Callable[[str, int], "Progress | None"]
@@ -769,13 +769,13 @@ class ModelRegistry:
         self._dist().sync(state, stages)
 
     def _dist(self) -> DistTree:
-        from registry_cli.dist.tree import DistTree
+        from registry_cli.core.served.tree import DistTree
 
         return DistTree(self.layout, self.stages)
 
     def rebuild_dist(self) -> DistReport:
         """Regenerate ``dist/`` from ``models/`` (each model under its lock)."""
-        from registry_cli.dist.tree import DistReport
+        from registry_cli.core.served.tree import DistReport
 
         self._require_root()
         report = DistReport()

@@ -154,7 +154,7 @@ def gc(reg: ModelRegistry) -> GcReport:
                         state.next_version = number + 1
                         reg._save_state(state)
             # a writer killed between its commit and the dist/ update leaves dist/ behind
-            from registry_cli.dist.tree import DistReport
+            from registry_cli.core.served.tree import DistReport
 
             repaired = DistReport()
             reg._dist().rebuild_model(state, repaired)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from registry_cli.config import Config
+from registry_cli.core.config import Config
 from registry_cli.errors import BadInput, ConfigError, NotFound, RegctlError, RemoteError
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")

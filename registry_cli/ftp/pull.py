@@ -63,7 +63,7 @@ from registry_cli.core.names import (
     parse_version,
     validate_model_name,
 )
-from registry_cli.dist.tree import INDEX_FORMAT, LATEST_KIND, parse_index
+from registry_cli.core.served.tree import INDEX_FORMAT, LATEST_KIND, parse_index
 from registry_cli.errors import BadInput, IntegrityError, NotFound
 from registry_cli.ftp.transport import CHUNK, FtpTransport, HashingSink, LocalTransport, Transport
 from registry_cli.storage.atomic import remove_tree

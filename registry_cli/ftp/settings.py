@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from registry_cli.config import Config
+from registry_cli.core.config import Config
 from registry_cli.errors import BadInput, ConfigError
 
 FTP_KEYS = {

@@ -9,16 +9,15 @@ Every error names the file and, where the YAML parser knows it, the line.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from registry_cli.core.gates import StageGate, parse_condition
 from registry_cli.core.names import ALIAS_RE, validate_key
 from registry_cli.errors import ConfigError
 
 DEFAULT_STAGES = ("dev", "release")
-GATE_RE = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*([-+0-9.eE]+|[-+]?inf)\s*\Z")
 COMPRESSION_NAMES = {"stored": 0, "none": 0, "fast": 1, "default": 6, "best": 9}
 TOP_KEYS = {
     "format_version",
@@ -33,46 +32,6 @@ TOP_KEYS = {
     "mlflow",
     "pull",
 }
-
-
-@dataclass(frozen=True)
-class MetricCondition:
-    metric: str
-    op: str
-    threshold: float
-
-    def holds(self, value: float) -> bool:
-        return {
-            ">=": value >= self.threshold,
-            ">": value > self.threshold,
-            "<=": value <= self.threshold,
-            "<": value < self.threshold,
-            "==": value == self.threshold,
-            "!=": value != self.threshold,
-        }[self.op]
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.threshold:g}"
-
-
-@dataclass(frozen=True)
-class StageGate:
-    """Conditions a version must meet to enter a stage."""
-
-    metrics: tuple[MetricCondition, ...] = ()
-    tags: tuple[str, ...] = ()
-
-    def failures(self, metrics: dict[str, float], tags: dict[str, str]) -> list[str]:
-        out: list[str] = []
-        for cond in self.metrics:
-            if cond.metric not in metrics:
-                out.append(f"{cond} (metric {cond.metric!r} is missing)")
-            elif not cond.holds(float(metrics[cond.metric])):
-                out.append(f"{cond} (got {metrics[cond.metric]:g})")
-        for tag in self.tags:
-            if tag not in tags:
-                out.append(f"tag {tag!r} is required")
-        return out
 
 
 @dataclass
@@ -189,8 +148,9 @@ def load_config_file(path: Path) -> Config:
             raise _fail(path, loc, "a gate has only 'metrics' and 'tags'", "gates", stage)
         conds = []
         for metric, expr in (spec.get("metrics") or {}).items():
-            m = GATE_RE.match(str(expr))
-            if not m:
+            try:
+                conds.append(parse_condition(str(metric), str(expr)))
+            except ValueError:
                 raise _fail(
                     path,
                     loc,
@@ -199,8 +159,7 @@ def load_config_file(path: Path) -> Config:
                     stage,
                     "metrics",
                     str(metric),
-                )
-            conds.append(MetricCondition(str(metric), m.group(1), float(m.group(2))))
+                ) from None
         tags = spec.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise _fail(path, loc, "gate tags must be a list of tag names", "gates", stage, "tags")
