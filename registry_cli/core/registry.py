@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry_cli.core.config import Config, resolve_root_and_config
-from registry_cli.core import lifecycle
+from registry_cli.core import events, lifecycle
 from registry_cli.core.documents import (
     ManifestFormatError,
     build_manifest,
@@ -193,17 +193,16 @@ class ModelRegistry:
     def _audit(
         self, action: str, name: str | None, version: int | None, details: dict[str, Any]
     ) -> None:
-        audit_log.append(
-            self.layout.audit,
-            {
-                "time": utc_now(),
-                "actor": self.actor,
-                "action": action,
-                "model": name,
-                "version": format_version(version) if version else None,
-                "details": details,
-            },
-        )
+        entry = {
+            "time": utc_now(),
+            "actor": self.actor,
+            "action": action,
+            "model": name,
+            "version": format_version(version) if version else None,
+            "details": details,
+        }
+        audit_log.append(self.layout.audit, entry)
+        events.committed(self.config, entry)
 
     # ------------------------------------------------------------------ publish
     def publish(
