@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from registry_cli import ModelRegistry
+from registry_cli.core.served import documents as dist_documents
 from registry_cli.core.served import tree as dist_tree
+from registry_cli.storage import fs_store
 
 
 def publish(reg: ModelRegistry, name: str, tmp_path: Path, seed: int, **kw):
@@ -172,10 +174,14 @@ def test_verify_finds_drift_and_rebuild_repairs_it(reg, root, tmp_path, cli, dam
 
 
 def test_copies_when_hard_links_fail(reg, root, tmp_path, monkeypatch):
-    def no_link(*a, **k):
-        raise OSError(18, "Invalid cross-device link")
+    real_link = os.link
 
-    monkeypatch.setattr(dist_tree.os, "link", no_link)
+    def no_link(src, dst, *a, **k):  # dist/ on another filesystem than models/
+        if "/dist/" in str(dst):
+            raise OSError(18, "Invalid cross-device link")
+        return real_link(src, dst, *a, **k)
+
+    monkeypatch.setattr(fs_store.os, "link", no_link)
     v = publish(reg, "m", tmp_path, 1)
     served = root / "dist/dev/m/versions/v1/payload/model.pt"
     assert served.read_bytes() == (v.path / "payload/model.pt").read_bytes()
@@ -189,19 +195,21 @@ def test_publish_is_incremental(reg, root, tmp_path, monkeypatch):
     for seed in range(1, 6):
         publish(reg, "m", tmp_path, seed)
     reg.promote("m", version="v2")
-    read: list[Path] = []
+    read: list[str] = []
     linked: list[Path] = []
-    real_read, real_link = dist_tree.read_version_yaml, dist_tree.link_or_copy
+    real_read, real_link = dist_tree.ServedTree.version_facts, fs_store.link_or_copy
     monkeypatch.setattr(
-        dist_tree, "read_version_yaml", lambda vdir: read.append(vdir) or real_read(vdir)
+        dist_tree.ServedTree,
+        "version_facts",
+        lambda self, name, v: read.append(f"v{v}") or real_read(self, name, v),
     )
-    monkeypatch.setattr(dist_tree, "link_or_copy", lambda s, d: linked.append(d) or real_link(s, d))
+    monkeypatch.setattr(fs_store, "link_or_copy", lambda s, d: linked.append(d) or real_link(s, d))
     publish(reg, "m", tmp_path, 6)
-    assert [p.name for p in read] == ["v6"]
+    assert read == ["v6"]
     assert linked and all("/.v6.tmp-" in str(p) for p in linked)  # built beside, renamed in
     read.clear()
     reg.promote("m", version="v6")
-    assert [p.name for p in read] == ["v6"]
+    assert read == ["v6"]
     read.clear()
     reg.archive("m", "v3")
     assert read == []
@@ -248,7 +256,7 @@ def test_sync_failure_is_reported_with_a_rebuild_hint(reg, root, tmp_path, monke
     def broken(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(dist_tree, "atomic_write_bytes", broken)
+    monkeypatch.setattr(fs_store.FsStore, "put", broken)  # every dist/ document write
     from registry_cli import RegctlError
 
     with pytest.raises(RegctlError) as info:
@@ -263,10 +271,10 @@ def test_sync_failure_is_reported_with_a_rebuild_hint(reg, root, tmp_path, monke
 
 def test_index_with_many_versions_stays_compact(tmp_path):
     entries = [
-        dist_tree.IndexEntry(v, "active", "a" * 64, 1000, "2026-01-01T00:00:00Z")
+        dist_documents.IndexEntry(v, "active", "a" * 64, 1000, "2026-01-01T00:00:00Z")
         for v in range(1, 10001)
     ]
-    data = dist_tree.index_bytes("m", "dev", 10000, entries)
+    data = dist_documents.index_bytes("m", "dev", 10000, entries)
     assert data.count(b"\n") < 10010
-    doc, parsed = dist_tree.parse_index(data, "x")
+    doc, parsed = dist_documents.parse_index(data, "x")
     assert parsed == entries and doc["latest"] == "v10000"

@@ -233,3 +233,18 @@ def resolve_root_and_config(
         if path is None and (root_path / "registry.yaml").is_file():
             cfg = load_config_file(root_path / "registry.yaml")
     return root_path.absolute(), cfg
+
+
+INIT_CONFIG = """\
+# regctl registry configuration. Every key is optional; see registry.yaml.example
+# in the regctl repository for the full list with explanations.
+format_version: 1
+
+# stages: [dev, release]
+# gates:
+#   release:
+#     metrics: {accuracy: ">= 0.9"}
+#     tags: [dataset]
+# best: {metric: accuracy, mode: max}
+# bundle: {compression: stored}
+"""

@@ -114,19 +114,53 @@ def validate_manifest(doc: Any, where: str) -> dict[str, Any]:
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            doc = json.load(fh)
-    except ValueError as exc:
-        raise ManifestFormatError(f"{path}: not valid JSON ({exc})") from None
-    return validate_manifest(doc, str(path))
+    """A manifest from a local folder (a pulled or cached version)."""
+    with open(path, "rb") as fh:
+        return parse_manifest(fh.read(), str(path))
 
 
 def version_yaml(doc: dict[str, Any], bundle: dict[str, Any]) -> str:
     import yaml
 
     facts = dict(doc)
-    facts["kind"] = "regctl/version"
+    facts["kind"] = VERSION_KIND
     facts["bundle"] = bundle
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     return yaml.dump(facts, Dumper=dumper, sort_keys=False, allow_unicode=True)
+
+
+VERSION_KIND = "regctl/version"
+
+
+def parse_version_yaml(data: bytes, where: str) -> dict[str, Any]:
+    """Parse and check ``version.yaml`` (the manifest's facts plus the bundle's)."""
+    import yaml
+
+    try:
+        doc = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise ManifestFormatError(f"{where}: unreadable: {exc}") from None
+    if (
+        not isinstance(doc, dict)
+        or doc.get("kind") != VERSION_KIND
+        or doc.get("format_version") != MANIFEST_FORMAT
+    ):
+        raise ManifestFormatError(f"{where}: not a regctl version document (format_version 1)")
+    bundle = doc.get("bundle")
+    if (
+        not isinstance(bundle, dict)
+        or not isinstance(bundle.get("sha256"), str)
+        or not isinstance(bundle.get("size"), int)
+    ):
+        raise ManifestFormatError(f"{where}: no bundle facts")
+    if not isinstance(doc.get("created_at"), str):
+        raise ManifestFormatError(f"{where}: missing 'created_at'")
+    return doc
+
+
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise ManifestFormatError(f"{where}: not valid JSON ({exc})") from None
+    return validate_manifest(doc, where)

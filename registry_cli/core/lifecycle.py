@@ -10,14 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from registry_cli.core.gates import StageGate
-from registry_cli.core.names import RESERVED_ALIASES, format_version
+from registry_cli.core.names import RESERVED_ALIASES, format_version, vname
 from registry_cli.core.state import ModelState
 from registry_cli.core.versionset import VersionSet
 from registry_cli.errors import BadInput, GateFailed, NotFound, RuleViolation
-
-
-def _v(n: int | None) -> str | None:
-    return format_version(n) if n else None
 
 
 def require_version(state: ModelState, version: int) -> None:
@@ -42,7 +38,7 @@ def _move_alias(state: ModelState, alias: str, version: int | None, changes: dic
         state.aliases.pop(alias, None)
     else:
         state.aliases[alias] = version
-    changes.setdefault("aliases", {})[alias] = [_v(old), _v(version)]
+    changes.setdefault("aliases", {})[alias] = [vname(old), vname(version)]
 
 
 def _set_latest(state: ModelState, stage: str, version: int | None, changes: dict) -> None:
@@ -50,7 +46,7 @@ def _set_latest(state: ModelState, stage: str, version: int | None, changes: dic
     if old == version:
         return
     state.latest[stage] = version
-    changes.setdefault("latest", {})[stage] = [_v(old), _v(version)]
+    changes.setdefault("latest", {})[stage] = [vname(old), vname(version)]
 
 
 def _set_history(state: ModelState, history: list[int], changes: dict) -> None:
@@ -58,7 +54,7 @@ def _set_history(state: ModelState, history: list[int], changes: dict) -> None:
     state.history = history
     after = state.all_aliases().get("rollback")
     if before != after:
-        changes.setdefault("aliases", {})["rollback"] = [_v(before), _v(after)]
+        changes.setdefault("aliases", {})["rollback"] = [vname(before), vname(after)]
 
 
 def add_published(

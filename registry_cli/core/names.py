@@ -56,6 +56,11 @@ def format_version(number: int) -> str:
     return f"v{number}"
 
 
+def vname(number: int | None) -> str | None:
+    """``vN``, or None for no version."""
+    return f"v{number}" if number else None
+
+
 def validate_alias(alias: str) -> str:
     if not ALIAS_RE.match(alias or "") or VERSION_SEGMENT_RE.match(alias):
         raise BadInput(

@@ -1,111 +1,115 @@
-"""Upkeep: ``verify`` (re-hash everything, check invariants and dist/) and ``gc``
-(remove what interrupted writers left). Kept apart from the registry's
-everyday operations; :class:`ModelRegistry` delegates to these functions."""
+"""Upkeep: ``verify`` (re-hash everything, check invariants and dist/), ``gc`` (remove
+what interrupted writers left) and ``dist rebuild``. Functions of the registry's
+parts, so they work on any :class:`Store`."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING
-
+from registry_cli.core.models import ModelStates
 from registry_cli.core.names import format_version, parse_version, validate_model_name
+from registry_cli.core.served import check as served_check
+from registry_cli.core.served.documents import DistReport
+from registry_cli.core.served.tree import ServedTree
 from registry_cli.core.state import ModelState
 from registry_cli.core.types import GcReport, VerifyProblem, VerifyReport
+from registry_cli.core.versions import VersionReader
 from registry_cli.errors import BadInput, IntegrityError
-from registry_cli.storage import locks
-from registry_cli.storage.atomic import remove_tree
-
-if TYPE_CHECKING:
-    from registry_cli.core.registry import ModelRegistry
-    from registry_cli.storage.hashing import Progress
+from registry_cli.storage import layout
+from registry_cli.storage.hashing import Progress
+from registry_cli.storage.store import Missing, Store
 
 
 def verify(
-    reg: ModelRegistry, name: str | None = None, progress: Progress | None = None
+    store: Store,
+    states: ModelStates,
+    versions: VersionReader,
+    served: ServedTree,
+    name: str | None = None,
+    progress: Progress | None = None,
 ) -> VerifyReport:
-    """Re-hash every payload file and bundle; check state against the folders."""
-    reg._require_root()
+    """Re-hash every payload file and bundle; check state against the version folders."""
+    states.require_root()
     report = VerifyReport()
-    names = [validate_model_name(name)] if name else reg._model_names()
+    names = [validate_model_name(name)] if name else states.names()
     if name:
-        reg._load_state(name)
+        states.load(name)
     for model in names:
         try:
-            state = reg._load_state(model)
+            state = states.load(model)
         except IntegrityError as exc:
-            report.problems.append(
-                VerifyProblem(model, None, str(reg.layout.model_state(model)), str(exc))
-            )
+            where = f"{store.location}/{layout.state_key(model)}"
+            report.problems.append(VerifyProblem(model, None, where, str(exc)))
             continue
         for v in state.versions:
-            _verify_version(reg, state, v, report, progress)
-        _verify_invariants(reg, state, report)
-        reg._dist().verify_model(state, report)
+            _verify_version(store, versions, state, v, report, progress)
+        _verify_invariants(store, served.stages, state, report)
+        served_check.verify_model(served, state, report)
     if not name:
-        reg._dist().verify_orphans(names, report)
+        served_check.verify_orphans(served, names, report)
     return report
 
 
 def _verify_version(
-    reg: ModelRegistry, state: ModelState, v: int, report: VerifyReport, progress: Progress | None
+    store: Store,
+    versions: VersionReader,
+    state: ModelState,
+    v: int,
+    report: VerifyReport,
+    progress: Progress | None,
 ) -> None:
-    from registry_cli.storage.hashing import hash_file
-
-    vdir = reg.layout.version_dir(state.name, v)
+    vkey = layout.version_key(state.name, v)
     vname = format_version(v)
 
-    def problem(path: Path | str, text: str) -> None:
-        report.problems.append(VerifyProblem(state.name, vname, str(path), text))
+    def problem(key: str, text: str) -> None:
+        report.problems.append(VerifyProblem(state.name, vname, f"{store.location}/{key}", text))
 
-    if not vdir.is_dir():
-        problem(vdir, "version folder is missing")
+    if store.kind(vkey) != "dir":
+        problem(vkey, "version folder is missing")
         return
     try:
-        facts = reg._read_facts(state.name, v)
+        facts = versions.facts(state.name, v)
     except IntegrityError as exc:
-        problem(vdir / "manifest.json", str(exc))
+        problem(f"{vkey}/manifest.json", str(exc))
         return
     listed = set()
     for f in facts["files"]:
-        path = vdir / f["path"]
+        key = f"{vkey}/{f['path']}"
         listed.add(f["path"])
         report.checked += 1
         try:
-            size, digest = hash_file(path, progress)
-        except FileNotFoundError:
-            problem(path, "file is missing")
+            size, digest = store.hash(key, progress)
+        except Missing:
+            problem(key, "file is missing")
             continue
         if size != f["size"]:
-            problem(path, f"size {size} != recorded {f['size']}")
+            problem(key, f"size {size} != recorded {f['size']}")
         elif digest != f["sha256"]:
-            problem(path, f"sha256 {digest} != recorded {f['sha256']}")
-    for dirpath, _dirs, fnames in os.walk(vdir / "payload"):
-        for fname in fnames:
-            rel = os.path.relpath(os.path.join(dirpath, fname), vdir)
-            if rel not in listed:
-                problem(os.path.join(dirpath, fname), "file is not in the manifest")
+            problem(key, f"sha256 {digest} != recorded {f['sha256']}")
+    for rel in store.walk_files(f"{vkey}/payload"):
+        if f"payload/{rel}" not in listed:
+            problem(f"{vkey}/payload/{rel}", "file is not in the manifest")
     try:
-        bundle = reg._read_bundle_facts(state.name, v)
+        bundle = versions.bundle(state.name, v)
     except IntegrityError as exc:
-        problem(vdir / "version.yaml", str(exc))
+        problem(f"{vkey}/version.yaml", str(exc))
         return
     report.checked += 1
     try:
-        size, digest = hash_file(Path(bundle["path"]), progress)
-    except FileNotFoundError:
-        problem(bundle["path"], "bundle is missing")
+        size, digest = store.hash(f"{vkey}/bundle.tar.gz", progress)
+    except Missing:
+        problem(f"{vkey}/bundle.tar.gz", "bundle is missing")
         return
     if size != bundle.get("size") or digest != bundle.get("sha256"):
-        problem(bundle["path"], f"bundle sha256 {digest} != recorded {bundle.get('sha256')}")
-    with open(vdir / "manifest.json", "rb") as fh:
-        mjson = json.load(fh)
-    if mjson.get("version") != vname or mjson.get("name") != state.name:
-        problem(vdir / "manifest.json", "manifest names another model or version")
+        problem(
+            f"{vkey}/bundle.tar.gz", f"bundle sha256 {digest} != recorded {bundle.get('sha256')}"
+        )
+    if facts.get("version") != vname or facts.get("name") != state.name:
+        problem(f"{vkey}/manifest.json", "manifest names another model or version")
 
 
-def _verify_invariants(reg: ModelRegistry, state: ModelState, report: VerifyReport) -> None:
-    where = str(reg.layout.model_state(state.name))
+def _verify_invariants(
+    store: Store, stages: tuple[str, ...], state: ModelState, report: VerifyReport
+) -> None:
+    where = f"{store.location}/{layout.state_key(state.name)}"
 
     def problem(text: str) -> None:
         report.problems.append(VerifyProblem(state.name, None, where, text))
@@ -116,49 +120,70 @@ def _verify_invariants(reg: ModelRegistry, state: ModelState, report: VerifyRepo
         elif v in state.archived:
             problem(f"alias {alias!r} points at archived v{v}")
     champion = state.aliases.get("champion")
-    if champion is not None and not state.in_stage(champion, reg.stages[-1], reg.stages[0]):
-        problem(f"champion v{champion} is not in {reg.stages[-1]!r}")
+    if champion is not None and not state.in_stage(champion, stages[-1], stages[0]):
+        problem(f"champion v{champion} is not in {stages[-1]!r}")
     for stage, latest in state.latest.items():
-        if latest is not None and not state.in_stage(latest, stage, reg.stages[0]):
+        if latest is not None and not state.in_stage(latest, stage, stages[0]):
             problem(f"LATEST of {stage!r} is v{latest}, which is not in that stage")
     if state.versions and (state.versions.max() or 0) >= state.next_version:
         problem("next_version is not above every recorded version")
 
 
-def gc(reg: ModelRegistry) -> GcReport:
-    """Remove what interrupted publishes left: staging folders and unrecorded ``vN``."""
-    reg._require_root()
+def gc(store: Store, states: ModelStates, served: ServedTree, actor: str) -> GcReport:
+    """Remove what interrupted publishes left: scratch folders and unrecorded ``vN``;
+    repair ``dist/`` after a writer killed between its commit and the served-tree update."""
+    states.require_root()
     report = GcReport()
-    if reg.layout.tmp.is_dir():
-        for entry in sorted(reg.layout.tmp.iterdir()):
-            if locks.is_held(entry / ".alive"):
-                report.kept_in_use.append(str(entry))
-                continue
-            remove_tree(entry)
-            report.removed.append(str(entry))
-    for name in reg._model_names():
-        model_dir = reg.layout.model_dir(name)
-        with reg._locked(name):
-            state = reg._load_state(name)
-            for entry in sorted(model_dir.iterdir()):
-                if not entry.is_dir() or not entry.name.startswith("v"):
-                    continue
-                try:
-                    number = parse_version(entry.name)
-                except BadInput:
-                    continue
-                if number not in state.versions:
-                    remove_tree(entry)
-                    report.removed.append(str(entry))
-                    if number >= state.next_version:  # never hand the number out again
-                        state.next_version = number + 1
-                        reg._save_state(state)
-            # a writer killed between its commit and the dist/ update leaves dist/ behind
-            from registry_cli.core.served.tree import DistReport
+    for key, alive in store.leftover_scratch():
+        if alive:
+            report.kept_in_use.append(f"{store.location}/{key}")
+        else:
+            store.remove_tree(key)
+            report.removed.append(f"{store.location}/{key}")
+    for name in states.names():
+        mkey = layout.model_key(name)
+        removed: list[str] = []
 
+        def drop_unrecorded(state: ModelState, name: str = name, mkey: str = mkey) -> None:
+            for entry in store.children(mkey):
+                number = _version_folder(entry)
+                if number is None or number in state.versions:
+                    continue
+                if store.kind(f"{mkey}/{entry}") != "dir":
+                    continue
+                store.remove_tree(f"{mkey}/{entry}")
+                removed.append(f"{store.location}/{mkey}/{entry}")
+                if number >= state.next_version:  # never hand the number out again
+                    state.next_version = number + 1
+
+        def repair(state: ModelState, _result: None) -> None:
             repaired = DistReport()
-            reg._dist().rebuild_model(state, repaired)
-            report.removed.extend(getattr(repaired, "removed", []))
+            served.rebuild_model(state, repaired)
+            removed.extend(repaired.removed)
+
+        states.change(name, drop_unrecorded, then=repair)
+        report.removed.extend(removed)
     if report.removed:
-        reg._audit("gc", None, None, {"removed": len(report.removed)})
+        states.audit(actor, "gc", None, None, {"removed": len(report.removed)})
     return report
+
+
+def _version_folder(entry: str) -> int | None:
+    if not entry.startswith("v"):
+        return None
+    try:
+        return parse_version(entry)
+    except BadInput:
+        return None
+
+
+def rebuild_served(store: Store, states: ModelStates, served: ServedTree) -> DistReport:
+    """Regenerate ``dist/`` from ``models/`` (each model under its lock)."""
+    states.require_root()
+    report = DistReport()
+    for model in states.names():
+        states.change(model, lambda state: None, then=lambda s, _r: served.rebuild_model(s, report))
+    with store.lock(layout.REGISTRY_LOCK, what="the registry"):
+        served.remove_orphans(states.names(), report)
+    return report
+

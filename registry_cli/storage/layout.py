@@ -23,10 +23,7 @@ from registry_cli.errors import BadInput
 
 def inside(base: Path, *parts: str) -> Path:
     """Join ``parts`` under ``base`` and refuse anything that would leave it."""
-    for part in parts:
-        for seg in part.split("/"):
-            if seg in ("", ".", "..") or "\\" in seg or "\0" in seg:
-                raise BadInput(f"unsafe path component {part!r}")
+    check_key_parts(*parts)
     joined = base.joinpath(*parts)
     base_real = os.path.realpath(base)
     if os.path.commonpath([base_real, os.path.realpath(joined)]) != base_real:
@@ -34,7 +31,47 @@ def inside(base: Path, *parts: str) -> Path:
     return joined
 
 
+# Keys of a root (``/``-separated, relative to the root), as every Store names them.
+MODELS = "models"
+DIST = "dist"
+AUDIT = "audit.jsonl"
+CONFIG = "registry.yaml"
+REGISTRY_LOCK = ".regctl/registry.lock"
+
+
+def check_key_parts(*parts: str) -> None:
+    """Refuse empty, ``.``/``..``, backslash and NUL segments before they form a key."""
+    for part in parts:
+        for seg in part.split("/"):
+            if seg in ("", ".", "..") or "\\" in seg or "\0" in seg:
+                raise BadInput(f"unsafe path component {part!r}")
+
+
+def model_key(name: str) -> str:
+    check_key_parts(name)
+    return f"{MODELS}/{name}"
+
+
+def state_key(name: str) -> str:
+    return f"{model_key(name)}/model.yaml"
+
+
+def model_lock_key(name: str) -> str:
+    return f"{model_key(name)}/.lock"
+
+
+def version_key(name: str, version: int) -> str:
+    return f"{model_key(name)}/v{version}"
+
+
+def dist_key(stage: str, name: str) -> str:
+    check_key_parts(stage, name)
+    return f"{DIST}/{stage}/{name}"
+
+
 class Layout:
+    """Local paths of a folder root (the FS backend and FS-only callers)."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 

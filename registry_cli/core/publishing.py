@@ -1,0 +1,215 @@
+"""Publishing a version (SPEC §3 rule 1), crash-safe and concurrent.
+
+1. validate every input, before anything is written;
+2. copy and hash the payload, write manifest, ``version.yaml`` and bundle
+   into a scratch folder of the store (no lock held, so publishers copy in
+   parallel);
+3. reserve the number: a committed change of ``next_version`` (it only grows,
+   so a number is never handed out twice, even after a crash);
+4. ``install_folder`` makes the staged folder ``models/<name>/vN`` (never over
+   an existing one) — still invisible, since the state does not list it;
+5. commit the state that lists it (the commit point), then audit and update
+   the served tree under the model's lock.
+
+A writer killed anywhere leaves at most a scratch folder or an unlisted
+``vN``; ``gc`` removes both.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from registry_cli.core import lifecycle
+from registry_cli.core.config import Config
+from registry_cli.core.documents import build_manifest, manifest_bytes, version_yaml
+from registry_cli.core.models import ModelStates, utc_now
+from registry_cli.core.names import validate_key, validate_model_name
+from registry_cli.core.state import ModelState
+from registry_cli.errors import BadInput, RuleViolation
+from registry_cli.storage import layout
+from registry_cli.storage.atomic import write_durable
+from registry_cli.storage.bundle import write_payload_and_bundle
+from registry_cli.storage.hashing import Progress
+from registry_cli.storage import payload
+from registry_cli.storage.payload import FileRecord, PlannedFile
+from registry_cli.storage.store import Store
+
+PublishProgress = Callable[[str, int], "Progress | None"]
+"""Called with a phase name ("publish") and the byte total; returns a per-chunk
+callback or None."""
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """What the user says about a new version (the flags of ``regctl publish``)."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    description: str | None = None
+    stage: str | None = None
+    set_latest: bool = True
+    set_alias: bool = True
+    derived_from: str | None = None  # a resolved "name:vN"
+    signature: dict[str, Any] | None = None
+
+    def validated(self) -> PublishOptions:
+        return PublishOptions(
+            metrics={validate_key(k, "metric"): float(v) for k, v in self.metrics.items()},
+            params={validate_key(k, "param"): str(v) for k, v in self.params.items()},
+            tags={validate_key(k, "tag"): str(v) for k, v in self.tags.items()},
+            description=self.description,
+            stage=self.stage,
+            set_latest=self.set_latest,
+            set_alias=self.set_alias,
+            derived_from=self.derived_from,
+            signature=self.signature,
+        )
+
+
+@dataclass(frozen=True)
+class Produced:
+    """What a converter or importer hands over besides the user's files.
+
+    ``files`` are ``(file, path inside payload/)`` pairs. With ``move`` the
+    caller gives them up and they are renamed into the payload (they must sit
+    in a scratch folder of the registry's filesystem); else they are copied.
+    ``source`` replaces the recorded origin.
+    """
+
+    files: tuple[tuple[Path, str], ...] = ()
+    move: bool = False
+    standard_artifacts: dict[str, str] = field(default_factory=dict)
+    source: dict[str, Any] | None = None
+
+
+@dataclass
+class Published:
+    state: ModelState
+    number: int
+    entry: dict[str, Any]
+
+
+class Publisher:
+    def __init__(self, store: Store, states: ModelStates, config: Config, actor: str) -> None:
+        self.store = store
+        self.states = states
+        self.config = config
+        self.actor = actor
+
+    def plan(
+        self, name: str, paths: list[Path], options: PublishOptions, produced: Produced
+    ) -> tuple[list[PlannedFile], PublishOptions, dict[str, Any]]:
+        """Every refusal, before any write."""
+        validate_model_name(name)
+        stages = self.config.stages
+        if options.stage is not None:
+            if lifecycle.require_stage(options.stage, stages) != 0:
+                raise RuleViolation(
+                    f"a new version enters {stages[0]!r} first, not {options.stage!r}",
+                    hint=f"publish, then: regctl promote {name} --to {options.stage}",
+                )
+        options = options.validated()
+        planned = payload.plan_payload(paths, list(produced.files), move_extra=produced.move)
+        have = {p.relpath for p in planned}
+        for artifact in produced.standard_artifacts.values():
+            if artifact.removeprefix("payload/") not in have:
+                raise BadInput(f"standard artifact {artifact} is not in the payload")
+        source = produced.source or {"type": "local", "paths": [str(p.absolute()) for p in paths]}
+        return planned, options, source
+
+    def publish(
+        self,
+        name: str,
+        paths: list[Path],
+        options: PublishOptions,
+        produced: Produced,
+        progress: PublishProgress | None,
+        after_commit: Callable[[ModelState, list[str]], None],
+    ) -> Published:
+        planned, options, source = self.plan(name, paths, options, produced)
+        self.states.create(name)
+        with self.store.scratch("publish") as staging:
+            vdir = staging / "version"
+            vdir.mkdir()
+            _state, number = self.states.change(name, self._reserve(name))
+            total = sum(p.size for p in planned)
+            facts: dict[str, Any] = {}
+
+            def make_manifest(records: list[FileRecord]) -> bytes:
+                facts.update(
+                    build_manifest(
+                        name=name,
+                        version=number,
+                        created_at=utc_now(),
+                        created_by=self.actor,
+                        source=source,
+                        files=[f.to_doc() for f in records],
+                        metrics=options.metrics,
+                        params=options.params,
+                        tags=options.tags,
+                        description=options.description,
+                        derived_from=options.derived_from,
+                        standard_artifacts=dict(produced.standard_artifacts),
+                        signature=options.signature,
+                    )
+                )
+                return manifest_bytes(facts)
+
+            files, (bsize, bsha) = write_payload_and_bundle(
+                planned,
+                vdir,
+                make_manifest,
+                level=self.config.bundle_level,
+                mtime=int(time.time()),
+                fsync=self.config.publish_fsync,
+                progress=progress("publish", total) if progress else None,
+            )
+            bundle = {
+                "path": "bundle.tar.gz",
+                "size": bsize,
+                "sha256": bsha,
+                "compression": f"gzip-{self.config.bundle_level}",
+            }
+            write_durable(vdir / "version.yaml", version_yaml(facts, bundle).encode())
+            with open(vdir / "manifest.json", "rb") as fh:
+                os.fsync(fh.fileno())
+            self.store.install_folder(vdir, layout.version_key(name, number))
+
+            entry: dict[str, Any] = {}
+            first = self.config.stages[0]
+
+            def commit(state: ModelState) -> None:
+                changes = lifecycle.add_published(
+                    state,
+                    number,
+                    first,
+                    set_latest=options.set_latest,
+                    set_alias=options.set_alias,
+                )
+                changes.update(files=len(files), size=total, source=source.get("type"))
+                entry["changes"] = changes
+
+            def then(state: ModelState, _result: None) -> None:
+                entry.update(
+                    self.states.audit(self.actor, "publish", name, number, entry.pop("changes"))
+                )
+                after_commit(state, [first])
+
+            state, _ = self.states.change(name, commit, then=then)
+        return Published(state, number, entry)
+
+    def _reserve(self, name: str) -> Callable[[ModelState], int]:
+        def reserve(state: ModelState) -> int:
+            number = state.next_version
+            while self.store.kind(layout.version_key(name, number)) is not None:
+                number += 1  # a folder the state never recorded: skip past it
+            state.next_version = number + 1
+            return number
+
+        return reserve
