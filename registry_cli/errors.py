@@ -61,3 +61,15 @@ class RemoteError(RegctlError, ConnectionError):
     """A remote (FTP server, MLflow) unreachable or refusing us. Exit code 6."""
 
     exit_code = 6
+
+
+class MachineFault(BadInput):
+    """The machine said no: no space, quota, read-only filesystem, permission denied,
+    too many open files, locks that do not work. The user must fix it. Exit code 2.
+
+    ``errno`` is the operating system's error number where there was one.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.errno = errno

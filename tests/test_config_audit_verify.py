@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -131,10 +133,51 @@ def test_torn_last_audit_line_does_not_hide_earlier_entries(reg, model_file, cli
     assert [e["version"] for e in reg.audit().entries] == ["v1", "v2", "v3"]
 
 
-def test_audit_never_holds_secrets(reg, model_file, root, monkeypatch):
-    monkeypatch.setenv("REGCTL_FTP_PASSWORD", "hunter2-secret")
+def test_audit_never_holds_secrets(reg, model_file, root, tmp_path):
+    """A password regctl really reads (serve-ftp and pull with --password-env) is used,
+    and never lands in the audit log, the registry's or the cache's files, the server
+    log or any output."""
+    from tests.conftest import regctl_cmd
+    from tests.ftp_helpers import FtpServer
+
+    secret = "hunter2-secret"
+    env = {"REGCTL_FTP_PASSWORD": secret}
     reg.publish("m", [model_file], params={"note": "fine"})
-    assert "hunter2" not in (root / "audit.jsonl").read_text()
+    reg.promote("m")
+    cache = tmp_path / "cache"
+
+    def pull(password: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            regctl_cmd(
+                "--root", str(root), "pull", "m", "--from", server.user_url(),
+                "--password-env", "REGCTL_FTP_PASSWORD", "--cache-dir", str(cache), "--json",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            env=dict(os.environ, REGCTL_FTP_PASSWORD=password),
+        )  # fmt: skip
+
+    with FtpServer(
+        root, "--user", "mlops", "--password-env", "REGCTL_FTP_PASSWORD", "--login-delay", "0.1",
+        env=env,
+    ) as server:  # fmt: skip
+        refused = pull("not-the-" + secret[::-1])
+        pulled = pull(secret)
+        log = server.log
+    assert refused.returncode == 6, refused.stderr  # the server checks the password it read
+    assert pulled.returncode == 0, pulled.stderr  # ... and pull sends the one it read
+    assert json.loads(pulled.stdout)["version"] == "v1"
+    reg.publish("m", [model_file])  # the audit goes on after the server ran
+    assert [e["action"] for e in reg.audit().entries] == ["publish", "promote", "publish"]
+    assert secret not in (root / "audit.jsonl").read_text()
+    for text in (pulled.stdout, pulled.stderr, refused.stdout, refused.stderr, log):
+        assert secret not in text and secret[::-1] not in text
+    for top in (root, cache):
+        for dirpath, _dirs, files in os.walk(top):
+            for f in files:
+                assert secret.encode() not in (Path(dirpath) / f).read_bytes(), f
 
 
 def test_verify_names_each_bad_file(reg, root, model_file, cli):

@@ -15,11 +15,13 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
 from registry_cli.errors import RegctlError
+from registry_cli.storage import faults
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,6 +40,7 @@ class Globals:
     actor: str | None = None
     debug: bool = False
     quiet: bool = False
+    registry_root: Path | None = None  # the root open_registry() resolved, for fault messages
 
 
 STATE = Globals()
@@ -47,10 +50,14 @@ def debug_enabled() -> bool:
     return STATE.debug or os.environ.get("REGCTL_DEBUG", "") not in ("", "0")
 
 
-def open_registry() -> ModelRegistry:
+def open_registry(root: str | None = None, config: str | None = None) -> ModelRegistry:
+    """The registry a command works on: ``--root``/``--config`` (or the given ones),
+    else the environment and config lookup of SPEC §2."""
     from registry_cli.core.registry import ModelRegistry
 
-    return ModelRegistry(STATE.root, config=STATE.config, actor=STATE.actor)
+    reg = ModelRegistry(root or STATE.root, config=config or STATE.config, actor=STATE.actor)
+    STATE.registry_root = reg.root
+    return reg
 
 
 def stdout_console() -> Console:
@@ -104,16 +111,63 @@ def command(func: F) -> F:
             raise typer.Exit(130) from None
         except BrokenPipeError:
             raise typer.Exit(1) from None
-        except Exception as exc:  # the funnel for everything unforeseen
+        except OSError as exc:
+            fault = faults.translate(exc, _operation(), _user_path())
+            if fault is None:
+                _unexpected(exc)
             if debug_enabled():
                 traceback.print_exc()
-            sys.stderr.write(
-                f"error: unexpected {type(exc).__name__}: {exc}\n"
-                "hint: rerun with --debug (or REGCTL_DEBUG=1) for a traceback\n"
-            )
-            raise typer.Exit(1) from None
+            fail(fault)
+            raise typer.Exit(fault.exit_code) from None
+        except Exception as exc:  # the funnel for everything unforeseen
+            _unexpected(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _unexpected(exc: Exception) -> NoReturn:
+    if debug_enabled():
+        traceback.print_exc()
+    sys.stderr.write(
+        f"error: unexpected {type(exc).__name__}: {exc}\n"
+        "hint: rerun with --debug (or REGCTL_DEBUG=1) for a traceback\n"
+    )
+    raise typer.Exit(1) from None
+
+
+def _operation() -> str:
+    """What the user asked for, for fault messages: ``publish team/m``, ``dist rebuild``."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return "run regctl"
+    words = ctx.command_path.split()[1:]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if isinstance(param, click.Argument) and isinstance(value, str):
+            words.append(value)
+            break
+    return " ".join(words) or "run regctl"
+
+
+def _user_path() -> Path | None:
+    """The user's path named in fault messages: the pull cache for a command that has
+    one (``--cache-dir``), else the registry root the command opened (never an
+    internal path under either)."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and "cache_dir" in ctx.params:
+        try:
+            from registry_cli.core.config import resolve_root_and_config
+            from registry_cli.pull.cache import resolve_cache_root
+
+            section = resolve_root_and_config(STATE.root, STATE.config)[1].section("pull")
+            return resolve_cache_root(ctx.params["cache_dir"], section)
+        except Exception:
+            return None
+    return STATE.registry_root
 
 
 def progress_factory(total_label: str = "") -> Callable[[str, int], Any] | None:

@@ -1,0 +1,170 @@
+"""Shell completion callbacks: model names, references, versions, aliases, stages.
+
+Typer calls these (``autocompletion=`` on an argument or option) while the
+shell asks for completions (``_REGCTL_COMPLETE=complete_bash`` and friends).
+They read the root the way the command would (``--root``/``--config`` given
+earlier on the command line, else ``$REGCTL_ROOT``/``$REGCTL_CONFIG`` and the
+config lookup), import nothing heavy, and never fail: any error means no
+suggestions.
+
+Bash splits words at ``:`` (``COMP_WORDBREAKS``), so ``faq-bot:<TAB>`` would
+reach us as three words; :func:`complete` glues them back before Typer parses
+the line and prints only the part after the last ``:`` of each answer, which
+is the part bash replaces (what bash-completion's ``__ltrim_colon_completions``
+does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from registry_cli.core.registry import ModelRegistry
+
+COMPLETE_VAR = "_REGCTL_COMPLETE"
+
+
+def complete(run: Callable[[], int], environ: Any = os.environ) -> int:
+    """Answer the shell's completion request with ``run`` (the CLI), fixing bash's ``:``."""
+    cut = prepare_bash(environ)
+    if not cut:
+        return run()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = run()
+    lines = out.getvalue().splitlines()
+    sys.stdout.write("".join(ln[len(cut) :] + "\n" for ln in lines if ln.startswith(cut)))
+    return code
+
+
+def prepare_bash(environ: Any = os.environ) -> str:
+    """Glue bash's ``NAME`` ``:`` ``vN`` words back into ``NAME:vN`` (in ``environ``).
+
+    Returns what bash will not replace of the current word (``NAME:``), else "".
+    """
+    if environ.get(COMPLETE_VAR) != "complete_bash" or ":" not in environ.get("COMP_WORDS", ""):
+        return ""
+    from click.shell_completion import split_arg_string
+
+    try:
+        tokens = split_arg_string(environ["COMP_WORDS"])
+        cword = int(environ["COMP_CWORD"])
+    except (KeyError, ValueError):
+        return ""
+    merged: list[str] = []
+    owner: list[int] = []
+    for i, tok in enumerate(tokens):
+        if i > 1 and merged and (tok == ":" or tokens[i - 1] == ":"):
+            merged[-1] += tok
+        else:
+            merged.append(tok)
+        owner.append(len(merged) - 1)
+    new_cword = owner[cword] if cword < len(tokens) else len(merged)
+    environ["COMP_WORDS"] = " ".join(shlex.quote(w) for w in merged)
+    environ["COMP_CWORD"] = str(new_cword)
+    current = merged[new_cword] if new_cword < len(merged) else ""
+    return current.rsplit(":", 1)[0] + ":" if ":" in current else ""
+
+
+def _finish(values: Iterable[str], incomplete: str) -> list[str]:
+    return sorted({v for v in values if v.startswith(incomplete)})
+
+
+def _registry(ctx: click.Context) -> ModelRegistry:
+    from registry_cli.cli.common import open_registry
+
+    params = ctx.find_root().params
+    return open_registry(params.get("root"), params.get("config"))
+
+
+def _names(ctx: click.Context) -> list[str]:
+    return [m.name for m in _registry(ctx).list_models()]
+
+
+def _name_param(ctx: click.Context) -> str | None:
+    name = ctx.params.get("name")
+    return name if isinstance(name, str) and name else None
+
+
+def _versions_and_aliases(
+    ctx: click.Context, name: str
+) -> tuple[list[str], list[str], tuple[str, ...]]:
+    """(vN of every active version, alias names, stages) of one model."""
+    reg = _registry(ctx)
+    state = reg.model_state(name)
+    active = [f"v{n}" for n in state.active()]
+    return active, list(state.all_aliases()), tuple(reg.stages)
+
+
+def model_names(ctx: click.Context, incomplete: str) -> list[str]:
+    """NAME: every model of the root (nested names included)."""
+    try:
+        return _finish(_names(ctx), incomplete)
+    except Exception:
+        return []
+
+
+def references(ctx: click.Context, incomplete: str) -> list[str]:
+    """REF: NAME, NAME:vN, NAME:latest, NAME:best, NAME@alias."""
+    try:
+        for sep in ("@", ":"):
+            if sep in incomplete:
+                name = incomplete.split(sep, 1)[0]
+                versions, aliases, _ = _versions_and_aliases(ctx, name)
+                if sep == "@":
+                    return _finish((f"{name}@{a}" for a in aliases), incomplete)
+                keys = [*versions, "latest", "best"]
+                return _finish((f"{name}:{k}" for k in keys), incomplete)
+        return _finish(_names(ctx), incomplete)
+    except Exception:
+        return []
+
+
+def versions(ctx: click.Context, incomplete: str) -> list[str]:
+    """VERSION of the NAME given earlier on the line: vN of its active versions."""
+    try:
+        name = _name_param(ctx)
+        if name is None:
+            return []
+        return _finish(_versions_and_aliases(ctx, name)[0], incomplete)
+    except Exception:
+        return []
+
+
+def versions_or_aliases(ctx: click.Context, incomplete: str) -> list[str]:
+    """``promote --version``: vN or @alias of the NAME given earlier."""
+    try:
+        name = _name_param(ctx)
+        if name is None:
+            return []
+        found, aliases, _ = _versions_and_aliases(ctx, name)
+        return _finish([*found, *(f"@{a}" for a in aliases)], incomplete)
+    except Exception:
+        return []
+
+
+def aliases(ctx: click.Context, incomplete: str) -> list[str]:
+    """ALIAS of the NAME given earlier on the line."""
+    try:
+        name = _name_param(ctx)
+        if name is None:
+            return []
+        return _finish(_versions_and_aliases(ctx, name)[1], incomplete)
+    except Exception:
+        return []
+
+
+def stages(ctx: click.Context, incomplete: str) -> list[str]:
+    """A stage name from the config (default dev, release)."""
+    try:
+        return _finish(_registry(ctx).stages, incomplete)
+    except Exception:
+        return []
