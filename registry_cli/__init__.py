@@ -20,8 +20,7 @@ from registry_cli.errors import (
     RemoteError,
     RuleViolation,
 )
-
-__version__ = "0.1.0"
+from registry_cli.version import __version__
 
 __all__ = [
     "BadInput",

@@ -31,11 +31,10 @@ from registry_cli.core.models import ModelStates, utc_now
 from registry_cli.core.names import validate_key, validate_model_name
 from registry_cli.core.state import ModelState
 from registry_cli.errors import BadInput, RuleViolation
-from registry_cli.storage import layout
+from registry_cli.storage import layout, payload
 from registry_cli.storage.atomic import write_durable
 from registry_cli.storage.bundle import write_payload_and_bundle
 from registry_cli.storage.hashing import Progress
-from registry_cli.storage import payload
 from registry_cli.storage.payload import FileRecord, PlannedFile
 from registry_cli.storage.store import Store
 

@@ -34,8 +34,14 @@ from registry_cli.core.refs import BestBy, Ref, parse_ref, resolve_number, versi
 from registry_cli.core.served.documents import DistReport
 from registry_cli.core.served.tree import ServedTree
 from registry_cli.core.state import ModelState
-from registry_cli.core.types import AuditLog, ChangeResult, GcReport, ModelSummary, VerifyReport
-from registry_cli.core.types import VersionInfo
+from registry_cli.core.types import (
+    AuditLog,
+    ChangeResult,
+    GcReport,
+    ModelSummary,
+    VerifyReport,
+    VersionInfo,
+)
 from registry_cli.core.versions import VersionReader
 from registry_cli.errors import BadInput, NotFound
 from registry_cli.storage import layout

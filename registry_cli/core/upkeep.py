@@ -141,31 +141,36 @@ def gc(store: Store, states: ModelStates, served: ServedTree, actor: str) -> GcR
             store.remove_tree(key)
             report.removed.append(f"{store.location}/{key}")
     for name in states.names():
-        mkey = layout.model_key(name)
-        removed: list[str] = []
-
-        def drop_unrecorded(state: ModelState, name: str = name, mkey: str = mkey) -> None:
-            for entry in store.children(mkey):
-                number = _version_folder(entry)
-                if number is None or number in state.versions:
-                    continue
-                if store.kind(f"{mkey}/{entry}") != "dir":
-                    continue
-                store.remove_tree(f"{mkey}/{entry}")
-                removed.append(f"{store.location}/{mkey}/{entry}")
-                if number >= state.next_version:  # never hand the number out again
-                    state.next_version = number + 1
-
-        def repair(state: ModelState, _result: None) -> None:
-            repaired = DistReport()
-            served.rebuild_model(state, repaired)
-            removed.extend(repaired.removed)
-
-        states.change(name, drop_unrecorded, then=repair)
-        report.removed.extend(removed)
+        report.removed.extend(_collect_model(store, states, served, name))
     if report.removed:
         states.audit(actor, "gc", None, None, {"removed": len(report.removed)})
     return report
+
+
+def _collect_model(store: Store, states: ModelStates, served: ServedTree, name: str) -> list[str]:
+    """Remove ``vN`` folders the state does not list; repair the model's ``dist/``."""
+    mkey = layout.model_key(name)
+    removed: list[str] = []
+
+    def drop_unrecorded(state: ModelState) -> None:
+        for entry in store.children(mkey):
+            number = _version_folder(entry)
+            if number is None or number in state.versions:
+                continue
+            if store.kind(f"{mkey}/{entry}") != "dir":
+                continue
+            store.remove_tree(f"{mkey}/{entry}")
+            removed.append(f"{store.location}/{mkey}/{entry}")
+            if number >= state.next_version:  # never hand the number out again
+                state.next_version = number + 1
+
+    def repair(state: ModelState, _result: None) -> None:
+        repaired = DistReport()
+        served.rebuild_model(state, repaired)
+        removed.extend(repaired.removed)
+
+    states.change(name, drop_unrecorded, then=repair)
+    return removed
 
 
 def _version_folder(entry: str) -> int | None:
@@ -186,4 +191,3 @@ def rebuild_served(store: Store, states: ModelStates, served: ServedTree) -> Dis
     with store.lock(layout.REGISTRY_LOCK, what="the registry"):
         served.remove_orphans(states.names(), report)
     return report
-

@@ -23,7 +23,15 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-DEFAULT_TIMEOUT = float(os.environ.get("REGCTL_LOCK_TIMEOUT", "300"))
+DEFAULT_TIMEOUT = 300.0
+
+
+def default_timeout() -> float:
+    """Seconds a writer waits for a lock: $REGCTL_LOCK_TIMEOUT, read when a lock is taken."""
+    try:
+        return float(os.environ.get("REGCTL_LOCK_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
 
 
 def _timeout_error(what: str) -> RegctlError:
@@ -36,7 +44,7 @@ def _timeout_error(what: str) -> RegctlError:
 @contextlib.contextmanager
 def hold(path: Path, *, what: str, timeout: float | None = None) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed) for the block."""
-    limit = DEFAULT_TIMEOUT if timeout is None else timeout
+    limit = default_timeout() if timeout is None else timeout
     path.parent.mkdir(parents=True, exist_ok=True)
     if fcntl is None:  # pragma: no cover - not POSIX
         from filelock import FileLock, Timeout

@@ -263,7 +263,9 @@ class ServedTree:
                 self._walk_stage(key, "", names, out)
         return out
 
-    def _walk_stage(self, key: str, prefix: str, names: set[str], out: list[tuple[str, str]]) -> None:
+    def _walk_stage(
+        self, key: str, prefix: str, names: set[str], out: list[tuple[str, str]]
+    ) -> None:
         for entry in self.store.children(key):
             path = f"{key}/{entry}"
             name = f"{prefix}/{entry}" if prefix else entry
