@@ -182,9 +182,13 @@ class ModelStates:
             "version": format_version(version) if version else None,
             "details": details,
         }
+        self.append_entry(entry)
+        return entry
+
+    def append_entry(self, entry: dict[str, Any]) -> None:
+        """Append one audit line as given (``audit`` builds it; importers bring old ones)."""
         line = json.dumps(entry, sort_keys=False, separators=(",", ":")) + "\n"
         self.store.append(layout.AUDIT, line.encode())
-        return entry
 
     def audit_entries(self) -> AuditRead:
         return parse_lines(self.store.lines(layout.AUDIT))

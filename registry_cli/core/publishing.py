@@ -78,13 +78,17 @@ class Produced:
     ``files`` are ``(file, path inside payload/)`` pairs. With ``move`` the
     caller gives them up and they are renamed into the payload (they must sit
     in a scratch folder of the registry's filesystem); else they are copied.
-    ``source`` replaces the recorded origin.
+    ``source`` replaces the recorded origin; ``version``, ``created_at`` and
+    ``created_by`` keep an imported version's number, time and author.
     """
 
     files: tuple[tuple[Path, str], ...] = ()
     move: bool = False
     standard_artifacts: dict[str, str] = field(default_factory=dict)
     source: dict[str, Any] | None = None
+    version: int | None = None  # an importer keeping the old number (refused if taken)
+    created_at: str | None = None  # an importer keeping the original time and author
+    created_by: str | None = None
 
 
 @dataclass
@@ -136,7 +140,7 @@ class Publisher:
         with self.store.scratch("publish") as staging:
             vdir = staging / "version"
             vdir.mkdir()
-            _state, number = self.states.change(name, self._reserve(name))
+            _state, number = self.states.change(name, self._reserve(name, produced.version))
             total = sum(p.size for p in planned)
             facts: dict[str, Any] = {}
 
@@ -145,8 +149,8 @@ class Publisher:
                     build_manifest(
                         name=name,
                         version=number,
-                        created_at=utc_now(),
-                        created_by=self.actor,
+                        created_at=produced.created_at or utc_now(),
+                        created_by=produced.created_by or self.actor,
                         source=source,
                         files=[f.to_doc() for f in records],
                         metrics=options.metrics,
@@ -203,8 +207,16 @@ class Publisher:
             state, _ = self.states.change(name, commit, then=then)
         return Published(state, number, entry)
 
-    def _reserve(self, name: str) -> Callable[[ModelState], int]:
+    def _reserve(self, name: str, wanted: int | None) -> Callable[[ModelState], int]:
         def reserve(state: ModelState) -> int:
+            if wanted is not None:
+                if wanted < state.next_version or self.store.kind(layout.version_key(name, wanted)):
+                    raise RuleViolation(
+                        f"{name}:v{wanted} is taken (numbers are never reused)",
+                        hint=f"the next free number is v{state.next_version}",
+                    )
+                state.next_version = wanted + 1
+                return wanted
             number = state.next_version
             while self.store.kind(layout.version_key(name, number)) is not None:
                 number += 1  # a folder the state never recorded: skip past it

@@ -73,8 +73,10 @@ class ModelRegistry:
         *,
         config: Config | str | os.PathLike[str] | None = None,
         actor: str | None = None,
+        store: Store | None = None,
     ) -> None:
-        """``config`` is a parsed :class:`Config`; a path (or None) is looked up as SPEC §2 says."""
+        """``config`` is a parsed :class:`Config`; a path (or None) is looked up as SPEC §2
+        says. ``store`` replaces the folder store of ``root`` (another backend)."""
         if isinstance(config, Config):
             self.root = Path(root or config.root or "registry").absolute()
             self.config = config
@@ -82,7 +84,7 @@ class ModelRegistry:
             self.root, self.config = resolve_root_and_config(root, config)
         self.actor = actor or default_actor()
         self.layout = Layout(self.root)
-        self.store: Store = FsStore(self.root)
+        self.store: Store = store or FsStore(self.root)
         self.states = ModelStates(self.store)
         self.versions = VersionReader(self.store, self.stages)
         self.served = ServedTree(self.store, self.stages)
@@ -386,6 +388,12 @@ class ModelRegistry:
             return number, {"tags": {"set": wanted, "removed": dropped}}
 
         return self._change(name, "tag", rule)
+
+    def import_audit(self, entries: list[dict[str, Any]]) -> None:
+        """Append audit entries of a system regctl replaces, as they were (importers)."""
+        self.states.require_root()
+        for entry in entries:
+            self.states.append_entry(entry)
 
     # ------------------------------------------------------------------ upkeep
     def rebuild_dist(self) -> DistReport:
