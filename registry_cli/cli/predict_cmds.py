@@ -99,6 +99,18 @@ def serve(
     access_log: bool | None = typer.Option(
         None, "--access-log/--no-access-log", help="Log every request (default off)."
     ),
+    follow: bool | None = typer.Option(
+        None,
+        "--follow/--no-follow",
+        help="Watch the alias and hot-swap to the version it moves to (promote, rollback, "
+        "alias set); default off ($REGCTL_SERVE_FOLLOW, serve.follow).",
+    ),
+    poll_interval: float | None = typer.Option(
+        None,
+        "--poll-interval",
+        metavar="SECONDS",
+        help="With --follow: how often to read the alias (default 5; serve.poll_interval_s).",
+    ),
 ) -> None:
     """Serve NAME@alias over HTTP: GET /health, POST /reload, POST /predict, docs at /docs."""
     from registry_cli.predict.settings import resolve_settings
@@ -115,6 +127,8 @@ def serve(
             "max_body_bytes": max_body_bytes,
             "callback_timeout_s": callback_timeout,
             "access_log": access_log,
+            "follow": follow,
+            "poll_interval_s": poll_interval,
         },
         reg.config.section("serve"),
     )
@@ -125,9 +139,13 @@ def serve(
             f"regctl serve needs the HTTP stack ({exc.name} is missing)",
             hint="pip install 'regctl[serve]'",
         ) from None
-    from registry_cli.predict.service import load_alias
+    from registry_cli.predict.service import alias_version, load_alias
 
-    server.run(settings, lambda a: load_alias(reg, settings.model, a))
+    server.run(
+        settings,
+        lambda a: load_alias(reg, settings.model, a),
+        resolve=lambda a: alias_version(reg, settings.model, a),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,9 @@
 At start a background thread retries loading ``NAME@alias`` every
 ``load_interval_s`` for up to ``load_timeout_s`` while ``/health`` reports
 ``model_loaded: false``; afterwards ``/reload`` can still load.
+
+With ``follow`` (SPEC §12) another thread polls the alias every
+``poll_interval_s`` and swaps in the version it moved to (``predict/slot.py``).
 """
 
 from __future__ import annotations
@@ -21,11 +24,10 @@ import json
 import logging
 import socket
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -34,71 +36,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from registry_cli.errors import BadInput, NotFound, RegctlError, RuleViolation
-from registry_cli.predict.loader import LoadedModel
 from registry_cli.predict.settings import ServeSettings
+from registry_cli.predict.slot import Loader, ModelSlot, Resolver
 
 log = logging.getLogger("uvicorn.error")
-
-Loader = Callable[[str], LoadedModel]
-"""Loads the version an alias points at now; raises RegctlError when it cannot."""
-
-
-# ----------------------------------------------------------------- model slot
-class ModelSlot:
-    """The served model behind one reference, replaced only by a complete new model."""
-
-    def __init__(self, load: Loader, alias: str) -> None:
-        self._load = load
-        self._lock = threading.Lock()  # one load at a time; readers never take it
-        self.current: LoadedModel | None = None
-        self.wanted_alias = alias
-        self.last_error: str | None = None
-        self.retrying = False  # the start-up load loop is running
-
-    def load(self, alias: str | None = None) -> LoadedModel:
-        """Load ``alias`` (default: the wanted one), then swap; on failure the old model stays."""
-        with self._lock:
-            return self._load_locked(alias or self.wanted_alias)
-
-    def _load_locked(self, alias: str) -> LoadedModel:
-        try:
-            model = self._load(alias)
-        except Exception as exc:
-            self.last_error = str(exc)
-            raise
-        self.current = model  # the swap: one reference assignment
-        self.wanted_alias = alias
-        self.last_error = None
-        return model
-
-    def retry_until_loaded(
-        self, timeout_s: float, interval_s: float, stop: threading.Event
-    ) -> bool:
-        """Try to load until a model is in (by us or by /reload), the timeout, or ``stop``."""
-        self.retrying = True
-        try:
-            return self._retry(timeout_s, interval_s, stop)
-        finally:
-            self.retrying = False
-
-    def _retry(self, timeout_s: float, interval_s: float, stop: threading.Event) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not stop.is_set():
-            with self._lock:
-                if self.current is not None:
-                    return True
-                try:
-                    model = self._load_locked(self.wanted_alias)
-                    log.info("loaded %s:%s (@%s)", model.name, model.version, model.alias)
-                    return True
-                except Exception as exc:
-                    log.warning("model not loaded yet: %s", exc)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                log.warning("gave up loading after %.0f s; POST /reload to try again", timeout_s)
-                return False
-            stop.wait(min(interval_s, remaining))
-        return False
 
 
 # ----------------------------------------------------------------- schemas
@@ -230,8 +171,15 @@ def _status_for(exc: RegctlError) -> int:
     return 500
 
 
-def create_app(settings: ServeSettings, load: Loader, *, retry_at_start: bool = True) -> Any:
-    """The ASGI app (FastAPI wrapped in the body limit). ``load(alias)`` loads a model."""
+def create_app(
+    settings: ServeSettings,
+    load: Loader,
+    *,
+    retry_at_start: bool = True,
+    resolve: Resolver | None = None,
+) -> Any:
+    """The ASGI app (FastAPI wrapped in the body limit). ``load(alias)`` loads a model;
+    with ``settings.follow``, ``resolve(alias)`` is polled for the version to serve."""
     slot = ModelSlot(load, settings.alias)
     stop = threading.Event()
 
@@ -244,6 +192,13 @@ def create_app(settings: ServeSettings, load: Loader, *, retry_at_start: bool = 
                 name="regctl-model-load",
                 daemon=True,
                 args=(settings.load_timeout_s, settings.load_interval_s, stop),
+            ).start()
+        if settings.follow and resolve is not None:
+            threading.Thread(
+                target=slot.follow,
+                name="regctl-follow",
+                daemon=True,
+                args=(resolve, settings.poll_interval_s, stop),
             ).start()
         yield
         stop.set()
@@ -383,7 +338,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(settings: ServeSettings, load: Loader) -> None:
+def run(settings: ServeSettings, load: Loader, resolve: Resolver | None = None) -> None:
     """Serve until interrupted (SIGINT/SIGTERM end it gracefully)."""
     import uvicorn
 
@@ -391,18 +346,19 @@ def run(settings: ServeSettings, load: Loader) -> None:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(
-        create_app(settings, load),
+        create_app(settings, load, resolve=resolve),
         log_level="info",
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
     log.info(
-        "serving %s@%s on http://%s:%d (API docs: /docs)",
+        "serving %s@%s on http://%s:%d (API docs: /docs)%s",
         settings.model,
         settings.alias,
         shown,
         port,
+        f"; following the alias every {settings.poll_interval_s:g} s" if settings.follow else "",
     )
     try:
         server.run(sockets=[sock])

@@ -40,6 +40,21 @@ def load_alias(registry: ModelRegistry, name: str, alias: str) -> LoadedModel:
     return load_folder(info.path, info.manifest, alias=alias)
 
 
+def alias_version(registry: ModelRegistry, name: str, alias: str) -> str | None:
+    """The version ``name@alias`` points at now (``"v3"``), or None: ``serve --follow``'s poll.
+
+    Reads only the model's state (no manifest, no payload), so polling is cheap.
+    """
+    from registry_cli.core.names import format_version
+    from registry_cli.errors import NotFound
+
+    try:
+        number = registry.model_state(name).all_aliases().get(alias)
+    except NotFound:
+        return None
+    return format_version(number) if number else None
+
+
 def predict_bytes(model: LoadedModel, data: bytes, *, source: str = "input") -> dict[str, Any]:
     """Run ``model`` on JSON or ``.npy`` bytes; the SPEC's ``predict`` JSON document."""
     x = load_input_bytes(data, source=source)
