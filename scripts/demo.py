@@ -276,43 +276,26 @@ def step_formats() -> None:
 
 def step_distribution() -> None:
     """Serve dist/ over FTP on loopback, pull the released model like a client machine."""
-    import re
     import secrets
-    import signal
-    import time
+
+    sys.path.insert(0, str(REPO))
+    from registry_cli.ftp.launch import ServeFtpProcess
 
     say("Distribution: serve dist/ read-only over FTP, pull release latest on a 'client'")
     env = dict(ENV, DEMO_FTP_PASSWORD=secrets.token_urlsafe(12))
     log_path = WORK / "serve-ftp.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    args = [
-        "serve-ftp",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--user",
-        "mlops",
-        "--password-env",
-        "DEMO_FTP_PASSWORD",
-    ]
-    print(f"$ DEMO_FTP_PASSWORD=... regctl {' '.join(args)} &", flush=True)
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "registry_cli", *args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    args = ["--user", "mlops", "--password-env", "DEMO_FTP_PASSWORD"]
+    print(
+        f"$ DEMO_FTP_PASSWORD=... regctl serve-ftp --host 127.0.0.1 --port 0 {' '.join(args)} &",
+        flush=True,
+    )
+    server = ServeFtpProcess(ROOT, *args, env=env, log=log_path)
     try:
-        port = None
-        deadline = time.monotonic() + 30
-        while port is None and time.monotonic() < deadline and server.poll() is None:
-            found = re.search(r"listening on [0-9.]+:(\d+)", log_path.read_text())
-            port = int(found.group(1)) if found else None
-            time.sleep(0.1)
-        if port is None:
-            raise SystemExit("serve-ftp did not start:\n" + log_path.read_text())
+        server.start()
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    port = server.port
+    try:
         cache = WORK / "client-cache"
         print(f"(the client cache is {cache}; without --cache-dir it is the torch hub dir)")
         pull = [
@@ -355,12 +338,7 @@ def step_distribution() -> None:
                     text=True,
                 )
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        server.stop()
         print("$ kill -TERM <serve-ftp>   # excerpts of the server log:", flush=True)
         wanted = ("serving", "listening", "logged in", "RETR", "stopping", "stopped")
         lines = [ln for ln in log_path.read_text().splitlines() if any(w in ln for w in wanted)]

@@ -12,19 +12,17 @@ from __future__ import annotations
 import datetime as _dt
 import ftplib
 import os
-import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-LISTENING_RE = re.compile(r"listening on ([0-9.]+):(\d+)")
+from registry_cli.ftp.launch import ServeFtpProcess
+
 PASSWORD = "s3cret-pw"
 
 
-class FtpServer:
+class FtpServer(ServeFtpProcess):
+    """The product's launcher with a log beside the registry and test conveniences."""
+
     def __init__(
         self,
         root: Path,
@@ -33,66 +31,17 @@ class FtpServer:
         log: Path | None = None,
         start_timeout: float = 20.0,
     ) -> None:
-        self.root = root
-        self.args = list(args)
-        self.env = dict(os.environ, **(env or {}))
-        self.log_path = log or root.parent / f"ftp-{os.getpid()}-{time.monotonic_ns()}.log"
-        self.start_timeout = start_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.host = "127.0.0.1"
-        self.port = 0
-
-    @property
-    def cmd(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "registry_cli",
-            "--root",
-            str(self.root),
-            "serve-ftp",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            *self.args,
-        ]
-
-    def start(self) -> FtpServer:
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            self.cmd,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
+        super().__init__(
+            root,
+            *args,
+            env=env,
+            log=log or root.parent / f"ftp-{os.getpid()}-{time.monotonic_ns()}.log",
+            start_timeout=start_timeout,
         )
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve-ftp exited with {self.proc.returncode}:\n{self.log}")
-            m = LISTENING_RE.search(self.log)
-            if m:
-                self.port = int(m.group(2))
-                if self._accepts():
-                    return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"serve-ftp did not start in time:\n{self.log}")
 
-    def _accepts(self) -> bool:
-        try:
-            with socket.create_connection((self.host, self.port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    @property
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+    def __enter__(self) -> FtpServer:
+        self.start()
+        return self
 
     @property
     def url(self) -> str:
@@ -100,25 +49,6 @@ class FtpServer:
 
     def user_url(self, user: str = "mlops") -> str:
         return f"ftp://{user}@{self.host}:{self.port}"
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-    def __enter__(self) -> FtpServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def ftp(self, user: str = "mlops", password: str = PASSWORD) -> ftplib.FTP:
         client = ftplib.FTP(timeout=10)
