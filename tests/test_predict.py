@@ -328,3 +328,99 @@ def test_predict_on_a_bundle_pulled_into_the_client_cache(reg, root, cli, tmp_pa
     out = json.loads(res.stdout)
     assert (out["model"], out["version"]) == ("tiny", "v1")
     np.testing.assert_allclose(out["prediction"], pm.expected_torch(x[None])[0], rtol=1e-5)
+
+
+# ------------------------------------------------- signatures of exported programs
+def torch_input_specs(path) -> list[dict]:
+    """What torch itself says the program's user inputs are (the reference to match)."""
+    import torch
+
+    program = torch.export.load(str(path))
+    nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    out = []
+    for name in program.graph_signature.user_inputs:
+        val = nodes[name].meta["val"]
+        shape = [d if isinstance(d, int) else None for d in val.shape]
+        out.append({"shape": shape, "dtype": str(val.dtype).removeprefix("torch.")})
+    return out
+
+
+def test_publish_records_an_exported_programs_signature_without_torch(reg, cli, tmp_path, pt2):
+    """SPEC §8: recorded as the program has it, read at publish from the archive."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from registry_cli.cli.main import app\n"
+        f"app(['--root', {str(reg.root)!r}, 'publish', 'tiny', {str(pt2)!r}],"
+        " standalone_mode=False)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False"  # publish never imported torch
+
+    res = cli("show", "tiny", "--json")
+    assert res.exit_code == 0, res.stderr
+    signature = json.loads(res.stdout)["signature"]
+    assert signature == {
+        "inputs": [{"shape": [None, pm.T, pm.F], "dtype": "float32"}],
+        "batch_dim": 0,
+        "source": "exported_program",
+    }
+    assert signature["inputs"] == torch_input_specs(pt2)
+    manifest = json.loads((reg.get("tiny").path / "manifest.json").read_text())
+    assert manifest["signature"] == signature
+
+    x = pm.example(6)
+    res, out = run_predict(cli, "tiny", write_json(tmp_path / "one.json", {"X": x.tolist()}))
+    assert res.exit_code == 0, res.stderr
+    np.testing.assert_allclose(out["prediction"], pm.expected_torch(x[None])[0], rtol=1e-5)
+    res, _ = run_predict(cli, "tiny", write_json(tmp_path / "bad.json", {"X": x[:, :7].tolist()}))
+    assert res.exit_code == 2
+    assert "X has shape [12, 7], expected [*, 12, 18] (a batch) or [12, 18]" in res.stderr
+
+
+def test_a_static_program_keeps_its_fixed_batch(reg, cli, tmp_path):
+    """A program exported without a dynamic batch takes exactly its shape: no auto-batching."""
+    import torch
+
+    path = tmp_path / "static" / "model.pt2"
+    path.parent.mkdir()
+    program = torch.export.export(pm.torch_model(), (torch.randn(1, pm.T, pm.F),))
+    torch.export.save(program, str(path))
+    res = cli("publish", "fixed", str(path), "--json")
+    assert res.exit_code == 0, res.stderr
+    signature = json.loads(res.stdout)["signature"]
+    assert signature["inputs"] == [{"shape": [1, pm.T, pm.F], "dtype": "float32"}]
+    assert signature["inputs"] == torch_input_specs(path)
+    x = pm.example(7)
+    res, _ = run_predict(cli, "fixed", write_json(tmp_path / "one.json", {"X": x.tolist()}))
+    assert res.exit_code == 2
+    assert "X has shape [12, 18], expected [1, 12, 18] (a batch)" in res.stderr
+    res, out = run_predict(cli, "fixed", write_json(tmp_path / "b.json", {"X": [x.tolist()]}))
+    assert res.exit_code == 0, res.stderr
+    np.testing.assert_allclose(out["prediction"], pm.expected_torch(x[None]), rtol=1e-5)
+
+
+def test_no_program_signature_when_another_runnable_or_a_junk_archive(
+    reg, cli, tmp_path, pt2, torchscript
+):
+    folder = tmp_path / "both"
+    folder.mkdir()
+    (folder / "model.pt2").write_bytes(pt2.read_bytes())
+    (folder / "model.pt").write_bytes(torchscript.read_bytes())
+    res = cli("publish", "both", str(folder), "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["signature"] is None  # which one runs is not the .pt2's call
+
+    junk = tmp_path / "junk" / "model.pt2"
+    junk.parent.mkdir()
+    junk.write_bytes(b"PK\x03\x04 not really a zip")
+    res = cli("publish", "junk", str(junk), "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["signature"] is None
+
+    res = cli("publish", "given", str(pt2), "--example-shape", "1,12,18", "--json")
+    assert json.loads(res.stdout)["signature"] == SIG  # --example-shape wins

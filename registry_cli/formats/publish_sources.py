@@ -178,7 +178,7 @@ def publish_from_mlflow(
             metrics={**fetched.metrics, **(metrics or {})},
             params={**fetched.params, **(params or {})},
             source=fetched.source,
-            signature=signature or fetched.signature,
+            signature=signature or fetched.signature or program_signature([fetched.local_path]),
             **publish_kwargs,
         )
         if convert is not None:
@@ -187,3 +187,52 @@ def publish_from_mlflow(
                 registry, name, [fetched.local_path], folder, converted, **kwargs
             )
         return registry.publish(name, [fetched.local_path], **kwargs)
+
+
+def program_signature(paths: list[str | os.PathLike[str]]) -> dict[str, Any] | None:
+    """The input signature of the ``torch.export`` program among ``paths``, or None.
+
+    SPEC §8: an exported program's signature is recorded as the program has it,
+    read from the archive without importing torch. Only when that program is what
+    predict will run: exactly one ``.pt2`` archive, no MLflow model (``MLmodel``)
+    and no TorchScript archive beside it. Never raises: a source it cannot read is
+    left for ``publish`` itself to report.
+    """
+    import zipfile
+
+    from registry_cli.formats.torch_program import read_program_signature
+
+    programs: list[Path] = []
+    maybe_torchscript: list[Path] = []
+    for file in _walk_files(paths):
+        if file.name == "MLmodel":
+            return None
+        if file.name.endswith(".pt2"):
+            programs.append(file)
+        elif file.name.lower().endswith((".pt", ".pth", ".ts", ".jit", ".zip")):
+            maybe_torchscript.append(file)
+    if len(programs) != 1:
+        return None
+    for file in maybe_torchscript:
+        try:
+            with zipfile.ZipFile(file) as zf:
+                members = zf.namelist()
+        except (OSError, zipfile.BadZipFile):
+            continue
+        if any(m.endswith("/constants.pkl") for m in members) and any(
+            "/code/" in m for m in members
+        ):
+            return None
+    return read_program_signature(programs[0])
+
+
+def _walk_files(paths: list[str | os.PathLike[str]]) -> list[Path]:
+    files = []
+    for source in paths:
+        path = Path(source)
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            for folder, _dirs, names in os.walk(path):
+                files.extend(Path(folder) / n for n in names)
+    return files

@@ -158,6 +158,65 @@ def load_strict(model: Any, state_dict: dict[str, Any], arch: str) -> None:
         raise BadInput(f"loading the weights into --arch {arch} failed: {exc}") from None
 
 
+# torch._export.serde.schema.ScalarType → the dtype names signatures use (numpy's)
+_SCALAR_TYPES = {
+    1: "uint8",
+    2: "int8",
+    3: "int16",
+    4: "int32",
+    5: "int64",
+    6: "float16",
+    7: "float32",
+    8: "float64",
+    12: "bool",
+    13: "bfloat16",
+}
+_MAX_PROGRAM_JSON = 256 * 1024 * 1024
+
+
+def read_program_signature(path: Path) -> dict[str, Any] | None:
+    """The user inputs of a ``torch.export`` archive as the program has them, or None.
+
+    Read from the archive's serialized program (``<archive>/models/<name>.json``,
+    torch >= 2.6; ``serialized_exported_program.json`` before) without importing
+    torch: each user input's dtype and sizes, a symbolic size (dynamic dimension)
+    as ``None``. None for anything unexpected (not a zip, several models, an input
+    that is not a tensor, an unknown dtype): the loader then reads the program itself.
+    """
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [
+                n
+                for n in zf.namelist()
+                if (n.count("/") == 2 and n.split("/")[1] == "models" and n.endswith(".json"))
+                or n.endswith("serialized_exported_program.json")
+            ]
+            if len(names) != 1 or zf.getinfo(names[0]).file_size > _MAX_PROGRAM_JSON:
+                return None
+            doc = json.loads(zf.read(names[0]))
+        graph_module = doc["graph_module"]
+        tensors = graph_module["graph"]["tensor_values"]
+        inputs = []
+        for spec in graph_module["signature"]["input_specs"]:
+            if "user_input" not in spec:
+                continue  # parameters, buffers, constants: not fed by the caller
+            tensor = tensors[spec["user_input"]["arg"]["as_tensor"]["name"]]
+            dtype = _SCALAR_TYPES[tensor["dtype"]]
+            shape = [
+                size["as_int"] if isinstance(size.get("as_int"), int) else None
+                for size in tensor["sizes"]
+            ]
+            inputs.append({"shape": shape, "dtype": dtype})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile):
+        return None
+    if not inputs:
+        return None
+    return {"inputs": inputs, "batch_dim": 0, "source": "exported_program"}
+
+
 def write_program(model: Any, signature: dict[str, Any], folder: Path) -> ProgramResult:
     """Write ``model.pt2`` (dynamic batch if possible), else ``model-torchscript.pt``.
 
