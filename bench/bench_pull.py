@@ -8,7 +8,8 @@ Runs are interleaved (curl and each pull variant, in a rotating order, with
 1. One pull of the big bundle against ``curl -o file`` of the same bundle:
    - *download + verify*: connect, log in, read ``LATEST.json``, download the
      bundle to a temp file with inline sha256 and check size and sha256 (the
-     pull's own code: ``Puller`` and ``FtpTransport``); the metric of issue 4;
+     pull's own code: ``Puller.open_transport``, ``resolve``, ``download_bundle``);
+     the metric of issue 4;
    - *pull, in-process*: ``Puller.pull`` end to end (also unpack, per-file
      check against the manifest, rename into the cache);
    - *regctl pull*: the CLI process end to end (also Python start-up).
@@ -27,7 +28,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -42,7 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from registry_cli import ModelRegistry  # noqa: E402
-from registry_cli.ftp.pull import Puller, Source  # noqa: E402
+from registry_cli.ftp.launch import ServeFtpProcess  # noqa: E402
+from registry_cli.pull import Puller, Source  # noqa: E402
 
 PASSWORD = "bench-pw"
 MiB = 1 << 20
@@ -67,53 +68,25 @@ def settle() -> None:
     time.sleep(0.3)
 
 
-class Server:
-    def __init__(self, root: Path, log: Path) -> None:
-        env = dict(os.environ, BENCH_FTP_PW=PASSWORD)
-        self.log = log
-        self._fh = open(log, "wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "registry_cli",
-                "--root",
-                str(root),
-                "serve-ftp",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--user",
-                "mlops",
-                "--password-env",
-                "BENCH_FTP_PW",
-                "--max-cons-per-ip",
-                "64",
-                "--max-cons",
-                "256",
-            ],
-            stdout=self._fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        deadline = time.monotonic() + 30
-        self.port = 0
-        while time.monotonic() < deadline:
-            m = re.search(r"listening on [0-9.]+:(\d+)", log.read_text())
-            if m:
-                self.port = int(m.group(1))
-                break
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        if not self.port:
-            raise SystemExit("serve-ftp did not start:\n" + log.read_text())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self._fh.close()
+def start_server(root: Path, log: Path) -> ServeFtpProcess:
+    """The real ``regctl serve-ftp`` on a free loopback port."""
+    server = ServeFtpProcess(
+        root,
+        "--user",
+        "mlops",
+        "--password-env",
+        "BENCH_FTP_PW",
+        "--max-cons-per-ip",
+        "64",
+        "--max-cons",
+        "256",
+        env={"BENCH_FTP_PW": PASSWORD},
+        log=log,
+    )
+    try:
+        return server.start()
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def curl(port: int, relpath: str, out: Path) -> float:
@@ -171,19 +144,11 @@ def download_verify(port: int, name: str, work: Path) -> float:
         password=PASSWORD,
         cache_root=work,
     )
-    transport = puller._open()
+    transport = puller.open_transport()
     try:
-        wanted = puller._resolve_remote(transport, "release", name, None)
+        remote = puller.resolve(transport, "release", name, None)
         tmp = work / f".{name}.{os.getpid()}-{time.monotonic_ns()}.incomplete"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            size, digest = transport.download(
-                f"release/{name}/versions/v{wanted.version}/bundle.tar.gz", fd
-            )
-        finally:
-            os.close(fd)
-        if (size, digest) != (wanted.size, wanted.sha256):
-            raise SystemExit("bundle does not match the index")
+        puller.download_bundle(transport, "release", name, remote, tmp)
     finally:
         transport.close()
     elapsed = time.perf_counter() - t0
@@ -345,7 +310,7 @@ def main() -> int:
         mid_size = reg.get("mid:v1").bundle["size"]
         work = base / "work"
         work.mkdir()
-        server = Server(root, base / "serve-ftp.log")
+        server = start_server(root, base / "serve-ftp.log")
         try:
             print(
                 f"1. one pull of a {bundle_size / MiB:.0f} MiB bundle vs curl -o file "

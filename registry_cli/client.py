@@ -9,9 +9,14 @@
     weights = torch.load(bundle.preferred_weight_path, map_location="cpu", weights_only=True)
 
 Versions land in the torch hub cache (``<hub>/regctl/<host>_<port>/<stage>/<name>/vN/``,
-see :mod:`registry_cli.ftp.pull`); a cached, verified version is not
+see :mod:`registry_cli.pull.cache`); a cached, verified version is not
 downloaded again, and ``get(..., "vN")`` of a cached version needs no server.
 ``get_ftp_model_registry_client`` returns one client per distinct config.
+
+Like ``regctl pull``, a client honours the ``pull:`` section of the
+``registry.yaml`` it finds (``config=``, else ``$REGCTL_CONFIG``, ``./registry.yaml``,
+the registry root's): ``from``, ``cache_dir``, ``password_env``/``password_file``,
+``ca_cert`` and ``timeout_s`` fill in what the caller leaves out.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from registry_cli.ftp.pull import Puller, PullResult, Source, parse_source, resolve_cache_root
+from registry_cli.core.config import Config, resolve_root_and_config
+from registry_cli.pull import PullResult, Source, configure
 
 __all__ = [
     "FtpModelClientConfig",
@@ -44,7 +50,7 @@ class FtpModelClientConfig:
     tls: bool = False
     ca_cert: str | None = None
     cache_dir: str | None = None
-    timeout: float = 30.0
+    timeout: float | None = None  # None: pull.timeout_s, else 30 s
 
 
 @dataclass(frozen=True)
@@ -75,25 +81,35 @@ class ModelBundle:
 
 
 class ModelRegistryClient:
-    """Pulls from any served tree: ``ftp://``/``ftps://`` URL or a folder (local, NFS)."""
+    """Pulls from any served tree: ``ftp://``/``ftps://`` URL or a folder (local, NFS).
+
+    Arguments left as None come from the ``pull:`` section (see the module docstring).
+    """
 
     def __init__(
         self,
-        source: str | os.PathLike[str] | Source,
+        source: str | os.PathLike[str] | Source | None = None,
         *,
         password: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         ca_cert: str | os.PathLike[str] | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
+        config: str | os.PathLike[str] | Config | None = None,
     ) -> None:
-        src = source if isinstance(source, Source) else parse_source(source)
-        self._puller = Puller(
-            src,
+        cfg = config if isinstance(config, Config) else resolve_root_and_config(None, config)[1]
+        setup = configure(
+            cfg,
+            {
+                "from": None if isinstance(source, Source) or source is None else os.fspath(source),
+                "cache_dir": os.fspath(cache_dir) if cache_dir else None,
+                "ca_cert": os.fspath(ca_cert) if ca_cert else None,
+                "timeout_s": timeout,
+            },
+            source=source if isinstance(source, Source) else None,
             password=password,
-            cache_root=resolve_cache_root(cache_dir),
-            ca_cert=Path(ca_cert) if ca_cert else None,
-            timeout=timeout,
         )
+        self._puller = setup.puller
+        self.default_stage = setup.stage
         self._lock = threading.Lock()
 
     @property

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from registry_cli.cli import common
+from registry_cli.cli import common, completion
 from registry_cli.cli.common import JSON_HELP, command, open_registry, print_json
 from registry_cli.errors import BadInput
 
@@ -84,74 +83,31 @@ def serve_ftp(
     ),
 ) -> None:
     """Serve dist/ read-only over FTP (FTPS with --tls-cert/--tls-key) until SIGTERM or Ctrl-C."""
-    from registry_cli.ftp.settings import (
-        ServerSettings,
-        ftp_config,
-        parse_port_range,
-        password_from,
-    )
+    from registry_cli.ftp.server import serve
+    from registry_cli.ftp.settings import server_settings
 
     root, cfg = _load_config()
-    conf = ftp_config(cfg)
-    if not (root / "models").is_dir() and not (root / "dist").is_dir():
-        from registry_cli.errors import NotFound
-
-        raise NotFound(
-            f"no registry at {root}",
-            hint="point --root / REGCTL_ROOT at it, or create one with: regctl init",
-        )
-    password = password_from(password_env, password_file, conf)
-    for name, value in (
-        ("--port", port),
-        ("--max-cons", max_cons),
-        ("--max-cons-per-ip", max_cons_per_ip),
-    ):
-        if value is not None and (value < (0 if name == "--port" else 1) or value > 65535):
-            raise BadInput(f"{name} {value} is out of range")
-    if login_delay is not None and login_delay < 0:
-        raise BadInput("--login-delay must be zero or more")
-    dist = root / "dist"
-    dist.mkdir(parents=True, exist_ok=True)
-
-    def pick(flag: Any, key: str, default: Any) -> Any:
-        return flag if flag is not None else conf.get(key, default)
-
-    settings = ServerSettings(
-        dist=dist,
-        host=pick(host, "host", "127.0.0.1"),
-        port=pick(port, "port", 2121),
-        user=pick(user, "user", None),
-        password=password,
-        anonymous=anonymous or bool(conf.get("anonymous", False)),
-        passive_ports=parse_port_range(passive_ports)
-        if passive_ports
-        else conf.get("passive_ports"),
-        masquerade_address=pick(masquerade_address, "masquerade_address", None),
-        max_cons=pick(max_cons, "max_cons", 256),
-        max_cons_per_ip=pick(max_cons_per_ip, "max_cons_per_ip", 32),
-        login_delay_s=pick(login_delay, "login_delay_s", 2.0),
-        idle_timeout_s=conf.get("idle_timeout_s", 300.0),
-        tls_cert=pick(tls_cert, "tls_cert", None),
-        tls_key=pick(tls_key, "tls_key", None),
-        log_file=pick(log_file, "log_file", None),
-    )
-    from registry_cli.ftp.server import check_settings, serve
-
-    check_settings(settings)
-    try:
-        import pyftpdlib  # noqa: F401
-
-        if settings.tls_cert:
-            import OpenSSL  # noqa: F401
-    except ImportError as exc:
-        raise BadInput(
-            f"serve-ftp needs {exc.name}", hint='install the extra: pip install "regctl[ftp]"'
-        ) from None
-    serve(settings)
+    flags = {
+        "host": host,
+        "port": port,
+        "user": user,
+        "password_env": password_env,
+        "password_file": password_file and str(password_file),
+        "anonymous": anonymous or None,
+        "passive_ports": passive_ports,
+        "masquerade_address": masquerade_address,
+        "max_cons": max_cons,
+        "max_cons_per_ip": max_cons_per_ip,
+        "login_delay_s": login_delay,
+        "tls_cert": tls_cert and str(tls_cert),
+        "tls_key": tls_key and str(tls_key),
+        "log_file": log_file and str(log_file),
+    }
+    serve(server_settings(root, cfg, flags))
 
 
 def pull(
-    name: str = typer.Argument(..., help="Model name."),
+    name: str = typer.Argument(..., help="Model name.", autocompletion=completion.model_names),
     source: str | None = typer.Option(
         None,
         "--from",
@@ -160,7 +116,10 @@ def pull(
         "registry root or a served tree (else pull.from in the config).",
     ),
     stage: str | None = typer.Option(
-        None, "--stage", help="Stage to pull from (default: pull.stage, else the last stage)."
+        None,
+        "--stage",
+        help="Stage to pull from (default: pull.stage, else the last stage).",
+        autocompletion=completion.stages,
     ),
     version: str = typer.Option("latest", "--version", help="latest or vN."),
     password_env: str | None = typer.Option(
@@ -187,40 +146,23 @@ def pull(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Download, verify and unpack a version into the local cache; print its paths."""
-    from registry_cli.ftp.pull import Puller, parse_source, resolve_cache_root
-    from registry_cli.ftp.settings import password_from, pull_config
+    from registry_cli.pull import configure
 
     _root, cfg = _load_config()
-    conf = pull_config(cfg)
-    raw_source = source or conf.get("from")
-    if not raw_source:
-        raise BadInput(
-            "pull needs --from ftp://USER@HOST:PORT or --from PATH",
-            hint="or set pull.from in registry.yaml",
-        )
-    if not source and "://" not in raw_source and cfg.path is not None:
-        raw_source = str(cfg.path.parent / os.path.expanduser(raw_source))
-    src = parse_source(raw_source)
-    password: Any = None
-    if src.kind == "ftp" and src.user:
-        password = password_from(password_env, password_file, conf)
-        if password is None:  # asked only if the server is really contacted (not for a cached vN)
-
-            def password() -> str:
-                return _prompt_password(src.display)
-
-    puller = Puller(
-        src,
-        password=password,
-        cache_root=resolve_cache_root(cache_dir, conf.get("cache_dir")),
-        ca_cert=ca_cert or conf.get("ca_cert"),
-        timeout=timeout if timeout is not None else conf.get("timeout_s", 30.0),
-    )
-    chosen_stage = stage or conf.get("stage") or cfg.stages[-1]
+    flags = {
+        "from": source,
+        "stage": stage,
+        "password_env": password_env,
+        "password_file": password_file and str(password_file),
+        "cache_dir": cache_dir and str(cache_dir),
+        "ca_cert": ca_cert and str(ca_cert),
+        "timeout_s": timeout,
+    }
+    setup = configure(cfg, flags, prompt=_prompt_password)
     progress = None if as_json else common.progress_factory(f"{name} ")
     try:
-        result = puller.pull(
-            name, stage=chosen_stage, version=version, offline=offline, progress=progress
+        result = setup.puller.pull(
+            name, stage=setup.stage, version=version, offline=offline, progress=progress
         )
     finally:
         common.stop_progress(progress)

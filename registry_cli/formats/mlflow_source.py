@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from registry_cli.core.config import Config
-from registry_cli.errors import BadInput, ConfigError, NotFound, RegctlError, RemoteError
+from registry_cli.errors import BadInput, NotFound, RegctlError, RemoteError
+from registry_cli.settings import MLFLOW
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 SAFE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 KEY_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.:/-]")
-CONFIG_KEYS = {"tracking_uri"}
 URI_HINT = (
     "use runs:/RUN_ID/PATH, RUN_ID with --artifact-path, models:/NAME@ALIAS or models:/NAME/N"
 )
@@ -125,17 +125,9 @@ def parse_source(uri: str, artifact_path: str | None = None) -> MlflowRef:
 
 def resolve_tracking_uri(explicit: str | None, config: Config) -> str:
     """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else ``mlflow.tracking_uri``."""
-    section = config.section("mlflow")
-    unknown = set(section) - CONFIG_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{config.path}: unknown key(s) under mlflow: {', '.join(sorted(unknown))}",
-            hint="the mlflow section has only tracking_uri",
-        )
-    configured = section.get("tracking_uri")
-    if configured is not None and not isinstance(configured, str):
-        raise ConfigError(f"{config.path}: mlflow.tracking_uri must be a string")
-    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI") or configured
+    uri = MLFLOW.resolve({"tracking_uri": explicit or None}, config.section("mlflow"))[
+        "tracking_uri"
+    ]
     if not uri:
         raise BadInput(
             "no MLflow tracking URI",

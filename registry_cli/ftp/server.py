@@ -81,13 +81,26 @@ def check_settings(settings: ServerSettings) -> None:
     for path in (settings.tls_cert, settings.tls_key):
         if path is not None and not path.is_file():
             raise BadInput(f"TLS file {path} does not exist")
-    if not settings.dist.is_dir():
+    if settings.dist.exists() and not settings.dist.is_dir():
         raise BadInput(f"{settings.dist} is not a folder")
+    try:
+        import pyftpdlib  # noqa: F401
+
+        if settings.tls_cert:
+            import OpenSSL  # noqa: F401
+    except ImportError as exc:
+        raise BadInput(
+            f"serve-ftp needs {exc.name}", hint='install the extra: pip install "regctl[ftp]"'
+        ) from None
 
 
 def build_server(settings: ServerSettings) -> Any:
-    """Create (and bind) the pyftpdlib server for ``settings``; call ``serve_forever``."""
+    """Create (and bind) the pyftpdlib server for ``settings``; call ``serve_forever``.
+
+    ``dist/`` is created when missing (a registry with nothing published yet).
+    """
     check_settings(settings)
+    settings.dist.mkdir(parents=True, exist_ok=True)
     from pyftpdlib.authorizers import AuthenticationFailed, DummyAuthorizer
     from pyftpdlib.filesystems import AbstractedFS
     from pyftpdlib.handlers import FTPHandler
@@ -202,6 +215,7 @@ def build_server(settings: ServerSettings) -> Any:
 
 def serve(settings: ServerSettings, *, on_ready: Callable[[str, int], None] | None = None) -> None:
     """Serve until SIGTERM or Ctrl-C, then close every connection and return."""
+    check_settings(settings)  # before the log handler opens (and creates) a log file
     handler = _configure_logging(settings)
     server = build_server(settings)
     host, port = server.address[:2]

@@ -12,20 +12,17 @@ Errors: an unreachable server, a refused login or a broken connection raise
 from __future__ import annotations
 
 import ftplib
-import hashlib
 import os
 import socket
 import ssl
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
 from registry_cli.errors import BadInput, IntegrityError, NotFound, RemoteError
+from registry_cli.pull.sources import Source
+from registry_cli.storage.hashing import Progress
 from registry_cli.storage.layout import inside
-
-CHUNK = 1 << 20
-Progress = Callable[[int], None]
+from registry_cli.storage.streams import pump
 
 
 class Transport(Protocol):
@@ -38,83 +35,6 @@ class Transport(Protocol):
     ) -> tuple[int, str]: ...
 
     def close(self) -> None: ...
-
-
-class HashingSink:
-    """Hash and write each chunk on two helper threads while the producer fetches the next.
-
-    ``hashlib`` and ``os.write`` release the GIL, so receiving (or inflating),
-    hashing and writing overlap: a chunk costs the slowest of the three, not
-    their sum (when the disk is slow, hashing hides behind the write).
-    """
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self._hasher = ThreadPoolExecutor(max_workers=1)
-        self._writer = ThreadPoolExecutor(max_workers=1)
-        self._pending: list[Future[None]] = []
-
-    def _write(self, data: memoryview) -> None:
-        while data:
-            n = os.write(self.fd, data)
-            data = data[n:]
-
-    def wait(self) -> None:
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
-
-    def submit(self, data: memoryview) -> None:
-        """Queue ``data``; the caller must not reuse its buffer until the next submit/wait."""
-        self.wait()
-        self.size += len(data)
-        self._pending = [
-            self._hasher.submit(self.digest.update, data),
-            self._writer.submit(self._write, data),
-        ]
-
-    def finish(self) -> tuple[int, str]:
-        try:
-            self.wait()
-        finally:
-            self._hasher.shutdown(wait=True)
-            self._writer.shutdown(wait=True)
-        return self.size, self.digest.hexdigest()
-
-
-def _fill(recv_into: Callable[[memoryview], int], view: memoryview) -> int:
-    """Fill ``view`` as far as the stream allows; 0 means end of stream."""
-    got = 0
-    while got < len(view):
-        n = recv_into(view[got:])
-        if not n:
-            break
-        got += n
-    return got
-
-
-def pump(
-    recv_into: Callable[[memoryview], int], fd: int, progress: Progress | None
-) -> tuple[int, str]:
-    """Copy a stream to ``fd`` in 1 MiB blocks with inline sha256 (double-buffered)."""
-    sink = HashingSink(fd)
-    buffers = [memoryview(bytearray(CHUNK)), memoryview(bytearray(CHUNK))]
-    turn = 0
-    try:
-        while True:
-            view = buffers[turn]
-            got = _fill(recv_into, view)
-            if not got:
-                break
-            sink.submit(view[:got])  # waits for the buffer submitted two turns ago
-            if progress is not None:
-                progress(got)
-            turn ^= 1
-    finally:
-        size, digest = sink.finish()
-    return size, digest
 
 
 # ---------------------------------------------------------------- FTP
@@ -257,7 +177,7 @@ class LocalTransport:
                 hint="is the share mounted? use a cached version with --offline",
             )
 
-    def _open(self, relpath: str) -> int:
+    def _open_file(self, relpath: str) -> int:
         try:
             path = inside(self.tree, *relpath.split("/"))
             return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -269,7 +189,7 @@ class LocalTransport:
             raise RemoteError(f"cannot read {relpath} in {self.tree}: {_why(exc)}") from None
 
     def read_small(self, relpath: str, limit: int) -> bytes:
-        fd = self._open(relpath)
+        fd = self._open_file(relpath)
         with os.fdopen(fd, "rb") as fh:
             data = fh.read(limit + 1)
         if len(data) > limit:
@@ -277,7 +197,7 @@ class LocalTransport:
         return data
 
     def download(self, relpath: str, fd: int, progress: Progress | None = None) -> tuple[int, str]:
-        src = self._open(relpath)
+        src = self._open_file(relpath)
         try:
             with os.fdopen(src, "rb", buffering=0) as fh:
                 return pump(fh.readinto, fd, progress)  # type: ignore[arg-type]
@@ -286,3 +206,26 @@ class LocalTransport:
 
     def close(self) -> None:
         pass
+
+
+def open_transport(
+    source: Source,
+    *,
+    password: str | None = None,
+    ca_cert: Path | None = None,
+    timeout: float = 30.0,
+) -> Transport:
+    """A connected transport for ``source`` (logged in, for FTP)."""
+    if source.kind == "ftp":
+        return FtpTransport(
+            source.host,
+            source.port,
+            user=source.user,
+            password=password,
+            tls=source.tls,
+            ca_cert=ca_cert,
+            timeout=timeout,
+            base=source.base,
+        )
+    assert source.tree is not None
+    return LocalTransport(source.tree)

@@ -1,0 +1,155 @@
+"""Where pulled versions live, and the few operations that change the cache.
+
+Cache layout (one folder per source, stage, model and version)::
+
+    <cache>/regctl/
+      <source-key>/               "<host>_<port>" for ftp:// and ftps://,
+                                  "local_<16 hex of sha256(real path)>" for --from PATH
+        <stage>/<name>/           <name> may be nested: team/project/task
+          vN/                     complete and verified; never changed afterwards
+            manifest.json
+            payload/...           read-only files
+            .regctl-pull.json     source, bundle sha256/size, time of the pull
+          .vN.<pid>-<rand>.incomplete   a download in progress
+          .vN.<pid>-<rand>.unpack/      an unpack in progress
+      .locks/                     best-effort per-version locks
+
+``<cache>`` is ``--cache-dir``, else ``$REGCTL_CACHE_DIR``, else ``pull.cache_dir``
+in the config, else the torch hub folder: ``$TORCH_HOME/hub``, else
+``$XDG_CACHE_HOME/torch/hub``, else ``~/.cache/torch/hub`` (computed without
+importing torch).
+
+A version folder appears only by ``rename`` of a complete, verified folder
+(:func:`install`); the first of two concurrent installs wins and the other
+uses it. Nothing is fsynced: after a power loss a cached version may be
+damaged; :func:`read_cached` checks file sizes on every hit, so a damaged copy
+is downloaded again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from registry_cli.core.documents import validate_manifest
+from registry_cli.core.names import format_version
+from registry_cli.settings import PULL
+from registry_cli.storage.atomic import remove_tree
+
+MARKER = ".regctl-pull.json"
+
+
+def default_cache_root() -> Path:
+    """The torch hub folder, computed the way ``torch.hub.get_dir()`` does, without torch."""
+    torch_home = os.environ.get("TORCH_HOME")
+    if torch_home:
+        return Path(os.path.expanduser(torch_home)) / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(os.path.expanduser(xdg)) if xdg else Path.home() / ".cache"
+    return base / "torch" / "hub"
+
+
+def resolve_cache_root(
+    explicit: str | os.PathLike[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Path:
+    """``--cache-dir``, else ``$REGCTL_CACHE_DIR``, else ``pull.cache_dir``, else the
+    torch hub dir."""
+    flag = os.fspath(explicit) if explicit else None
+    chosen = PULL.resolve({"cache_dir": flag}, config, env)["cache_dir"]
+    return Path(chosen).absolute() if chosen else default_cache_root().absolute()
+
+
+def read_cached(vdir: Path, name: str, version: int) -> tuple[dict, dict] | None:
+    """``(marker, manifest)`` of an intact cached version, else None (cheap: stats only)."""
+    try:
+        marker = json.loads((vdir / MARKER).read_bytes())
+        with open(vdir / "manifest.json", "rb") as fh:
+            manifest = validate_manifest(json.load(fh), str(vdir / "manifest.json"))
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(marker, dict)
+        or manifest["name"] != name
+        or manifest["version"] != format_version(version)
+    ):
+        return None
+    for f in manifest["files"]:
+        try:
+            st = os.lstat(vdir / f["path"])
+        except OSError:
+            return None
+        if (
+            not os.path.isfile(vdir / f["path"])
+            or os.path.islink(vdir / f["path"])
+            or st.st_size != f["size"]
+        ):
+            return None
+    return marker, manifest
+
+
+def read_only_files(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for fname in files:
+            os.chmod(os.path.join(dirpath, fname), 0o444)
+
+
+def install(tmp: Path, target: Path, intact: Callable[[], bool]) -> bool:
+    """Rename ``tmp`` to ``target``. False if an intact ``target`` was there first."""
+    try:
+        os.rename(tmp, target)
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+            raise
+    if intact():
+        return False  # a concurrent pull installed it first: use theirs
+    aside = target.with_name(f".{target.name}.broken-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.rename(target, aside)  # a damaged or stale copy: replace it
+    try:
+        os.rename(tmp, target)
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not intact():
+            raise
+        return False
+    finally:
+        remove_tree(aside)
+
+
+def remove_empty_parents(path: Path, stop: Path) -> None:
+    """Remove ``path`` and its parents while empty, never ``stop`` or above."""
+    stop = stop.absolute()
+    path = path.absolute()
+    while path != stop and stop in path.parents:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+        path = path.parent
+
+
+@contextlib.contextmanager
+def best_effort_lock(lock_dir: Path, key: str, timeout: float) -> Iterator[None]:
+    """Hold ``lock_dir/<key>.lock`` where file locks work; go on without them elsewhere."""
+    from filelock import FileLock, Timeout
+
+    lock = None
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(lock_dir / f"{key}.lock"), timeout=timeout)
+        lock.acquire()
+    except (OSError, Timeout):
+        lock = None  # no working locks here (some network filesystems): go on without
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
