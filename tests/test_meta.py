@@ -82,14 +82,14 @@ def test_registry_yaml_example_is_a_valid_config_for_every_section(monkeypatch):
     """The documented example is loaded by the same validators the commands use."""
     from registry_cli.core.config import load_config_file
     from registry_cli.formats.mlflow_source import resolve_tracking_uri
-    from registry_cli.ftp.settings import ftp_config, pull_config
+    from registry_cli.settings import FTP, PULL
     from registry_cli.predict.settings import resolve_settings
 
     cfg = load_config_file(REPO / "registry.yaml.example")
     assert cfg.stages == ("dev", "release")
     assert "release" in cfg.gates and cfg.best_metric == "accuracy"
-    assert ftp_config(cfg)["port"] == 2121
-    assert pull_config(cfg)["stage"] == "release"
+    assert FTP.resolve({}, cfg.section("ftp"), env={})["port"] == 2121
+    assert PULL.resolve({}, cfg.section("pull"), env={})["stage"] == "release"
     settings = resolve_settings({}, cfg.section("serve"), env={})
     assert settings.alias == "champion" and settings.port == 8000
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
