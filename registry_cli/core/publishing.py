@@ -30,13 +30,13 @@ from registry_cli.core.documents import build_manifest, manifest_bytes, version_
 from registry_cli.core.models import ModelStates, utc_now
 from registry_cli.core.names import validate_key, validate_model_name
 from registry_cli.core.state import ModelState
-from registry_cli.errors import BadInput, RuleViolation
+from registry_cli.errors import BadInput, RegctlError, RuleViolation
 from registry_cli.storage import layout, payload
 from registry_cli.storage.atomic import write_durable
 from registry_cli.storage.bundle import write_payload_and_bundle
 from registry_cli.storage.hashing import Progress
 from registry_cli.storage.payload import FileRecord, PlannedFile
-from registry_cli.storage.store import Store
+from registry_cli.storage.store import AlreadyExists, Store
 
 PublishProgress = Callable[[str, int], "Progress | None"]
 """Called with a phase name ("publish") and the byte total; returns a per-chunk
@@ -182,7 +182,14 @@ class Publisher:
             write_durable(vdir / "version.yaml", version_yaml(facts, bundle).encode())
             with open(vdir / "manifest.json", "rb") as fh:
                 os.fsync(fh.fileno())
-            self.store.install_folder(vdir, layout.version_key(name, number))
+            target = layout.version_key(name, number)
+            try:
+                self.store.install_folder(vdir, target)
+            except AlreadyExists:  # only where locks do not work: never overwrite
+                raise RegctlError(
+                    f"{self.store.location}/{target} appeared while publishing; not overwriting",
+                    hint="another writer took the number; rerun the publish",
+                ) from None
 
             entry: dict[str, Any] = {}
             first = self.config.stages[0]

@@ -13,6 +13,9 @@ A façade built from parts, each in its own module:
 
 Each lifecycle method is a rule: a function of the model state that changes
 it and returns what it chose; :meth:`ModelStates.change` commits it.
+
+Start-up: publishing (tar, threads), upkeep and event delivery are imported by
+the methods that use them, so ``regctl resolve`` loads none of them.
 """
 
 from __future__ import annotations
@@ -22,16 +25,14 @@ import getpass
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from registry_cli.core import events, lifecycle, upkeep
+from registry_cli.core import lifecycle
 from registry_cli.core.config import INIT_CONFIG, Config, resolve_root_and_config
 from registry_cli.core.models import ModelStates, utc_now
 from registry_cli.core.names import format_version, validate_alias, validate_key, vname
 from registry_cli.core.names import validate_model_name as _name
-from registry_cli.core.publishing import Produced, Publisher, PublishOptions, PublishProgress
 from registry_cli.core.refs import BestBy, Ref, parse_ref, resolve_number, version_of
-from registry_cli.core.served.documents import DistReport
 from registry_cli.core.served.tree import ServedTree
 from registry_cli.core.state import ModelState
 from registry_cli.core.types import (
@@ -49,6 +50,10 @@ from registry_cli.storage.fs_store import FsStore
 from registry_cli.storage.hashing import Progress
 from registry_cli.storage.layout import Layout
 from registry_cli.storage.store import AlreadyExists, Store
+
+if TYPE_CHECKING:
+    from registry_cli.core.publishing import Produced, PublishProgress
+    from registry_cli.core.served.documents import DistReport
 
 Rule = Callable[[ModelState], "tuple[int | None, dict[str, Any]]"]
 """A lifecycle rule: changes the state, returns (the version it chose, what changed)."""
@@ -138,6 +143,8 @@ class ModelRegistry:
 
         ``produced`` carries what a converter or importer adds (its own files,
         standard artifacts, the recorded source)."""
+        from registry_cli.core.publishing import Produced, Publisher, PublishOptions
+
         _name(name)
         parent = None
         if derived_from:
@@ -163,8 +170,15 @@ class ModelRegistry:
             progress,
             after_commit=self.served.sync,
         )
-        events.committed(self.config, done.entry)
+        self._announce(done.entry)
         return self.versions.info(done.state, done.number)
+
+    def _announce(self, entry: dict[str, Any]) -> None:
+        """After the lock is released: webhooks (SPEC §12), when any are configured."""
+        if self.config.webhooks:
+            from registry_cli.core import events
+
+            events.committed(self.config, entry)
 
     # ------------------------------------------------------------------ reading
     def _best(self, metric: str | None, mode: str | None) -> BestBy:
@@ -264,7 +278,7 @@ class ModelRegistry:
 
         _state, (number, changes) = self.states.change(name, rule, then=then)
         if not changes.get("noop"):
-            events.committed(self.config, entry)
+            self._announce(entry)
         return ChangeResult(
             action=action,
             name=name,
@@ -398,12 +412,18 @@ class ModelRegistry:
     # ------------------------------------------------------------------ upkeep
     def rebuild_dist(self) -> DistReport:
         """Regenerate ``dist/`` from ``models/`` (each model under its lock)."""
+        from registry_cli.core import upkeep
+
         return upkeep.rebuild_served(self.store, self.states, self.served)
 
     def verify(self, name: str | None = None, progress: Progress | None = None) -> VerifyReport:
         """Re-hash every payload file and bundle; check state and dist/ against the folders."""
+        from registry_cli.core import upkeep
+
         return upkeep.verify(self.store, self.states, self.versions, self.served, name, progress)
 
     def gc(self) -> GcReport:
         """Remove what interrupted writers left; bring dist/ back in step."""
+        from registry_cli.core import upkeep
+
         return upkeep.gc(self.store, self.states, self.served, self.actor)

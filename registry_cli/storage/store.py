@@ -35,9 +35,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from registry_cli.storage.hashing import Progress
+if TYPE_CHECKING:
+    from registry_cli.storage.hashing import Progress
 
 
 class StoreError(Exception):
