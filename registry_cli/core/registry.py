@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +125,7 @@ class ModelRegistry:
     def publish(
         self,
         name: str,
-        paths: list[str | os.PathLike[str]] | None = None,
+        paths: Sequence[str | os.PathLike[str]] | None = None,
         *,
         metrics: dict[str, float] | None = None,
         params: dict[str, str] | None = None,

@@ -9,18 +9,20 @@ that is a checkpoint can be converted too.
 Converters write into :meth:`ModelRegistry.scratch` (a private folder under
 ``<root>/.regctl/tmp/`` on the registry's filesystem, removed afterwards; a
 crash leaves only what ``regctl gc`` removes) and hand the results to
-:meth:`ModelRegistry.publish` as ``extra_files``, which renames them into the
-version. Nothing reaches ``models/`` unless the whole publish succeeds.
+:meth:`ModelRegistry.publish` as :class:`Produced` files, which are renamed into
+the version. Nothing reaches ``models/`` unless the whole publish succeeds.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry_cli.core.names import validate_model_name
+from registry_cli.core.publishing import Produced
 from registry_cli.errors import BadInput, NotFound
 
 if TYPE_CHECKING:
@@ -60,7 +62,7 @@ class ConversionOptions:
 def publish_with_conversion(
     registry: ModelRegistry,
     name: str,
-    paths: list[str | os.PathLike[str]],
+    paths: Sequence[str | os.PathLike[str]],
     *,
     options: ConversionOptions | None = None,
     signature: dict[str, Any] | None = None,
@@ -116,6 +118,7 @@ def _write_and_publish(
     converted: _Converted,
     *,
     signature: dict[str, Any] | None,
+    source: dict[str, Any] | None = None,
     **publish_kwargs: Any,
 ) -> VersionInfo:
     """Write the standard file (and program) into ``folder`` and publish them with ``sources``."""
@@ -124,7 +127,7 @@ def _write_and_publish(
     out = folder / "out"
     out.mkdir()
     torch_standard.save_standard(converted.doc, out / torch_standard.STANDARD_FILE)
-    extra: list[tuple[str | os.PathLike[str], str]] = [
+    extra: list[tuple[Path, str]] = [
         (out / torch_standard.STANDARD_FILE, torch_standard.STANDARD_FILE)
     ]
     standard = {"pytorch": f"payload/{torch_standard.STANDARD_FILE}"}
@@ -138,10 +141,11 @@ def _write_and_publish(
     return registry.publish(
         name,
         list[str | os.PathLike[str]](sources),
-        extra_files=extra,
-        move_extra_files=True,  # our own outputs, on the registry's filesystem: no copy
-        standard_artifacts=standard,
         signature=signature,
+        # our own outputs, on the registry's filesystem: renamed in, not copied
+        produced=Produced(
+            files=tuple(extra), move=True, standard_artifacts=standard, source=source
+        ),
         **publish_kwargs,
     )
 
@@ -177,16 +181,23 @@ def publish_from_mlflow(
         kwargs: dict[str, Any] = dict(
             metrics={**fetched.metrics, **(metrics or {})},
             params={**fetched.params, **(params or {})},
-            source=fetched.source,
             signature=signature or fetched.signature or program_signature([fetched.local_path]),
             **publish_kwargs,
         )
         if convert is not None:
             converted = _load_for_conversion([fetched.local_path], convert)
             return _write_and_publish(
-                registry, name, [fetched.local_path], folder, converted, **kwargs
+                registry,
+                name,
+                [fetched.local_path],
+                folder,
+                converted,
+                source=fetched.source,
+                **kwargs,
             )
-        return registry.publish(name, [fetched.local_path], **kwargs)
+        return registry.publish(
+            name, [fetched.local_path], produced=Produced(source=fetched.source), **kwargs
+        )
 
 
 def program_signature(paths: list[str | os.PathLike[str]]) -> dict[str, Any] | None:
