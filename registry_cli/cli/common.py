@@ -104,8 +104,9 @@ def command(func: F) -> F:
         except RegctlError as exc:
             if debug_enabled():
                 traceback.print_exc()
-            fail(exc)
-            raise typer.Exit(exc.exit_code) from None
+            fault = _fault_behind(exc)
+            fail(fault or exc)
+            raise typer.Exit((fault or exc).exit_code) from None
         except KeyboardInterrupt:
             sys.stderr.write("error: interrupted\n")
             raise typer.Exit(130) from None
@@ -123,6 +124,17 @@ def command(func: F) -> F:
             _unexpected(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fault_behind(exc: RegctlError) -> RegctlError | None:
+    """A machine fault a library reported as a remote failure (a full disk under a
+    transfer is not the server's fault): the fault, told as such."""
+    from registry_cli.errors import RemoteError
+
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, RemoteError) and isinstance(cause, OSError):
+        return faults.translate(cause, _operation(), _user_path())
+    return None
 
 
 def _unexpected(exc: Exception) -> NoReturn:

@@ -89,9 +89,30 @@ def _names(ctx: click.Context) -> list[str]:
     return [m.name for m in _registry(ctx).list_models()]
 
 
+def _line_words() -> list[str]:
+    """The words the shell sent (Typer's completion environment), up to the cursor."""
+    from click.shell_completion import split_arg_string
+
+    if "COMP_WORDS" in os.environ:  # bash
+        words = split_arg_string(os.environ["COMP_WORDS"])
+        return words[: int(os.environ.get("COMP_CWORD", len(words)))]
+    return split_arg_string(os.environ.get("_TYPER_COMPLETE_ARGS", ""))  # zsh, fish
+
+
 def _name_param(ctx: click.Context) -> str | None:
+    """The NAME given earlier on the line. While an option's value is being completed
+    click has not assigned the arguments, so fall back to the first word after the
+    command's own name."""
     name = ctx.params.get("name")
-    return name if isinstance(name, str) and name else None
+    if isinstance(name, str) and name:
+        return name
+    words = _line_words()
+    if ctx.info_name in words:
+        after = words[len(words) - words[::-1].index(ctx.info_name) :]
+        for word in after:
+            if not word.startswith("-"):
+                return word
+    return None
 
 
 def _versions_and_aliases(

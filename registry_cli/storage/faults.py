@@ -167,13 +167,13 @@ def translate(
     at = f" {where}" if where is not None else ""
     code = exc.errno
     if code in NO_SPACE:
-        kind = "quota exceeded" if code == errno.EDQUOT else "no space left"
+        kind = "the disk quota ran out" if code == errno.EDQUOT else "the filesystem ran out"
         free = ""
         if where is not None:
             with contextlib.suppress(OSError):
-                free = f" ({human_size(free_bytes(where))} free)"
+                free = f" ({human_size(free_bytes(where))} free now)"
         inside = f" in {where}" if where is not None else ""
-        message = f"not enough space{inside} to {operation}: {kind} on the device{free}"
+        message = f"not enough space{inside} to {operation}: {kind}{free}"
         hint = f"free up space on the filesystem of{at or ' the target'}, or use another location"
     elif code in READ_ONLY:
         message = f"cannot {operation}:{at} is on a read-only filesystem (needs write access)"
