@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 LOW_SPACE = 1_000_000_000  # warn below 1 GB free
-NO_SPACE = 50_000_000  # fail below 50 MB free
+NO_SPACE = 10_000_000  # fail below 10 MB free
 NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "fuse.sshfs")
 EXTRAS = (  # (module, what needs it, extra to install)
     ("torch", "--convert, predict, serve of torch models", "torch"),
@@ -40,7 +40,7 @@ EXTRAS = (  # (module, what needs it, extra to install)
     ("pyftpdlib", "serve-ftp", "ftp"),
     ("fastapi", "serve", "serve"),
     ("uvicorn", "serve", "serve"),
-    ("boto3", "an s3:// root or pull --from s3:// (not available yet)", "s3"),
+    ("boto3", "s3:// roots and sources, not available yet", "s3"),
 )
 # Holds the lock file given as argv[1]? Exit 0 when it is taken (locks work), 3 when not.
 _FLOCK_PROBE = (
@@ -145,7 +145,9 @@ def check_root(ctx: Context) -> list[Check]:
             out.append(Check("root writable", OK, f"created a file under {root}"))
             out.extend(_try_operations(Path(scratch)))
     except (OSError, RegctlError) as exc:
-        fault = faults.translate(exc, "write", root) if isinstance(exc, OSError) else None
+        fault = (
+            faults.translate(exc, "write to the root", root) if isinstance(exc, OSError) else None
+        )
         err = fault or exc
         message = err.message if isinstance(err, RegctlError) else str(err)
         hint = err.hint if isinstance(err, RegctlError) else None

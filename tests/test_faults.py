@@ -248,3 +248,14 @@ def test_human_sizes():
     assert faults.human_size(60 * MB) == "60 MB"
     assert faults.human_size(1_200_000_000) == "1.2 GB"
     assert faults.human_size(999) == "999 bytes"
+
+
+def test_server_replies_for_machine_faults():
+    assert faults.http_status(OSError(errno.ENOSPC, "full")) == 507
+    assert faults.http_status(OSError(errno.EDQUOT, "quota")) == 507
+    assert faults.http_status(OSError(errno.EROFS, "ro")) == 503
+    assert faults.http_status(OSError(errno.EMFILE, "files")) == 503
+    assert faults.http_status(FileNotFoundError(errno.ENOENT, "gone")) is None
+    assert faults.ftp_reply(OSError(errno.ENOSPC, "full")) == "452"
+    assert faults.ftp_reply(OSError(errno.EACCES, "denied")) == "550"
+    assert faults.ftp_reply(ValueError("x")) is None

@@ -203,3 +203,20 @@ def translated(
         if fault is None:
             raise
         raise fault from exc
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The reply a server gives for a machine fault (SPEC §14): 507 Insufficient
+    Storage for no space or quota, 503 Service Unavailable for the rest; None when
+    ``exc`` is not a machine fault. The server logs the fault and keeps running."""
+    if not is_fault(exc):
+        return None
+    return 507 if getattr(exc, "errno", None) in NO_SPACE else 503
+
+
+def ftp_reply(exc: BaseException) -> str | None:
+    """The FTP reply code for a machine fault: 452 (insufficient storage) for no space
+    or quota, 550 (not available) for the rest; None when not a machine fault."""
+    if not is_fault(exc):
+        return None
+    return "452" if getattr(exc, "errno", None) in NO_SPACE else "550"
