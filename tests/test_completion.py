@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,33 @@ def test_show_completion_prints_a_script(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "_REGCTL_COMPLETE=complete_" in proc.stdout and "regctl" in proc.stdout
+
+
+def test_installed_bash_script_completes_in_a_real_bash(nested, root, tmp_path):
+    """--install-completion writes the script; bash sources it and fills COMPREPLY, with
+    the words split the way readline splits them (':' is a word of its own)."""
+    home = tmp_path / "shell-home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), SHELL="/bin/bash")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "registry_cli", "--install-completion"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    script = home / ".bash_completions" / "regctl.sh"
+    assert script.is_file() and f"source '{script}'" in (home / ".bashrc").read_text()
+    assert (Path(sys.executable).parent / "regctl").exists()  # the console script bash runs
+    r = f"regctl --root {root}"
+    shell = (
+        f"source {script}\n"
+        f"COMP_WORDS=({r} show faq-bot :); COMP_CWORD=5; _regctl_completion regctl\n"
+        'echo "A=${COMPREPLY[*]}"\n'
+        f"COMP_WORDS=({r} promote team/); COMP_CWORD=4; _regctl_completion regctl\n"
+        'echo "B=${COMPREPLY[*]}"\n'
+    )
+    out = subprocess.run(["bash", "-c", shell], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = dict(ln.split("=", 1) for ln in out.stdout.splitlines())
+    assert lines["A"].split() == ["best", "latest", "v1", "v2"]
+    assert lines["B"].split() == ["team/a/x", "team/a/y", "team/b"]
