@@ -70,18 +70,17 @@ class Check:
 class Context:
     """What the checks share: the root and config as the commands would find them."""
 
-    root: Path
+    root: Path | None  # None for an object-store root
     config: Config | None
     registry: ModelRegistry | None
+    object_root: str | None = None  # s3://BUCKET/PREFIX
 
 
 def run(
-    root: str | None = None,
-    config: str | None = None,
-    open_registry: Callable[..., Any] | None = None,
+    root: str | None, config: str | None, open_registry: Callable[..., ModelRegistry]
 ) -> list[Check]:
     """Every check, in order. ``open_registry(root, config)`` opens the registry the
-    way the commands do (default: :class:`ModelRegistry`)."""
+    way the commands do (the CLI's, so doctor finds what they find)."""
     checks: list[Check] = []
     ctx = _open(root, config, open_registry, checks)
     checks.extend(check_root(ctx))
@@ -90,22 +89,18 @@ def run(
     checks.extend(check_extras())
     checks.append(check_mlflow(ctx))
     checks.append(Check("remote registry", OK, "not configured (nothing to check)"))
-    checks.append(Check("s3 root", OK, "not configured (nothing to check)"))
+    if ctx.object_root is None:
+        checks.append(Check("s3 root", OK, "not configured (nothing to check)"))
+    else:
+        checks.append(
+            Check("s3 root", WARN, f"{ctx.object_root}: conditional writes not checked yet")
+        )
     return checks
 
 
 def _open(
-    root: str | None,
-    config: str | None,
-    opener: Callable[..., Any] | None,
-    checks: list[Check],
+    root: str | None, config: str | None, opener: Callable[..., Any], checks: list[Check]
 ) -> Context:
-    if opener is None:
-        from registry_cli.core.registry import ModelRegistry
-
-        def opener(r: str | None, c: str | None) -> Any:
-            return ModelRegistry(r, config=c)
-
     try:
         reg = opener(root, config)
     except RegctlError as exc:
@@ -115,12 +110,19 @@ def _open(
     cfg = reg.config
     where = str(cfg.path) if cfg.path else "no registry.yaml (defaults)"
     checks.append(Check("config", OK, f"{where}: valid, every key known"))
+    if not isinstance(reg.root, Path):  # an object-store root (s3://...)
+        checks.append(
+            Check("root", WARN, f"{reg.root}: an object-store root; doctor checks folders only")
+        )
+        return Context(None, cfg, None, str(reg.root))
     return Context(reg.root, cfg, reg)
 
 
 # ---------------------------------------------------------------- the root
 def check_root(ctx: Context) -> list[Check]:
     root = ctx.root
+    if root is None:
+        return []
     if not root.is_dir():
         parent = root.parent
         while not parent.exists() and parent.parent != parent:
@@ -291,7 +293,7 @@ def _flock(path: Path) -> Check:
 def check_served_tree(ctx: Context) -> list[Check]:
     """Re-hash the versions and compare dist/ with models/ (the verify of SPEC §5)."""
     reg = ctx.registry
-    if reg is None or not (ctx.root / "models").is_dir():
+    if reg is None or ctx.root is None or not (ctx.root / "models").is_dir():
         return [Check("served tree", OK, "no models yet (nothing to check)")]
     try:
         report = reg.verify()

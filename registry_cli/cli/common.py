@@ -41,6 +41,9 @@ class Globals:
     debug: bool = False
     quiet: bool = False
     registry_root: Path | None = None  # the root open_registry() resolved, for fault messages
+    remote: str | None = None  # --remote, else $REGCTL_URL (remote: in the config: see below)
+    token_file: str | None = None
+    command: str | None = None  # the command being run (for --remote checks)
 
 
 STATE = Globals()
@@ -50,14 +53,59 @@ def debug_enabled() -> bool:
     return STATE.debug or os.environ.get("REGCTL_DEBUG", "") not in ("", "0")
 
 
+# Commands that talk to a registry server when --remote (or $REGCTL_URL, or remote: in
+# the config) is set (SPEC §9); any other command is refused then (exit 2).
+REMOTE_COMMANDS = frozenset(
+    {"publish", "promote", "rollback", "archive", "alias", "tag", "list", "versions", "show",
+     "resolve", "audit"}
+)  # fmt: skip
+
+
+def refuse_remote(command: str | None, url: str) -> None:
+    """BadInput when ``command`` cannot run against the registry server at ``url``."""
+    from registry_cli.errors import BadInput
+
+    if command is not None and command not in REMOTE_COMMANDS:
+        raise BadInput(
+            f"regctl {command} does not work with a remote registry ({url})",
+            hint="run it on the registry's machine, without --remote, $REGCTL_URL "
+            "and remote: in the config",
+        )
+
+
 def open_registry(root: str | None = None, config: str | None = None) -> ModelRegistry:
-    """The registry a command works on: ``--root``/``--config`` (or the given ones),
-    else the environment and config lookup of SPEC §2."""
+    """The registry a command works on: a :class:`RemoteRegistry` when a registry server
+    is named (``--remote``, ``$REGCTL_URL``, else ``remote:`` in the config), else
+    ``--root``/``--config`` (or the given ones) and the lookup of SPEC §2."""
+    if STATE.remote and root is None:
+        refuse_remote(STATE.command, STATE.remote)
+        return open_remote(STATE.remote, None)  # type: ignore[return-value]
     from registry_cli.core.registry import ModelRegistry
 
     reg = ModelRegistry(root or STATE.root, config=config or STATE.config, actor=STATE.actor)
-    STATE.registry_root = reg.root
+    STATE.registry_root = reg.root if isinstance(reg.root, Path) else None  # not s3://
+    remote = reg.config.section("remote")
+    if remote.get("url") and root is None:
+        refuse_remote(STATE.command, remote["url"])
+        return open_remote(remote["url"], remote)  # type: ignore[return-value]
     return reg
+
+
+def open_remote(url: str, section: Any) -> Any:
+    """A RemoteRegistry for ``url``; its token from --token-file, else $REGCTL_TOKEN,
+    else the config's ``remote.token_file``."""
+    from registry_cli.remote import RemoteRegistry
+
+    settings = section if section is not None else {}
+    token_file = STATE.token_file
+    if token_file is None and not os.environ.get("REGCTL_TOKEN"):
+        token_file = settings.get("token_file")
+    return RemoteRegistry(
+        url,
+        token_file=token_file,
+        ca_cert=settings.get("ca_cert"),
+        timeout=settings.get("timeout_s") or 300.0,
+    )
 
 
 def stdout_console() -> Console:
