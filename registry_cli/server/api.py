@@ -1,0 +1,209 @@
+"""The REST API of SPEC §9: reads and lifecycle changes, each one core call.
+
+A model name may contain ``/``, so ``/-/`` separates it from what follows;
+the ``modelname`` path convertor matches names only (a segment never is
+``-``), which keeps that split unambiguous. Replies are the CLI's ``--json``
+documents. Every change is made by a registry whose actor is the token's name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
+
+from registry_cli.core.registry import ModelRegistry
+from registry_cli.server.auth import Principal, require
+from registry_cli.server.context import ServerContext
+from registry_cli.version import __version__
+
+
+class ModelNameConvertor(Convertor[str]):
+    regex = r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("modelname", ModelNameConvertor())
+
+MODEL = "/api/v1/models/{name:modelname}/-"
+router = APIRouter()
+
+
+def _registry(request: Request, who: Principal) -> ModelRegistry:
+    ctx: ServerContext = request.app.state.ctx
+    return ctx.registry(who.name)
+
+
+# ----------------------------------------------------------------- bodies
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PromoteBody(Body):
+    version: str | int | None = Field(None, description="vN or @alias (default: @candidate)")
+    to: str | None = Field(None, description="target stage (default: the last)")
+    force: bool = False
+    reason: str | None = None
+    no_latest: bool = False
+
+
+class RollbackBody(Body):
+    to: str | int | None = Field(None, description="released version to make champion")
+
+
+class ArchiveBody(Body):
+    reason: str | None = None
+
+
+class AliasBody(Body):
+    version: str | int
+
+
+class TagsBody(Body):
+    set: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    rm: list[str] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------- reads
+@router.get("/api/v1/health", tags=["read"])
+def health(request: Request) -> dict[str, Any]:
+    """Liveness; open to everyone (a token sent here is ignored)."""
+    ctx: ServerContext = request.app.state.ctx
+    return {"status": "ok", "version": __version__, "stages": list(ctx.config.stages)}
+
+
+@router.get("/api/v1/models", tags=["read"])
+def list_models(request: Request, who: Principal = Depends(require("read"))) -> list[Any]:
+    """Every model (``regctl list --json``)."""
+    return [m.to_json() for m in _registry(request, who).list_models()]
+
+
+@router.get(MODEL + "/versions", tags=["read"])
+def list_versions(
+    request: Request,
+    name: str,
+    stage: str | None = None,
+    who: Principal = Depends(require("read")),
+) -> dict[str, Any]:
+    """A model's versions (``regctl versions --json``)."""
+    items = _registry(request, who).list_versions(name, stage=stage)
+    return {"name": name, "versions": [v.to_summary_json() for v in items]}
+
+
+@router.get(MODEL + "/versions/{version}", tags=["read"])
+def show_version(
+    request: Request, name: str, version: str, who: Principal = Depends(require("read"))
+) -> dict[str, Any]:
+    """One version, ``v3`` or ``3`` (``regctl show --json``)."""
+    return _registry(request, who).get(f"{name}:{version}").to_json()
+
+
+@router.get("/api/v1/resolve", tags=["read"])
+def resolve(
+    request: Request,
+    ref: str = Query(..., description="NAME, NAME:vN, NAME:latest, NAME:best or NAME@alias"),
+    stage: str | None = None,
+    metric: str | None = None,
+    mode: str | None = None,
+    bundle: bool = Query(True, description="false skips the bundle's facts (faster)"),
+    who: Principal = Depends(require("read")),
+) -> dict[str, Any]:
+    """Any reference (``regctl resolve --json``)."""
+    reg = _registry(request, who)
+    return reg.get(ref, stage=stage, metric=metric, mode=mode, with_bundle=bundle).to_json()
+
+
+@router.get("/api/v1/audit", tags=["read"])
+def audit(
+    request: Request,
+    response: Response,
+    model: str | None = None,
+    limit: int | None = Query(None, ge=0),
+    who: Principal = Depends(require("read")),
+) -> list[Any]:
+    """The audit log, newest last (``regctl audit --json``)."""
+    log = _registry(request, who).audit(model, limit)
+    if log.damaged_lines:
+        response.headers["X-Regctl-Damaged-Lines"] = ",".join(map(str, log.damaged_lines))
+    return log.entries
+
+
+# ----------------------------------------------------------------- changes
+@router.post(MODEL + "/promote", tags=["lifecycle"])
+def promote(
+    request: Request,
+    name: str,
+    body: PromoteBody | None = None,
+    who: Principal = Depends(require("promote")),
+) -> JSONResponse:
+    b = body or PromoteBody.model_validate({})
+    result = _registry(request, who).promote(
+        name,
+        version=b.version,
+        to=b.to,
+        force=b.force,
+        reason=b.reason,
+        set_latest=not b.no_latest,
+    )
+    return JSONResponse(result.to_json())
+
+
+@router.post(MODEL + "/rollback", tags=["lifecycle"])
+def rollback(
+    request: Request,
+    name: str,
+    body: RollbackBody | None = None,
+    who: Principal = Depends(require("promote")),
+) -> JSONResponse:
+    b = body or RollbackBody.model_validate({})
+    return JSONResponse(_registry(request, who).rollback(name, to=b.to).to_json())
+
+
+@router.post(MODEL + "/versions/{version}/archive", tags=["lifecycle"])
+def archive(
+    request: Request,
+    name: str,
+    version: str,
+    body: ArchiveBody | None = None,
+    who: Principal = Depends(require("promote")),
+) -> JSONResponse:
+    b = body or ArchiveBody.model_validate({})
+    return JSONResponse(_registry(request, who).archive(name, version, reason=b.reason).to_json())
+
+
+@router.put(MODEL + "/aliases/{alias}", tags=["lifecycle"])
+def set_alias(
+    request: Request,
+    name: str,
+    alias: str,
+    body: AliasBody,
+    who: Principal = Depends(require("promote")),
+) -> JSONResponse:
+    return JSONResponse(_registry(request, who).set_alias(name, alias, body.version).to_json())
+
+
+@router.delete(MODEL + "/aliases/{alias}", tags=["lifecycle"])
+def remove_alias(
+    request: Request, name: str, alias: str, who: Principal = Depends(require("promote"))
+) -> JSONResponse:
+    return JSONResponse(_registry(request, who).remove_alias(name, alias).to_json())
+
+
+@router.post(MODEL + "/versions/{version}/tags", tags=["lifecycle"])
+def tag(
+    request: Request,
+    name: str,
+    version: str,
+    body: TagsBody,
+    who: Principal = Depends(require("publish")),
+) -> JSONResponse:
+    wanted = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in body.set.items()}
+    return JSONResponse(_registry(request, who).tag(name, version, wanted, body.rm).to_json())

@@ -1,0 +1,32 @@
+"""What every route of one server shares: the root, its config, the token book, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from registry_cli.core.config import Config
+from registry_cli.core.registry import ModelRegistry
+from registry_cli.core.tokens import Tokens
+
+if TYPE_CHECKING:
+    from registry_cli.server.ftp_control import FtpChildren
+
+
+@dataclass
+class ServerContext:
+    root: Path | str
+    config: Config
+    anonymous_read: bool = False
+    max_upload_size: int = 50 * 1024**3
+    auth_delay_s: float = 0.3  # before every 401: guessing tokens stays slow
+    ftp: FtpChildren | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.base = ModelRegistry(self.root, config=self.config, actor="regctl-server")
+        self.tokens = Tokens(self.base.store, self.base.states, self.base.actor)
+
+    def registry(self, actor: str) -> ModelRegistry:
+        """The registry acting as ``actor`` (a token's name: what the audit records)."""
+        return ModelRegistry(self.root, config=self.config, actor=actor)

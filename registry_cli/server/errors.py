@@ -1,0 +1,134 @@
+"""The error documents of the API: ``{"error": {"code", "message", "hint"}}`` (SPEC §9).
+
+Every refusal the core raises maps to one status and code here, the same way
+the CLI maps it to an exit code; the remote client maps them back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from registry_cli.errors import (
+    BadInput,
+    IntegrityError,
+    MachineFault,
+    NotFound,
+    RegctlError,
+    RemoteError,
+    RuleViolation,
+)
+from registry_cli.storage import faults
+
+log = logging.getLogger("regctl.server")
+
+CODES = {
+    400: "bad_input",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "bad_input",
+    409: "refused",
+    413: "too_large",
+    416: "bad_input",
+    422: "integrity",
+    500: "internal",
+    502: "remote",
+    507: "fault",
+}
+
+
+class ApiError(Exception):
+    """A refusal decided by the HTTP layer itself (auth, size, paths)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        hint: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.hint = hint
+        self.headers = headers or {}
+
+
+def status_of(exc: RegctlError) -> int:
+    if isinstance(exc, MachineFault):
+        return 507  # the machine said no: the server keeps running (SPEC §14)
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, BadInput):
+        return 400
+    if isinstance(exc, RuleViolation):
+        return 409
+    if isinstance(exc, IntegrityError):
+        return 422
+    if isinstance(exc, RemoteError):
+        return 502
+    return 500
+
+
+def error_response(
+    status: int,
+    message: str,
+    hint: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "error": {"code": CODES.get(status, "internal"), "message": message, "hint": hint}
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def regctl_response(exc: RegctlError) -> JSONResponse:
+    return error_response(status_of(exc), exc.message, exc.hint)
+
+
+def install(app: FastAPI) -> None:
+    """Every failure becomes an error document; never FastAPI's 422 nor a traceback."""
+
+    @app.exception_handler(ApiError)
+    async def _api(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.hint, exc.headers)
+
+    @app.exception_handler(RegctlError)
+    async def _regctl(_request: Request, exc: RegctlError) -> JSONResponse:
+        return regctl_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        reasons = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ())) or "request"
+            reasons.append(f"{where}: {err.get('msg')}")
+        return error_response(400, "; ".join(reasons) or "malformed request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such route"
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OSError)
+    async def _os(request: Request, exc: OSError) -> JSONResponse:
+        fault = faults.translate(exc, f"{request.method} {request.url.path}")
+        if fault is not None:
+            log.error("machine fault: %s", fault.message)
+            return regctl_response(fault)
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, f"unexpected {type(exc).__name__}")
+
+    @app.exception_handler(Exception)
+    async def _any(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, f"unexpected {type(exc).__name__}", "see the server's log")

@@ -1,0 +1,413 @@
+"""Publishing over HTTP (SPEC §9 "Publish over HTTP").
+
+``multipart/form-data``: ``file`` parts, each part's filename its path inside
+the payload, plus an optional ``metadata`` part (JSON). The body is parsed as
+it arrives (python-multipart's streaming parser, fed in batches from a worker
+thread) and every file part is written straight into a scratch folder of the
+registry (``reg.scratch("upload")``, on the root's filesystem) while its
+sha256 is computed, so memory stays flat whatever the size. Nothing is
+published until the whole body arrived and every declared ``sha256`` matched;
+the files are then renamed into the version (``Produced(move=True)``). A cut
+connection, a size over ``max_upload_size`` or a refusal removes the scratch
+folder; a killed server leaves one that ``regctl gc`` removes.
+
+Or a JSON body ``{"from_mlflow": URI, ...}``: the server imports from MLflow.
+``arch`` and ``trust_pickle`` are refused: they run code on the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+from registry_cli.core.publishing import Produced
+from registry_cli.core.registry import ModelRegistry
+from registry_cli.core.signature import signature_from_shape
+from registry_cli.core.types import VersionInfo
+from registry_cli.errors import BadInput, IntegrityError
+from registry_cli.server.auth import Principal, require
+from registry_cli.server.context import ServerContext
+from registry_cli.server.errors import ApiError
+
+router = APIRouter()
+
+BATCH = 1 << 20  # bytes handed to the parser thread at a time
+METADATA_LIMIT = 1 << 20
+METADATA_KEYS = {
+    "metrics",
+    "params",
+    "tags",
+    "description",
+    "derived_from",
+    "example_shape",
+    "example_dtype",
+    "signature",
+    "no_latest",
+    "no_alias",
+    "convert",
+    "task",
+    "num_classes",
+    "sha256",
+    "source_paths",
+    "stage",
+}
+MLFLOW_KEYS = {"from_mlflow", "tracking_uri", "artifact_path"}
+CODE_RUNNING = {"arch", "trust_pickle"}
+
+
+def check_member_name(name: str) -> str:
+    """A part's filename as a payload path: relative, no ``..``, no empty segment."""
+    if not name or name.startswith("/") or "\\" in name or "\0" in name:
+        raise BadInput(f"refused upload filename {name!r}: must be a relative path")
+    for segment in name.split("/"):
+        if segment in ("", ".", ".."):
+            raise BadInput(f"refused upload filename {name!r}: '..', '.' or empty segment")
+    if len(name) > 4096:
+        raise BadInput("refused upload filename: longer than 4096 characters")
+    return name
+
+
+@dataclass
+class Received:
+    """What arrived: files (payload path -> size, sha256) and the metadata document."""
+
+    folder: Path
+    files: dict[str, tuple[int, str]] = field(default_factory=dict)
+    metadata: bytes = b""
+
+
+class PartWriter:
+    """Callbacks of python-multipart's parser: each file part goes to disk, hashed."""
+
+    def __init__(self, received: Received) -> None:
+        self.received = received
+        self.headers: dict[str, bytes] = {}
+        self._field = b""
+        self._value = b""
+        self.kind: str | None = None  # "file" | "metadata"
+        self.path = ""
+        self.out: IO[bytes] | None = None
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self.part_begin,
+            "on_header_field": self.header_field,
+            "on_header_value": self.header_value,
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+            "on_part_data": self.part_data,
+            "on_part_end": self.part_end,
+        }
+
+    def part_begin(self) -> None:
+        self.headers, self._field, self._value = {}, b"", b""
+        self.kind, self.path, self.size = None, "", 0
+        self.digest = hashlib.sha256()
+
+    def header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def header_end(self) -> None:
+        self.headers[self._field.decode("latin-1").lower()] = self._value
+        self._field, self._value = b"", b""
+
+    def headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        disposition, options = parse_options_header(self.headers.get("content-disposition"))
+        if disposition != b"form-data" or b"name" not in options:
+            raise BadInput("a multipart part without Content-Disposition: form-data; name=...")
+        name = options[b"name"].decode("utf-8", "replace")
+        if name == "metadata":
+            self.kind = "metadata"
+            return
+        if name != "file":
+            raise BadInput(f"unknown form field {name!r}", hint="send 'file' parts and 'metadata'")
+        if b"filename" not in options:
+            raise BadInput("a 'file' part needs a filename (its path inside the payload)")
+        self.kind = "file"
+        self.path = check_member_name(options[b"filename"].decode("utf-8", "surrogateescape"))
+        if self.path in self.received.files:
+            raise BadInput(f"two file parts named {self.path!r}")
+        target = self.received.folder / self.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out = open(target, "xb")
+        except (FileExistsError, IsADirectoryError, NotADirectoryError):
+            raise BadInput(f"payload/{self.path} would be both a file and a folder") from None
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if self.kind == "file" and self.out is not None:
+            self.out.write(chunk)
+            self.digest.update(chunk)
+            self.size += len(chunk)
+        elif self.kind == "metadata":
+            if len(self.received.metadata) + len(chunk) > METADATA_LIMIT:
+                raise BadInput("the metadata part is over 1 MiB")
+            self.received.metadata += chunk
+
+    def part_end(self) -> None:
+        if self.kind == "file" and self.out is not None:
+            self.out.close()
+            self.out = None
+            self.received.files[self.path] = (self.size, self.digest.hexdigest())
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.close()
+            self.out = None
+
+
+async def receive_multipart(request: Request, folder: Path, limit: int) -> Received:
+    """Stream the body into ``folder``; 413 past ``limit`` bytes, 400 if malformed."""
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    _ctype, options = parse_options_header(request.headers.get("content-type"))
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise BadInput("multipart/form-data without a boundary")
+    received = Received(folder)
+    writer = PartWriter(received)
+    parser = MultipartParser(boundary, writer.callbacks())  # type: ignore[arg-type]
+
+    def feed(data: bytes) -> None:
+        try:
+            parser.write(data)
+        except MultipartParseError as exc:
+            raise BadInput(f"malformed multipart body: {exc}") from None
+
+    total = 0
+    batch: list[bytes] = []
+    pending = 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise _too_large(limit)
+            batch.append(chunk)
+            pending += len(chunk)
+            if pending >= BATCH:
+                await anyio.to_thread.run_sync(feed, b"".join(batch))
+                batch, pending = [], 0
+        if batch:
+            await anyio.to_thread.run_sync(feed, b"".join(batch))
+        parser.finalize()
+    finally:
+        writer.close()
+    return received
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"upload over the server's limit of {limit} bytes",
+        hint="ask the registry admin to raise --max-upload-size",
+        headers={"Connection": "close"},
+    )
+
+
+# ----------------------------------------------------------------- metadata
+def _metadata(raw: bytes, allowed: set[str]) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise BadInput("metadata is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise BadInput("metadata must be a JSON object")
+    refused = CODE_RUNNING & set(doc)
+    if refused:
+        raise BadInput(
+            f"{' and '.join(sorted(refused))} refused over HTTP: they run code on the server",
+            hint="convert on a trusted machine and publish there, or publish without them",
+        )
+    unknown = set(doc) - allowed
+    if unknown:
+        raise BadInput(
+            f"unknown metadata key(s): {', '.join(sorted(unknown))}",
+            hint=f"known: {', '.join(sorted(allowed))}",
+        )
+    return doc
+
+
+def _mapping(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key) or {}
+    if not isinstance(value, dict):
+        raise BadInput(f"metadata {key} must be an object")
+    return value
+
+
+def publish_kwargs(doc: dict[str, Any]) -> dict[str, Any]:
+    """``ModelRegistry.publish`` keyword arguments from a metadata document."""
+    metrics = _mapping(doc, "metrics")
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadInput(f"metric {key}: {value!r} is not a number")
+    for key in ("description", "derived_from", "example_shape", "example_dtype", "stage"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise BadInput(f"metadata {key} must be a string")
+    signature = doc.get("signature")
+    if signature is not None and not isinstance(signature, dict):
+        raise BadInput("metadata signature must be an object")
+    if doc.get("example_shape"):
+        signature = signature_from_shape(
+            doc["example_shape"], doc.get("example_dtype") or "float32"
+        )
+    return dict(
+        metrics=metrics,
+        params={k: str(v) for k, v in _mapping(doc, "params").items()},
+        tags={k: str(v) for k, v in _mapping(doc, "tags").items()},
+        description=doc.get("description"),
+        stage=doc.get("stage"),
+        set_latest=not doc.get("no_latest", False),
+        set_alias=not doc.get("no_alias", False),
+        derived_from=doc.get("derived_from"),
+        signature=signature,
+    )
+
+
+def _conversion(doc: dict[str, Any]) -> Any:
+    if not doc.get("convert"):
+        if doc.get("task") is not None or doc.get("num_classes") is not None:
+            raise BadInput("task and num_classes need convert: torch-standard")
+        return None
+    from registry_cli.formats.publish_sources import ConversionOptions
+
+    num_classes = doc.get("num_classes")
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int)
+    ):
+        raise BadInput("num_classes must be a whole number")
+    return ConversionOptions(
+        task=doc.get("task"), num_classes=num_classes, target=str(doc["convert"])
+    ).validate()
+
+
+# ----------------------------------------------------------------- publishing
+def _publish_files(
+    reg: ModelRegistry, name: str, received: Received, doc: dict[str, Any], who: str
+) -> VersionInfo:
+    declared = _mapping(doc, "sha256")
+    for path, want in declared.items():
+        if path not in received.files:
+            raise BadInput(f"sha256 given for {path!r}, which was not uploaded")
+        got = received.files[path][1]
+        if not isinstance(want, str) or want.lower() != got:
+            raise IntegrityError(
+                f"sha256 mismatch for {path!r}: received {got}, expected {want}",
+                hint="the upload was damaged or the file changed while sending; nothing "
+                "was published",
+            )
+    if not received.files:
+        raise BadInput("nothing to publish", hint="send one or more 'file' parts")
+    kwargs = publish_kwargs(doc)
+    convert = _conversion(doc)
+    tops = sorted({p.split("/", 1)[0] for p in received.files})
+    if convert is not None:
+        from registry_cli.formats.publish_sources import publish_with_conversion
+
+        return publish_with_conversion(
+            reg, name, [received.folder / t for t in tops], options=convert, **kwargs
+        )
+    if kwargs["signature"] is None:
+        from registry_cli.formats.publish_sources import program_signature
+
+        kwargs["signature"] = program_signature([received.folder / t for t in tops])
+    paths = doc.get("source_paths")
+    source = {
+        "type": "local",
+        "paths": [str(p) for p in paths] if isinstance(paths, list) else sorted(received.files),
+        "uploaded_by": who,
+    }
+    produced = Produced(
+        files=tuple((received.folder / p, p) for p in sorted(received.files)),
+        move=True,
+        source=source,
+    )
+    return reg.publish(name, [], produced=produced, **kwargs)
+
+
+def _publish_mlflow(reg: ModelRegistry, name: str, doc: dict[str, Any]) -> VersionInfo:
+    from registry_cli.formats.publish_sources import publish_from_mlflow
+
+    uri = doc.get("from_mlflow")
+    if not isinstance(uri, str) or not uri:
+        raise BadInput("a JSON publish needs from_mlflow: URI")
+    meta = {k: v for k, v in doc.items() if k not in MLFLOW_KEYS}
+    for key in ("tracking_uri", "artifact_path"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise BadInput(f"{key} must be a string")
+    return publish_from_mlflow(
+        reg,
+        name,
+        uri,
+        tracking_uri=doc.get("tracking_uri"),
+        artifact_path=doc.get("artifact_path"),
+        convert=_conversion(meta),
+        **publish_kwargs(meta),
+    )
+
+
+@router.post(
+    "/api/v1/models/{name:modelname}/-/versions",
+    status_code=201,
+    tags=["lifecycle"],
+    responses={
+        400: {"description": "bad input (names, metadata, filenames, arch/trust_pickle)"},
+        413: {"description": "over --max-upload-size"},
+        422: {"description": "a declared sha256 did not match"},
+        502: {"description": "MLflow unreachable"},
+    },
+)
+async def publish(
+    request: Request, name: str, who: Principal = Depends(require("publish"))
+) -> JSONResponse:
+    """Publish the next version: multipart ``file`` parts (+ ``metadata``), or JSON
+    ``{"from_mlflow": ...}``. Replies 201 with ``show --json``."""
+    ctx: ServerContext = request.app.state.ctx
+    reg = ctx.registry(who.name)
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > ctx.max_upload_size:
+        raise _too_large(ctx.max_upload_size)
+    if ctype == "application/json":
+        raw = await request.body()
+        if len(raw) > METADATA_LIMIT:
+            raise BadInput("JSON body over 1 MiB")
+        doc = _metadata(raw, METADATA_KEYS | MLFLOW_KEYS)
+        info = await anyio.to_thread.run_sync(_publish_mlflow, reg, name, doc)
+        return JSONResponse(info.to_json(), status_code=201)
+    if ctype != "multipart/form-data":
+        raise BadInput(
+            f"publish takes multipart/form-data or application/json, not {ctype or 'nothing'}"
+        )
+    from registry_cli.core.names import validate_model_name
+
+    validate_model_name(name)
+    with reg.scratch("upload") as folder:
+        files = folder / "files"
+        files.mkdir()
+        try:
+            received = await receive_multipart(request, files, ctx.max_upload_size)
+        except ClientDisconnect:
+            raise BadInput("the client went away mid-upload; nothing was published") from None
+        doc = _metadata(received.metadata, METADATA_KEYS)
+        info = await anyio.to_thread.run_sync(_publish_files, reg, name, received, doc, who.name)
+    return JSONResponse(info.to_json(), status_code=201)
