@@ -74,6 +74,7 @@ class Context:
     config: Config | None
     registry: ModelRegistry | None
     object_root: str | None = None  # s3://BUCKET/PREFIX
+    remote: str | None = None  # a registry server's URL
 
 
 def run(
@@ -88,7 +89,10 @@ def run(
     checks.append(check_cache(ctx))
     checks.extend(check_extras())
     checks.append(check_mlflow(ctx))
-    checks.append(Check("remote registry", OK, "not configured (nothing to check)"))
+    if ctx.remote is None:
+        checks.append(Check("remote registry", OK, "not configured (nothing to check)"))
+    else:
+        checks.append(Check("remote registry", WARN, f"{ctx.remote}: token not checked yet"))
     if ctx.object_root is None:
         checks.append(Check("s3 root", OK, "not configured (nothing to check)"))
     else:
@@ -101,12 +105,17 @@ def run(
 def _open(
     root: str | None, config: str | None, opener: Callable[..., Any], checks: list[Check]
 ) -> Context:
+    from registry_cli.core.registry import ModelRegistry
+
     try:
         reg = opener(root, config)
     except RegctlError as exc:
         fallback = root or os.environ.get("REGCTL_ROOT") or "registry"
         checks.append(Check("config", FAIL, exc.message, exc.hint or "fix the config file"))
         return Context(Path(fallback).absolute(), None, None)
+    if not isinstance(reg, ModelRegistry):  # a registry server (remote: in the config)
+        checks.append(Check("config", OK, "valid, every key known; a registry server"))
+        return Context(None, None, None, remote=str(reg.root))
     cfg = reg.config
     where = str(cfg.path) if cfg.path else "no registry.yaml (defaults)"
     checks.append(Check("config", OK, f"{where}: valid, every key known"))
@@ -209,54 +218,30 @@ def _filesystem(root: Path) -> Check:
 
 def _try_operations(scratch: Path) -> list[Check]:
     """Rename over an existing file, a hard link, and flock seen by a second process."""
-    out = []
     a, b = scratch / "a", scratch / "b"
+    posix, copies = "put the root on a POSIX filesystem", "none: dist/ copies instead (more space)"
     try:
         a.write_bytes(b"new")
         b.write_bytes(b"old")
         os.rename(a, b)
-        ok = b.read_bytes() == b"new" and not a.exists()
-        out.append(
-            Check("atomic rename", OK, "rename over an existing file works")
-            if ok
-            else Check(
-                "atomic rename",
-                FAIL,
-                "rename did not replace the target",
-                "put the root on a POSIX filesystem",
-            )
-        )
+        problem = None if b.read_bytes() == b"new" and not a.exists() else "did not replace"
     except OSError as exc:
-        out.append(
-            Check(
-                "atomic rename",
-                FAIL,
-                f"rename failed: {exc.strerror}",
-                "put the root on a POSIX filesystem",
-            )
-        )
+        problem = f"failed: {exc.strerror}"
+    out = [
+        Check("atomic rename", FAIL, f"rename over an existing file {problem}", posix)
+        if problem
+        else Check("atomic rename", OK, "rename over an existing file works")
+    ]
     try:
         os.link(b, scratch / "c")
-        linked = os.stat(b).st_nlink == 2
-        out.append(
-            Check("hard links", OK, "hard links work (dist/ shares version files)")
-            if linked
-            else Check(
-                "hard links",
-                WARN,
-                "a hard link did not share the file",
-                "none needed: dist/ falls back to copies (more space)",
-            )
-        )
+        problem = None if os.stat(b).st_nlink == 2 else "a hard link did not share the file"
     except OSError as exc:
-        out.append(
-            Check(
-                "hard links",
-                WARN,
-                f"hard links fail ({exc.strerror})",
-                "none needed: dist/ falls back to copies (more space)",
-            )
-        )
+        problem = f"hard links fail ({exc.strerror})"
+    out.append(
+        Check("hard links", WARN, problem, copies)
+        if problem
+        else Check("hard links", OK, "hard links work (dist/ shares version files)")
+    )
     out.append(_flock(scratch / "probe.lock"))
     return out
 

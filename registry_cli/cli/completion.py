@@ -80,9 +80,13 @@ def _finish(values: Iterable[str], incomplete: str) -> list[str]:
 
 def _registry(ctx: click.Context) -> ModelRegistry:
     from registry_cli.cli.common import open_registry
+    from registry_cli.core.registry import ModelRegistry
 
     params = ctx.find_root().params
-    return open_registry(params.get("root"), params.get("config"))
+    reg = open_registry(params.get("root"), params.get("config"))
+    if not isinstance(reg, ModelRegistry):  # a registry server: no network while completing
+        raise LookupError("no local registry")
+    return reg
 
 
 def _names(ctx: click.Context) -> list[str]:
