@@ -83,6 +83,8 @@ def _registry(ctx: click.Context) -> ModelRegistry:
     from registry_cli.core.registry import ModelRegistry
 
     params = ctx.find_root().params
+    if params.get("remote") or os.environ.get("REGCTL_URL"):
+        raise LookupError("a registry server: no network while completing")
     reg = open_registry(params.get("root"), params.get("config"))
     if not isinstance(reg, ModelRegistry):  # a registry server: no network while completing
         raise LookupError("no local registry")
