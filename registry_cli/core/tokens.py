@@ -34,6 +34,7 @@ from registry_cli.storage.store import AlreadyExists, Conflict, Missing, Store
 
 FOLDER = ".regctl/tokens"
 KEY = f"{FOLDER}/tokens.json"
+LOCK = f"{FOLDER}/.lock"
 FORMAT_VERSION = 1
 SCOPES = ("read", "publish", "promote", "admin")
 PREFIX = "rgt_"
@@ -184,18 +185,22 @@ class Tokens:
     def _commit(self, change: Callable[[list[Token]], list[Token]]) -> None:
         self._prepare_folder()
         for _attempt in range(50):
-            tokens, tag = self._load()
-            data = json.dumps(
-                {"format_version": FORMAT_VERSION, "tokens": [t.to_doc() for t in change(tokens)]},
-                indent=2,
-            ).encode()
-            try:
-                if tag is None:
-                    self.store.create(KEY, data)
-                else:
-                    self.store.replace(KEY, data, if_match=tag)
-            except (AlreadyExists, Conflict):
-                continue  # another writer got there first: apply the change to theirs
+            # the lock makes conflicts rare where it works; the conditional write is
+            # what keeps a change from being lost where it does not
+            with self.store.lock(LOCK, what="the token file"):
+                tokens, tag = self._load()
+                doc = {
+                    "format_version": FORMAT_VERSION,
+                    "tokens": [t.to_doc() for t in change(tokens)],
+                }
+                data = json.dumps(doc, indent=2).encode()
+                try:
+                    if tag is None:
+                        self.store.create(KEY, data)
+                    else:
+                        self.store.replace(KEY, data, if_match=tag)
+                except (AlreadyExists, Conflict):
+                    continue  # another writer got there first: apply the change to theirs
             self._owner_only(KEY)
             return
         raise RuleViolation("the token file keeps changing under us", hint="retry")
