@@ -81,7 +81,8 @@ class ModelBundle:
 
 
 class ModelRegistryClient:
-    """Pulls from any served tree: ``ftp://``/``ftps://`` URL or a folder (local, NFS).
+    """Pulls from any served tree: an ``ftp://``/``ftps://`` or ``http://``/``https://``
+    URL (token from ``token_env``'s variable or ``$REGCTL_TOKEN``) or a folder (local, NFS).
 
     Arguments left as None come from the ``pull:`` section (see the module docstring).
     """
@@ -95,6 +96,7 @@ class ModelRegistryClient:
         ca_cert: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
         config: str | os.PathLike[str] | Config | None = None,
+        token_env: str | None = None,
     ) -> None:
         cfg = config if isinstance(config, Config) else resolve_root_and_config(None, config)[1]
         setup = configure(
@@ -104,6 +106,7 @@ class ModelRegistryClient:
                 "cache_dir": os.fspath(cache_dir) if cache_dir else None,
                 "ca_cert": os.fspath(ca_cert) if ca_cert else None,
                 "timeout_s": timeout,
+                "token_env": token_env,
             },
             source=source if isinstance(source, Source) else None,
             password=password,

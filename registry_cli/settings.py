@@ -16,6 +16,10 @@ variable or a file, never the command line or the config) are read by
 :func:`password_from`, the only place that does.
 
 Pure: imports only the standard library and :mod:`registry_cli.errors`.
+
+Longer than 400 lines because the table of every section lives here, in one
+place, beside the engine: ``core/config.py`` checks them all at load and the
+README's environment table is read off them.
 """
 
 from __future__ import annotations
@@ -304,6 +308,22 @@ def read_password_env(var: str, env: Mapping[str, str] | None = None) -> str:
 
 
 # ---------------------------------------------------------------- the sections
+def token_from(settings: Resolved, env: Mapping[str, str] | None = None) -> str | None:
+    """The bearer token: the variable named by ``token_env`` (it must be set), else
+    ``$REGCTL_TOKEN``; None when neither is there."""
+    env = os.environ if env is None else env
+    var = settings.get("token_env")
+    if var:
+        value = env.get(var)
+        if not value:
+            raise BadInput(
+                f"environment variable {var} is not set or empty",
+                hint=f"export {var}=... (the token) before running",
+            )
+        return value
+    return env.get("REGCTL_TOKEN") or None
+
+
 FTP = Section(
     "ftp",
     (
@@ -326,7 +346,7 @@ FTP = Section(
     NO_PLAINTEXT,
 )
 
-SOURCE = Kind("ftp://USER@HOST:PORT, ftps://... or a folder", _text)
+SOURCE = Kind("ftp://USER@HOST:PORT, ftps://..., https://... or a folder", _text)
 PULL = Section(
     "pull",
     (
@@ -338,7 +358,7 @@ PULL = Section(
         Setting("ca_cert", PATH, None, "--ca-cert"),
         Setting("timeout_s", TIMEOUT, 30.0, "--timeout"),
     ),
-    NO_PLAINTEXT,
+    {**NO_PLAINTEXT, "token": "is not allowed (no secrets in the config); use token_env"},
 )
 
 SERVE = Section(
@@ -360,6 +380,7 @@ SERVE = Section(
             "max_body_bytes",
             POSITIVE_INT,
             10 * 1024 * 1024,
+        Setting("token_env", TEXT, None, "--token-env"),
             "--max-body-bytes",
             ("REGCTL_SERVE_MAX_BODY_BYTES",),
         ),

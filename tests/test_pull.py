@@ -115,8 +115,23 @@ def test_source_urls():
 
     with pytest.raises(BadInput, match="password"):
         pull_mod.parse_source("ftp://mlops:secret@host:2121")
-    with pytest.raises(BadInput):
-        pull_mod.parse_source("http://host/x")
+    with pytest.raises(BadInput, match="unsupported source"):
+        pull_mod.parse_source("gopher://host/x")
+    with pytest.raises(BadInput, match="s3:// sources are not supported"):
+        pull_mod.parse_source("s3://bucket/prefix")
+    with pytest.raises(BadInput, match="password inside") as refused:
+        pull_mod.parse_source("https://user:secret@host/dist")
+    assert "--token-env" in (refused.value.hint or "")
+    web = pull_mod.parse_source("https://models.example/team/dist/")
+    assert (web.kind, web.host, web.port, web.tls, web.base) == (
+        "http",
+        "models.example",
+        443,
+        True,
+        "/team/dist",
+    )
+    assert web.key.startswith("http_models.example_443_")
+    assert pull_mod.parse_source("http://127.0.0.1:8008").key == "http_127.0.0.1_8008"
 
 
 # ---------------------------------------------------------------- from a folder

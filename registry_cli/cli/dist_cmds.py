@@ -112,8 +112,9 @@ def pull(
         None,
         "--from",
         metavar="URL|PATH",
-        help="ftp://USER@HOST:PORT (ftps:// for TLS; port defaults to 2121), or a folder: a "
-        "registry root or a served tree (else pull.from in the config).",
+        help="ftp://USER@HOST:PORT (ftps:// for TLS; port defaults to 2121), "
+        "http(s)://HOST[:PORT][/BASE] (a serve-registry root or a static server of dist/), "
+        "or a folder: a registry root or a served tree (else pull.from in the config).",
     ),
     stage: str | None = typer.Option(
         None,
@@ -138,14 +139,30 @@ def pull(
         False, "--offline", help="Do not contact the server: use the newest cached version."
     ),
     ca_cert: Path | None = typer.Option(
-        None, "--ca-cert", metavar="FILE", help="CA certificate(s) for an ftps:// server."
+        None,
+        "--ca-cert",
+        metavar="FILE",
+        help="CA certificate(s) for an ftps:// or https:// server.",
+    ),
+    bundle: bool = typer.Option(
+        False,
+        "--bundle",
+        help="Download the bundle and unpack it, even where the tree allows a per-file pull.",
     ),
     timeout: float | None = typer.Option(
         None, "--timeout", help="Network timeout in seconds (default 30)."
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    token_env: str | None = typer.Option(
+        None,
+        "--token-env",
+        metavar="VAR",
+        help="Read the bearer token for an http(s):// source from this variable "
+        "(default: $REGCTL_TOKEN when set).",
+    ),
 ) -> None:
-    """Download, verify and unpack a version into the local cache; print its paths."""
+    """Download and verify a version into the local cache (file by file, resumable, or
+    its bundle); print its paths."""
     from registry_cli.pull import configure
 
     _root, cfg = _load_config()
@@ -162,7 +179,13 @@ def pull(
     progress = None if as_json else common.progress_factory(f"{name} ")
     try:
         result = setup.puller.pull(
-            name, stage=setup.stage, version=version, offline=offline, progress=progress
+        "token_env": token_env,
+            name,
+            stage=setup.stage,
+            version=version,
+            offline=offline,
+            progress=progress,
+            bundle=bundle,
         )
     finally:
         common.stop_progress(progress)

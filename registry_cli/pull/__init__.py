@@ -16,12 +16,14 @@ from registry_cli.pull.puller import (
     check_against_manifest,
 )
 from registry_cli.pull.sources import DEFAULT_PORT, Source, parse_source
-from registry_cli.pull.transports import FtpTransport, LocalTransport, Transport, open_transport
+from registry_cli.pull.transports import Fetched, FtpTransport, LocalTransport, Transport
 
 __all__ = [
     "DEFAULT_PORT",
     "MARKER",
+    "Fetched",
     "FtpTransport",
+    "HttpTransport",
     "LocalTransport",
     "PullProgress",
     "PullResult",

@@ -6,8 +6,9 @@
                                               # to this file's folder)
       stage: release              # default: the last stage
       cache_dir: null             # default: $REGCTL_CACHE_DIR, else the torch hub dir
-      password_env: REGCTL_FTP_PASSWORD       # or password_file: ...
-      ca_cert: null               # CA bundle for ftps:// servers with a private CA
+      password_env: REGCTL_FTP_PASSWORD       # or password_file: ... (ftp://USER@...)
+      token_env: null             # https://: the bearer token's variable (else $REGCTL_TOKEN)
+      ca_cert: null               # CA bundle for ftps:// and https:// with a private CA
       timeout_s: 30
 
 The table is :data:`registry_cli.settings.PULL`.
@@ -25,7 +26,7 @@ from registry_cli.errors import BadInput
 from registry_cli.pull.cache import default_cache_root
 from registry_cli.pull.puller import Puller
 from registry_cli.pull.sources import Source, parse_source
-from registry_cli.settings import PULL, password_from
+from registry_cli.settings import PULL, password_from, token_from
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,13 @@ def configure(
             def secret() -> str:
                 return prompt(where)
 
+    token = token_from(values, env) if source.kind == "http" else None
     cache_dir = values["cache_dir"]
     return PullSetup(
         puller=Puller(
             source,
             password=secret,
+            token=token,
             cache_root=Path(cache_dir).absolute() if cache_dir else default_cache_root().absolute(),
             ca_cert=values["ca_cert"],
             timeout=values["timeout_s"],

@@ -2,7 +2,10 @@
 
 A pull: resolve the version (``LATEST.json`` for ``latest``, ``index.json``
 for ``vN``); if ``vN/`` is already cached and intact, done (no download, and
-for an explicit ``vN`` no network at all). Otherwise download the bundle to a
+for an explicit ``vN`` no network at all). Where the tree records the
+manifest's sha256, fetch the version file by file (:mod:`registry_cli.pull.files`:
+one write per byte, resumable, parallel). Otherwise (an older tree, or
+``bundle=True``) download the bundle to a
 unique ``*.incomplete`` file while hashing it, check size and sha256, unpack
 it into a unique folder beside the target (:mod:`registry_cli.storage.bundle_reader`
 refuses hostile members), check every file against ``manifest.json`` (exactly
@@ -40,9 +43,11 @@ from registry_cli.pull.cache import (
     remove_empty_parents,
     resolve_cache_root,
 )
+from registry_cli.pull.files import claim_work_folder, fetch_files, park_work_folder
+from registry_cli.pull.http import HttpTransport
 from registry_cli.pull.remote import RemoteVersion, check_against_manifest, resolve_version
 from registry_cli.pull.sources import Source
-from registry_cli.pull.transports import Transport, open_transport
+from registry_cli.pull.transports import FtpTransport, LocalTransport, Transport
 from registry_cli.storage.atomic import remove_tree
 from registry_cli.storage.bundle_reader import unpack_bundle
 from registry_cli.storage.hashing import Progress
@@ -50,6 +55,32 @@ from registry_cli.storage.layout import inside
 
 PullProgress = Callable[[str, int], "Progress | None"]
 """Called with a phase ("download", "unpack") and its byte total; returns a per-chunk callback."""
+
+
+def open_transport(
+    source: Source,
+    *,
+    password: str | None = None,
+    token: str | None = None,
+    ca_cert: Path | None = None,
+    timeout: float = 30.0,
+) -> Transport:
+    """A connected transport for ``source`` (logged in, for FTP)."""
+    if source.kind == "http":
+        return HttpTransport(source, token=token, ca_cert=ca_cert, timeout=timeout)
+    if source.kind == "ftp":
+        return FtpTransport(
+            source.host,
+            source.port,
+            user=source.user,
+            password=password,
+            tls=source.tls,
+            ca_cert=ca_cert,
+            timeout=timeout,
+            base=source.base,
+        )
+    assert source.tree is not None
+    return LocalTransport(source.tree)
 
 
 @dataclass
@@ -94,12 +125,14 @@ class Puller:
         source: Source,
         *,
         password: str | Callable[[], str] | None = None,
+        token: str | None = None,
         cache_root: Path | None = None,
         ca_cert: Path | None = None,
         timeout: float = 30.0,
     ) -> None:
         self.source = source
         self._password = password
+        self._token = token
         self.cache_root = cache_root or resolve_cache_root()
         self.ca_cert = ca_cert
         self.timeout = timeout
@@ -112,7 +145,11 @@ class Puller:
         if callable(self._password):
             self._password = self._password()
         return open_transport(
-            self.source, password=self._password, ca_cert=self.ca_cert, timeout=self.timeout
+            self.source,
+            password=self._password,
+            token=self._token,
+            ca_cert=self.ca_cert,
+            timeout=self.timeout,
         )
 
     def resolve(
@@ -135,7 +172,7 @@ class Puller:
         relpath = remote.bundle_path(stage, name)
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            size, digest = transport.download(relpath, fd, progress)
+            size, digest, _validator, _start = transport.download(relpath, fd, progress)
         finally:
             os.close(fd)
         if size != remote.size:
@@ -206,8 +243,10 @@ class Puller:
         version: str | int = "latest",
         offline: bool = False,
         progress: PullProgress | None = None,
+        bundle: bool = False,
     ) -> PullResult:
-        """Resolve, fetch, verify and unpack; see the module docstring."""
+        """Resolve, fetch and verify; see the module docstring. ``bundle``: use the
+        bundle even where the tree allows a per-file pull."""
         started = time.perf_counter()
         validate_model_name(name)
         if not ALIAS_RE.match(stage or ""):
@@ -248,7 +287,7 @@ class Puller:
                 hit = read_cached(vdir, name, remote.version)
                 if hit is not None and hit[0].get("sha256") == remote.sha256:
                     return self._result(stage, name, vdir, *hit, cached=True)
-                result = self._fetch(transport, stage, name, remote, vdir, progress)
+                result = self._fetch(transport, stage, name, remote, vdir, progress, bundle)
         finally:
             transport.close()
         result.timings["total_s"] = time.perf_counter() - started
@@ -268,43 +307,54 @@ class Puller:
         remote: RemoteVersion,
         vdir: Path,
         progress: PullProgress | None,
+        bundle: bool,
     ) -> PullResult:
         vname = format_version(remote.version)
         created_parent = not vdir.parent.exists()
         vdir.parent.mkdir(parents=True, exist_ok=True)
         tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         incomplete = vdir.parent / f".{vname}.{tag}.incomplete"
-        unpack_dir = vdir.parent / f".{vname}.{tag}.unpack"
+        work = vdir.parent / f".{vname}.{tag}.unpack"
+        per_file = remote.manifest_sha256 is not None and not bundle
         timings: dict[str, float] = {}
         ok = False
         try:
             t0 = time.perf_counter()
-            self.download_bundle(
-                transport,
-                stage,
-                name,
-                remote,
-                incomplete,
-                progress("download", remote.size) if progress else None,
-            )
-            timings["download_s"] = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            unpack_dir.mkdir()
-            digests = unpack_bundle(
-                incomplete, unpack_dir, progress("unpack", remote.size) if progress else None
-            )
-            os.unlink(incomplete)
-            manifest = check_against_manifest(unpack_dir, digests, name, vname)
+            if per_file:
+                work = claim_work_folder(vdir.parent, vname, remote)
+                try:
+                    manifest, _data = fetch_files(transport, stage, name, remote, work, progress)
+                except IntegrityError:
+                    raise  # the finally below removes the folder: nothing in it is trusted
+                except BaseException:
+                    park_work_folder(work, vname, remote)  # resumed by the next run
+                    raise
+            else:
+                self.download_bundle(
+                    transport,
+                    stage,
+                    name,
+                    remote,
+                    incomplete,
+                    progress("download", remote.size) if progress else None,
+                )
+                timings["download_s"] = time.perf_counter() - t0
+                work.mkdir()
+                digests = unpack_bundle(
+                    incomplete, work, progress("unpack", remote.size) if progress else None
+                )
+                os.unlink(incomplete)
+                manifest = check_against_manifest(work, digests, name, vname)
             marker = self._marker(stage, name, remote)
-            (unpack_dir / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-            read_only_files(unpack_dir)
+            (work / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            read_only_files(work)
 
             def intact() -> bool:
                 hit = read_cached(vdir, name, remote.version)
                 return hit is not None and hit[0].get("sha256") == remote.sha256
 
-            installed = install(unpack_dir, vdir, intact)
-            timings["unpack_s"] = time.perf_counter() - t1
+            installed = install(work, vdir, intact)
+            timings["fetch_s" if per_file else "unpack_s"] = time.perf_counter() - t0
             hit = read_cached(vdir, name, remote.version)
             if hit is None:
                 raise IntegrityError(f"{vdir} was damaged right after it was installed")
@@ -317,7 +367,7 @@ class Puller:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(incomplete)
-            remove_tree(unpack_dir)
+            remove_tree(work)
             if not ok and created_parent:
                 remove_empty_parents(vdir.parent, self.cache_root / "regctl")
 

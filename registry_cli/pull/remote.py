@@ -8,7 +8,9 @@ server cannot exhaust memory; anything malformed is an :class:`IntegrityError`.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,19 +21,35 @@ from registry_cli.core.served.documents import INDEX_FORMAT, LATEST_KIND, parse_
 from registry_cli.errors import BadInput, IntegrityError, NotFound
 from registry_cli.pull.transports import Transport
 
+SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")
 SMALL_LIMIT = 64 << 20  # index.json of a model with very many versions stays far below this
 
 
 @dataclass(frozen=True)
 class RemoteVersion:
-    """A version as the served tree announces it: number and bundle sha256/size."""
+    """A version as the served tree announces it: number, bundle sha256/size and,
+    in trees that have it, the sha256 of its ``manifest.json``."""
 
     version: int
     sha256: str
     size: int
+    manifest_sha256: str | None = None
+
+    def folder(self, stage: str, name: str) -> str:
+        return f"{stage}/{name}/versions/{format_version(self.version)}"
 
     def bundle_path(self, stage: str, name: str) -> str:
-        return f"{stage}/{name}/versions/{format_version(self.version)}/bundle.tar.gz"
+        return f"{self.folder(stage, name)}/bundle.tar.gz"
+
+
+def _manifest_sha256(doc: Any, where: str) -> str | None:
+    """The optional ``manifest_sha256`` key of a LATEST.json or index.json entry."""
+    value = doc.get("manifest_sha256") if isinstance(doc, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not SHA256_RE.match(value):
+        raise IntegrityError(f"{where}: manifest_sha256 is not a sha256 ({value!r})")
+    return value
 
 
 def read_json(transport: Transport, relpath: str) -> Any:
@@ -66,7 +84,10 @@ def resolve_version(
             raise IntegrityError(f"{where}/LATEST.json is not a regctl LATEST document")
         try:
             return RemoteVersion(
-                parse_version(doc["version"]), str(doc["sha256"]), int(doc["size"])
+                parse_version(doc["version"]),
+                str(doc["sha256"]),
+                int(doc["size"]),
+                _manifest_sha256(doc, f"{where}/LATEST.json"),
             )
         except (KeyError, TypeError, ValueError, BadInput) as exc:
             raise IntegrityError(f"{where}/LATEST.json is malformed ({exc})") from None
@@ -77,10 +98,20 @@ def resolve_version(
             f"no model {name!r} in stage {stage!r} on {transport.description}",
             hint="check the name and --stage",
         ) from None
-    _doc, entries = parse_index(data, f"{where}/index.json on {transport.description}")
+    doc, entries = parse_index(data, f"{where}/index.json on {transport.description}")
+    raw_entries = {
+        str(e.get("version")): e for e in doc.get("versions") or [] if isinstance(e, dict)
+    }
     for entry in entries:
         if entry.version == version:
-            return RemoteVersion(entry.version, entry.sha256, entry.size)
+            vname = format_version(version)
+            return RemoteVersion(
+                entry.version,
+                entry.sha256,
+                entry.size,
+                getattr(entry, "manifest_sha256", None)
+                or _manifest_sha256(raw_entries.get(vname), f"{where}/index.json {vname}"),
+            )
     raise NotFound(
         f"{name}:{format_version(version)} is not in stage {stage!r} on {transport.description}",
         hint=f"its versions: {', '.join(format_version(e.version) for e in entries)}"
@@ -117,4 +148,46 @@ def check_against_manifest(
                 f"{path}: sha256 {digest} ({size} bytes) does not match the "
                 f"manifest ({f['sha256']}, {f['size']} bytes)"
             )
+    return manifest
+
+
+def check_manifest_bytes(data: bytes, remote: RemoteVersion, name: str) -> dict[str, Any]:
+    """The fetched ``manifest.json``, authenticated by ``remote.manifest_sha256`` and
+    checked: this name and version, and every file a safe path under ``payload/``."""
+    vname = format_version(remote.version)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != remote.manifest_sha256:
+        raise IntegrityError(
+            f"manifest.json of {name}:{vname}: sha256 {digest} != {remote.manifest_sha256} "
+            "recorded in the served tree",
+            hint="the served tree is damaged or tampered with; run `regctl verify` on the server",
+        )
+    try:
+        manifest = validate_manifest(json.loads(data), f"manifest.json of {name}:{vname}")
+    except (ValueError, ManifestFormatError) as exc:
+        raise IntegrityError(f"corrupt manifest: {exc}") from None
+    if manifest["name"] != name or manifest["version"] != vname:
+        raise IntegrityError(
+            f"the manifest is of {manifest['name']}:{manifest['version']}, not {name}:{vname}"
+        )
+    seen: set[str] = set()
+    for f in manifest["files"]:
+        path = f["path"]
+        parts = path.split("/") if isinstance(path, str) else []
+        if (
+            len(parts) < 2
+            or parts[0] != "payload"
+            or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts)
+            or ":" in parts[1]
+        ):
+            raise IntegrityError(f"hostile manifest: {path!r} is not a path under payload/")
+        if path in seen:
+            raise IntegrityError(f"hostile manifest: {path!r} is listed twice")
+        seen.add(path)
+        if not isinstance(f["size"], int) or f["size"] < 0 or not SHA256_RE.match(f["sha256"]):
+            raise IntegrityError(f"corrupt manifest: bad size or sha256 for {path!r}")
+    for path in seen:
+        parts = path.split("/")
+        if any("/".join(parts[:i]) in seen for i in range(2, len(parts))):
+            raise IntegrityError(f"hostile manifest: {path!r} lies inside another listed file")
     return manifest

@@ -1,7 +1,11 @@
-"""Where ``pull`` reads from: ``--from ftp://...``, ``ftps://...`` or a folder.
+"""Where ``pull`` reads from: ``--from ftp://...``, ``ftps://...``, ``http(s)://...``
+or a folder.
 
-A folder may be a registry root (its ``dist/`` is used) or a served tree. A
-password inside a URL is refused: it would end up in shell history and ``ps``.
+A folder may be a registry root (its ``dist/`` is used) or a served tree. An
+``http(s)://`` URL is a ``regctl serve-registry`` root (its ``/dist/``) or any
+static web server of a served tree. A password inside a URL is refused: it
+would end up in shell history and ``ps``. ``s3://`` is refused for now (exit 2):
+this regctl has no object-store support yet (SPEC §10).
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from pathlib import Path
 from registry_cli.errors import BadInput, NotFound
 
 DEFAULT_PORT = 2121
+HTTP_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
 class Source:
     """An FTP(S) server or a served tree (or registry root) on disk."""
 
-    kind: str  # "ftp" | "local"
+    kind: str  # "ftp" | "http" | "local"
     host: str = ""
     port: int = DEFAULT_PORT
     user: str | None = None
@@ -34,6 +39,9 @@ class Source:
         """The cache folder of this source (see :mod:`registry_cli.pull.cache`)."""
         if self.kind == "ftp":
             return f"{self.host.replace(':', '-')}_{self.port}"
+        if self.kind == "http":
+            base = hashlib.sha256(self.base.encode()).hexdigest()[:8] if self.base != "/" else ""
+            return f"http_{self.host.replace(':', '-')}_{self.port}" + (f"_{base}" if base else "")
         digest = hashlib.sha256(str(self.tree).encode()).hexdigest()[:16]
         return f"local_{digest}"
 
@@ -49,6 +57,8 @@ class Source:
         host = f"[{self.host}]" if ":" in self.host else self.host
         user = f"{self.user}@" if self.user else ""
         base = "" if self.base == "/" else self.base
+        if self.kind == "http":
+            return f"{'https' if self.tls else 'http'}://{user}{host}:{self.port}{base}"
         return f"{'ftps' if self.tls else 'ftp'}://{user}{host}:{self.port}{base}"
 
 
@@ -61,23 +71,46 @@ def parse_source(text: str | os.PathLike[str], *, relative_to: Path | None = Non
     raw = os.fspath(text)
     if "://" in raw:
         parts = urllib.parse.urlsplit(raw)
-        if parts.scheme not in ("ftp", "ftps"):
+        if parts.scheme == "s3":
+            raise BadInput(
+                f"s3:// sources are not supported by this regctl yet: {raw!r}",
+                hint="serve the tree over https:// (any static web server or CDN) "
+                "and pull with --from https://..., or pull from a mounted folder",
+            )
+        if parts.scheme not in ("ftp", "ftps", "http", "https"):
             raise BadInput(
                 f"unsupported source {raw!r}",
-                hint="use ftp://USER@HOST:PORT, ftps://..., or a folder",
+                hint="use ftp://USER@HOST:PORT, ftps://..., https://HOST/..., or a folder",
             )
         if parts.password is not None:
             raise BadInput(
                 "a password inside the --from URL is refused",
-                hint="give it with --password-env VAR (or type it at the prompt)",
+                hint="give it with --password-env VAR (or type it at the prompt)"
+                if parts.scheme.startswith("ftp")
+                else "give a token with --token-env VAR or $REGCTL_TOKEN",
             )
         if not parts.hostname:
             raise BadInput(f"no host in {raw!r}")
         try:
-            port = parts.port or DEFAULT_PORT
+            port = parts.port or HTTP_PORTS.get(parts.scheme, DEFAULT_PORT)
         except ValueError:
             raise BadInput(f"invalid port in {raw!r}") from None
         user = urllib.parse.unquote(parts.username) if parts.username else None
+        if parts.scheme.startswith("http"):
+            if user:
+                raise BadInput(
+                    f"a user name in an {parts.scheme}:// URL is not used: {raw!r}",
+                    hint="authenticate with a token: --token-env VAR or $REGCTL_TOKEN",
+                )
+            if parts.query or parts.fragment:
+                raise BadInput(f"a query or fragment in --from is not supported: {raw!r}")
+            return Source(
+                kind="http",
+                host=parts.hostname,
+                port=port,
+                tls=parts.scheme == "https",
+                base="/" + parts.path.strip("/") if parts.path.strip("/") else "/",
+            )
         return Source(
             kind="ftp",
             host=parts.hostname,

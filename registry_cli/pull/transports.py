@@ -1,9 +1,12 @@
 """How ``pull`` reads a served tree: over FTP/FTPS (stdlib ``ftplib``) or from a folder.
 
-Both transports offer the same three calls: :meth:`read_small` for the JSON
-documents (with a size cap, so a hostile server cannot exhaust memory),
-:meth:`download` for a bundle (1 MiB blocks; sha256 and the write to disk run
-on helper threads while the next block is received), and :meth:`close`.
+Every transport (these two and :class:`registry_cli.pull.http.HttpTransport`)
+offers the same calls: :meth:`read_small` for the JSON documents (with a size
+cap, so a hostile server cannot exhaust memory), :meth:`download` for a bundle
+or a payload file (1 MiB blocks; sha256 and the write to disk run on helper
+threads while the next block is received; from an offset to resume: FTP
+``REST``, HTTP ``Range``), :meth:`fork` for an independent session (parallel
+files) and :meth:`close`.
 
 Errors: an unreachable server, a refused login or a broken connection raise
 :class:`RemoteError` (exit 6); a missing file raises :class:`NotFound` (exit 3).
@@ -16,13 +19,24 @@ import os
 import socket
 import ssl
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from registry_cli.errors import BadInput, IntegrityError, NotFound, RemoteError
-from registry_cli.pull.sources import Source
 from registry_cli.storage.hashing import Progress
 from registry_cli.storage.layout import inside
-from registry_cli.storage.streams import pump
+from registry_cli.storage.streams import HashingSink, pump
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+
+class Fetched(NamedTuple):
+    """A finished download: the file's size and sha256 from its first byte."""
+
+    size: int
+    sha256: str
+    validator: str | None = None  # HTTP ETag/Last-Modified, for If-Range on a resume
+    offset: int = 0  # where this transfer started (0 when a resume was refused)
 
 
 class Transport(Protocol):
@@ -31,10 +45,31 @@ class Transport(Protocol):
     def read_small(self, relpath: str, limit: int) -> bytes: ...
 
     def download(
-        self, relpath: str, fd: int, progress: Progress | None = None
-    ) -> tuple[int, str]: ...
+        self,
+        relpath: str,
+        fd: int,
+        progress: Progress | None = None,
+        *,
+        offset: int = 0,
+        prefix: _Hash | None = None,
+        validator: str | None = None,
+        limit: int | None = None,
+    ) -> Fetched:
+        """Write ``relpath`` to ``fd`` from ``offset`` on (``prefix``: the hash of the
+        bytes before it, already in the file at that position). With ``limit``, at most
+        ``limit + 1`` bytes in all are taken (one more than expected tells a longer file)."""
+        ...
+
+    def fork(self) -> Transport: ...
 
     def close(self) -> None: ...
+
+
+def sink_for(fd: int, offset: int, prefix: _Hash | None) -> HashingSink:
+    """A hashing sink that continues after ``offset`` bytes already in the file."""
+    os.ftruncate(fd, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return HashingSink(fd, prefix if offset else None, size=offset)
 
 
 # ---------------------------------------------------------------- FTP
@@ -53,6 +88,10 @@ class FtpTransport:
         timeout: float = 30.0,
         base: str = "/",
     ) -> None:
+        self._args = (host, port)
+        self._kwargs = dict(
+            user=user, password=password, tls=tls, ca_cert=ca_cert, timeout=timeout, base=base
+        )
         scheme = "ftps" if tls else "ftp"
         self.description = f"{scheme}://{user + '@' if user else ''}{_host_port(host, port)}"
         self.base = "/" + base.strip("/")
@@ -67,7 +106,7 @@ class FtpTransport:
             ftp.connect(host, port)
         except (OSError, EOFError, ftplib.Error) as exc:
             raise RemoteError(
-                f"cannot reach {self.description}: {_why(exc)}",
+                f"cannot reach {self.description}: {why(exc)}",
                 hint="check the host and port, that `regctl serve-ftp` runs there, "
                 "or use a cached version (--version vN, or --offline)",
             ) from None
@@ -83,18 +122,18 @@ class FtpTransport:
         except ftplib.error_perm as exc:
             self.close()
             raise RemoteError(
-                f"{self.description} refused the login: {_why(exc)}",
+                f"{self.description} refused the login: {why(exc)}",
                 hint="check the user and the password (--password-env VAR)",
             ) from None
         except ssl.SSLError as exc:
             self.close()
             raise RemoteError(
-                f"TLS with {self.description} failed: {_why(exc)}",
+                f"TLS with {self.description} failed: {why(exc)}",
                 hint="for a private CA pass --ca-cert FILE",
             ) from None
         except (OSError, EOFError, ftplib.Error) as exc:
             self.close()
-            raise RemoteError(f"{self.description} failed during login: {_why(exc)}") from None
+            raise RemoteError(f"{self.description} failed during login: {why(exc)}") from None
 
     def _path(self, relpath: str) -> str:
         if any(c in relpath for c in "\r\n\0"):
@@ -104,7 +143,7 @@ class FtpTransport:
     def _failed(self, relpath: str, exc: BaseException) -> Exception:
         if isinstance(exc, ftplib.error_perm) and str(exc).startswith("550"):
             return NotFound(f"{relpath} is not on {self.description}")
-        return RemoteError(f"{self.description}: transfer of {relpath} failed: {_why(exc)}")
+        return RemoteError(f"{self.description}: transfer of {relpath} failed: {why(exc)}")
 
     def read_small(self, relpath: str, limit: int) -> bytes:
         buf = bytearray()
@@ -125,20 +164,38 @@ class FtpTransport:
             raise self._failed(relpath, exc) from None
         return bytes(buf)
 
-    def download(self, relpath: str, fd: int, progress: Progress | None = None) -> tuple[int, str]:
+    def download(
+        self,
+        relpath: str,
+        fd: int,
+        progress: Progress | None = None,
+        *,
+        offset: int = 0,
+        prefix: _Hash | None = None,
+        validator: str | None = None,
+        limit: int | None = None,
+    ) -> Fetched:
         try:
-            conn = self.ftp.transfercmd(f"RETR {self._path(relpath)}")
+            conn = self.ftp.transfercmd(f"RETR {self._path(relpath)}", rest=offset or None)
         except (OSError, EOFError, ftplib.Error) as exc:
             raise self._failed(relpath, exc) from None
         try:
             with conn:
-                result = pump(conn.recv_into, fd, progress)
+                size, digest = pump(
+                    conn.recv_into, fd, progress, sink=sink_for(fd, offset, prefix), limit=limit
+                )
+                if limit is not None and size > limit:
+                    self.close()  # the rest is not wanted: drop the session
+                    return Fetched(size, digest, None, offset)
                 if isinstance(conn, ssl.SSLSocket):
                     conn.unwrap()
             self.ftp.voidresp()
         except (OSError, EOFError, ftplib.Error) as exc:
             raise self._failed(relpath, exc) from None
-        return result
+        return Fetched(size, digest, None, offset)
+
+    def fork(self) -> FtpTransport:
+        return FtpTransport(*self._args, **self._kwargs)  # type: ignore[arg-type]
 
     def close(self) -> None:
         try:
@@ -155,7 +212,7 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _why(exc: BaseException) -> str:
+def why(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):
         return "timed out"
     if isinstance(exc, OSError) and exc.strerror:
@@ -186,7 +243,7 @@ class LocalTransport:
         except FileNotFoundError:
             raise NotFound(f"{relpath} is not in {self.tree}") from None
         except OSError as exc:
-            raise RemoteError(f"cannot read {relpath} in {self.tree}: {_why(exc)}") from None
+            raise RemoteError(f"cannot read {relpath} in {self.tree}: {why(exc)}") from None
 
     def read_small(self, relpath: str, limit: int) -> bytes:
         fd = self._open_file(relpath)
@@ -196,36 +253,35 @@ class LocalTransport:
             raise IntegrityError(f"{relpath} is larger than {limit} bytes; refusing it")
         return data
 
-    def download(self, relpath: str, fd: int, progress: Progress | None = None) -> tuple[int, str]:
+    def download(
+        self,
+        relpath: str,
+        fd: int,
+        progress: Progress | None = None,
+        *,
+        offset: int = 0,
+        prefix: _Hash | None = None,
+        validator: str | None = None,
+        limit: int | None = None,
+    ) -> Fetched:
         src = self._open_file(relpath)
         try:
             with os.fdopen(src, "rb", buffering=0) as fh:
-                return pump(fh.readinto, fd, progress)  # type: ignore[arg-type]
+                if offset:
+                    fh.seek(offset)
+                size, digest = pump(
+                    fh.readinto,  # type: ignore[arg-type]
+                    fd,
+                    progress,
+                    sink=sink_for(fd, offset, prefix),
+                    limit=limit,
+                )
         except OSError as exc:
-            raise RemoteError(f"reading {relpath} in {self.tree} failed: {_why(exc)}") from None
+            raise RemoteError(f"reading {relpath} in {self.tree} failed: {why(exc)}") from None
+        return Fetched(size, digest, None, offset)
+
+    def fork(self) -> LocalTransport:
+        return self
 
     def close(self) -> None:
         pass
-
-
-def open_transport(
-    source: Source,
-    *,
-    password: str | None = None,
-    ca_cert: Path | None = None,
-    timeout: float = 30.0,
-) -> Transport:
-    """A connected transport for ``source`` (logged in, for FTP)."""
-    if source.kind == "ftp":
-        return FtpTransport(
-            source.host,
-            source.port,
-            user=source.user,
-            password=password,
-            tls=source.tls,
-            ca_cert=ca_cert,
-            timeout=timeout,
-            base=source.base,
-        )
-    assert source.tree is not None
-    return LocalTransport(source.tree)

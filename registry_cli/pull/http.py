@@ -1,0 +1,228 @@
+"""Read a served tree over HTTP(S) (stdlib ``http.client``): a ``regctl serve-registry``
+root (its tree is under ``/dist/``) or any static web server or CDN of a ``dist/`` tree.
+
+- The tree's base is found once: if ``BASE/api/v1/health`` answers as a
+  registry server does, the tree is ``BASE/dist/``, else ``BASE/`` itself.
+- A token (``--token-env VAR`` or ``$REGCTL_TOKEN``) is sent as
+  ``Authorization: Bearer``; TLS is verified (``--ca-cert`` for a private CA).
+- A resume asks ``Range: bytes=N-`` with ``If-Range: <ETag>`` (a strong ETag,
+  else Last-Modified): a 206 must start exactly at N (else exit 5); a 200 means
+  the file changed or the server ignores ranges, and the file starts over.
+- A body cut before its ``Content-Length`` is a :class:`RemoteError` (exit 6,
+  resumable); 404 is :class:`NotFound`; 401/403 is a refused login (exit 6).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import ssl
+import urllib.parse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from registry_cli.errors import BadInput, IntegrityError, NotFound, RemoteError
+from registry_cli.pull.sources import Source
+from registry_cli.pull.transports import Fetched, sink_for, why
+from registry_cli.storage.hashing import Progress
+from registry_cli.storage.streams import pump
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)\Z")
+
+
+class HttpTransport:
+    """One keep-alive HTTP(S) connection to a served tree."""
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        token: str | None = None,
+        ca_cert: Path | None = None,
+        timeout: float = 30.0,
+        tree_base: str | None = None,
+    ) -> None:
+        self.source = source
+        self.description = source.display
+        self._token = token
+        self._ca_cert = ca_cert
+        self._timeout = timeout
+        self._context = (
+            ssl.create_default_context(cafile=str(ca_cert) if ca_cert else None)
+            if source.tls
+            else None
+        )
+        self._conn: http.client.HTTPConnection | None = None
+        self._tree_base = tree_base
+
+    # -- plumbing ------------------------------------------------------
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self.source.tls:
+                self._conn = http.client.HTTPSConnection(
+                    self.source.host, self.source.port, timeout=self._timeout, context=self._context
+                )
+            else:
+                self._conn = http.client.HTTPConnection(
+                    self.source.host, self.source.port, timeout=self._timeout
+                )
+        return self._conn
+
+    def _get(self, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+        headers = dict(headers or {})
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            conn = self._connection()
+            try:
+                conn.request("GET", path, headers=headers)
+                return conn.getresponse()
+            except ssl.SSLError as exc:
+                self.close()
+                raise RemoteError(
+                    f"TLS with {self.description} failed: {why(exc)}",
+                    hint="for a private CA pass --ca-cert FILE",
+                ) from None
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                if reused and attempt == 1:
+                    continue  # a keep-alive connection the server had closed: once more
+                raise RemoteError(
+                    f"cannot reach {self.description}: {why(exc)}",
+                    hint="check the URL and that the server runs, "
+                    "or use a cached version (--version vN, or --offline)",
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failed(self, relpath: str, resp: http.client.HTTPResponse) -> Exception:
+        resp.read(65536)
+        if resp.status == 404:
+            return NotFound(f"{relpath} is not on {self.description}")
+        if resp.status in (401, 403):
+            return RemoteError(
+                f"{self.description} refused the request for {relpath} (HTTP {resp.status})",
+                hint="give a token with --token-env VAR or $REGCTL_TOKEN",
+            )
+        return RemoteError(f"{self.description}: {relpath}: HTTP {resp.status} {resp.reason}")
+
+    def _base(self) -> str:
+        """The URL path of the served tree (found once, see the module docstring)."""
+        if self._tree_base is None:
+            base = self.source.base.rstrip("/")
+            resp = self._get(f"{base}/api/v1/health")
+            body = resp.read(65536)
+            is_server = False
+            if resp.status == 200:
+                try:
+                    doc: Any = json.loads(body)
+                    is_server = isinstance(doc, dict) and doc.get("status") == "ok"
+                except ValueError:
+                    pass
+            self._tree_base = f"{base}/dist" if is_server else base
+        return self._tree_base
+
+    def _path(self, relpath: str) -> str:
+        if any(c in relpath for c in "\r\n\0"):
+            raise BadInput(f"invalid path {relpath!r}")
+        return f"{self._base()}/{urllib.parse.quote(relpath)}"
+
+    # -- the transport -------------------------------------------------
+    def read_small(self, relpath: str, limit: int) -> bytes:
+        resp = self._get(self._path(relpath))
+        if resp.status != 200:
+            raise self._failed(relpath, resp)
+        try:
+            data = resp.read(limit + 1)
+            if len(data) > limit:
+                self.close()
+                raise IntegrityError(
+                    f"{relpath} on {self.description} is larger than {limit} bytes; refusing it"
+                )
+            resp.read()  # the end of the body, so the connection can be reused
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise RemoteError(f"{self.description}: reading {relpath} failed: {why(exc)}") from None
+        return data
+
+    def download(
+        self,
+        relpath: str,
+        fd: int,
+        progress: Progress | None = None,
+        *,
+        offset: int = 0,
+        prefix: _Hash | None = None,
+        validator: str | None = None,
+        limit: int | None = None,
+    ) -> Fetched:
+        headers = {}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if validator:
+                headers["If-Range"] = validator
+        resp = self._get(self._path(relpath), headers)
+        start = 0
+        if resp.status == 206:
+            found = CONTENT_RANGE_RE.match(resp.getheader("Content-Range") or "")
+            if not offset or not found or int(found.group(1)) != offset:
+                self.close()
+                raise IntegrityError(
+                    f"{relpath} from {self.description}: a 206 reply with the wrong range "
+                    f"({resp.getheader('Content-Range')!r}, asked for bytes={offset}-)"
+                )
+            start = offset
+        elif resp.status == 416 and offset:
+            resp.read(65536)  # the offset lies past the end: the file changed; start over
+            return self.download(relpath, fd, progress, limit=limit)
+        elif resp.status != 200:
+            raise self._failed(relpath, resp)
+        etag = resp.getheader("ETag")
+        new_validator = etag if etag and not etag.startswith("W/") else None
+        new_validator = new_validator or resp.getheader("Last-Modified")
+        declared = resp.getheader("Content-Length")
+        try:
+            size, digest = pump(
+                resp.readinto,  # type: ignore[arg-type]
+                fd,
+                progress,
+                sink=sink_for(fd, start, prefix if start else None),
+                limit=limit,
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise RemoteError(
+                f"{self.description}: transfer of {relpath} was cut: {why(exc)}",
+                hint="run the same pull again: it resumes where it stopped",
+            ) from None
+        if limit is not None and size > limit:
+            self.close()  # the rest is not wanted
+        elif declared is not None and size - start < int(declared):
+            self.close()
+            raise RemoteError(
+                f"{self.description}: transfer of {relpath} was cut after "
+                f"{size - start} of {declared} bytes",
+                hint="run the same pull again: it resumes where it stopped",
+            )
+        return Fetched(size, digest, new_validator, start)
+
+    def fork(self) -> HttpTransport:
+        return HttpTransport(
+            self.source,
+            token=self._token,
+            ca_cert=self._ca_cert,
+            timeout=self._timeout,
+            tree_base=self._tree_base,
+        )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except (OSError, http.client.HTTPException):
+                pass
+            self._conn = None
