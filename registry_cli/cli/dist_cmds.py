@@ -138,6 +138,13 @@ def pull(
     offline: bool = typer.Option(
         False, "--offline", help="Do not contact the server: use the newest cached version."
     ),
+    token_env: str | None = typer.Option(
+        None,
+        "--token-env",
+        metavar="VAR",
+        help="Read the bearer token for an http(s):// source from this variable "
+        "(default: $REGCTL_TOKEN when set).",
+    ),
     ca_cert: Path | None = typer.Option(
         None,
         "--ca-cert",
@@ -153,13 +160,6 @@ def pull(
         None, "--timeout", help="Network timeout in seconds (default 30)."
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-    token_env: str | None = typer.Option(
-        None,
-        "--token-env",
-        metavar="VAR",
-        help="Read the bearer token for an http(s):// source from this variable "
-        "(default: $REGCTL_TOKEN when set).",
-    ),
 ) -> None:
     """Download and verify a version into the local cache (file by file, resumable, or
     its bundle); print its paths."""
@@ -172,6 +172,7 @@ def pull(
         "password_env": password_env,
         "password_file": password_file and str(password_file),
         "cache_dir": cache_dir and str(cache_dir),
+        "token_env": token_env,
         "ca_cert": ca_cert and str(ca_cert),
         "timeout_s": timeout,
     }
@@ -179,7 +180,6 @@ def pull(
     progress = None if as_json else common.progress_factory(f"{name} ")
     try:
         result = setup.puller.pull(
-        "token_env": token_env,
             name,
             stage=setup.stage,
             version=version,
