@@ -283,6 +283,22 @@ def password_from(settings: Resolved, env: Mapping[str, str] | None = None) -> s
     return None
 
 
+def token_from(settings: Resolved, env: Mapping[str, str] | None = None) -> str | None:
+    """The bearer token: the variable named by ``token_env`` (it must be set), else
+    ``$REGCTL_TOKEN``; None when neither is there."""
+    env = os.environ if env is None else env
+    var = settings.get("token_env")
+    if var:
+        value = env.get(var)
+        if not value:
+            raise BadInput(
+                f"environment variable {var} is not set or empty",
+                hint=f"export {var}=... (the token) before running",
+            )
+        return value
+    return env.get("REGCTL_TOKEN") or None
+
+
 def read_password_file(path: str | os.PathLike[str]) -> str:
     """The first line of a file (trailing newline stripped)."""
     try:
@@ -308,22 +324,6 @@ def read_password_env(var: str, env: Mapping[str, str] | None = None) -> str:
 
 
 # ---------------------------------------------------------------- the sections
-def token_from(settings: Resolved, env: Mapping[str, str] | None = None) -> str | None:
-    """The bearer token: the variable named by ``token_env`` (it must be set), else
-    ``$REGCTL_TOKEN``; None when neither is there."""
-    env = os.environ if env is None else env
-    var = settings.get("token_env")
-    if var:
-        value = env.get(var)
-        if not value:
-            raise BadInput(
-                f"environment variable {var} is not set or empty",
-                hint=f"export {var}=... (the token) before running",
-            )
-        return value
-    return env.get("REGCTL_TOKEN") or None
-
-
 FTP = Section(
     "ftp",
     (
@@ -355,6 +355,7 @@ PULL = Section(
         Setting("cache_dir", PATH, None, "--cache-dir", ("REGCTL_CACHE_DIR",)),
         Setting("password_env", TEXT, None, "--password-env"),
         Setting("password_file", PATH, None, "--password-file"),
+        Setting("token_env", TEXT, None, "--token-env"),
         Setting("ca_cert", PATH, None, "--ca-cert"),
         Setting("timeout_s", TIMEOUT, 30.0, "--timeout"),
     ),
@@ -380,7 +381,6 @@ SERVE = Section(
             "max_body_bytes",
             POSITIVE_INT,
             10 * 1024 * 1024,
-        Setting("token_env", TEXT, None, "--token-env"),
             "--max-body-bytes",
             ("REGCTL_SERVE_MAX_BODY_BYTES",),
         ),
