@@ -22,7 +22,7 @@ SECRET = "hook-secret-7f3a9c"  # never to be seen in output or audit
 
 class Receiver:
     """Records every POST as (path, headers, body). Paths: /ok answers 200, /flaky 500
-    then 200, /refuse 400, /slow sleeps 2 s before answering."""
+    then 200, /refuse 400, /moved 302 to /ok, /slow sleeps 2 s before answering."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, str], bytes]] = []
@@ -39,9 +39,13 @@ class Receiver:
                     status = 500
                 elif self.path == "/refuse":
                     status = 400
+                elif self.path == "/moved":
+                    status = 302
                 elif self.path == "/slow":
                     time.sleep(2)
                 self.send_response(status)
+                if status == 302:
+                    self.send_header("Location", "/ok")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -61,6 +65,13 @@ class Receiver:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_variables(monkeypatch):
+    for var in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
 
 
 @pytest.fixture
@@ -203,6 +214,7 @@ def test_failing_receivers_warn_once_each_and_never_fail_the_change(
         hook(dead, timeout_s=1, tries=3)
         + hook(f"{receiver.url}/slow", timeout_s=0.3, tries=2)
         + hook(f"{receiver.url}/refuse")
+        + hook(f"{receiver.url}/moved")
         + hook(f"{receiver.url}/flaky")
         + hook(f"{receiver.url}/ok"),
     )
@@ -219,13 +231,14 @@ def test_failing_receivers_warn_once_each_and_never_fail_the_change(
             "Connection refused",
             f"warning: webhook {receiver.url}/slow (publish) failed after 2 tries: timed out",
             f"warning: webhook {receiver.url}/refuse (publish) failed after 1 try: HTTP 400",
+            f"warning: webhook {receiver.url}/moved (publish) failed after 1 try: HTTP 302",
         ]
     ), proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
     # the dead one backs off 0.5 + 1 s; the slow one costs 2 x 0.3 s + 0.5 s; in parallel
     assert elapsed < 15
     calls = [p for p, _h, _b in receiver.calls]
-    assert calls.count("/slow") == 2 and calls.count("/refuse") == 1
+    assert calls.count("/slow") == 2 and calls.count("/refuse") == calls.count("/moved") == 1
     assert calls.count("/flaky") == 2 and calls.count("/ok") == 1  # retry after the 500 worked
     flaky = [(h["X-Regctl-Delivery"], b) for p, h, b in receiver.calls if p == "/flaky"]
     assert flaky[0] == flaky[1]  # the same delivery, retried
@@ -245,6 +258,21 @@ def test_without_the_secret_nothing_is_sent_unsigned(cli, root, receiver, model_
     )
     assert receiver.calls == []
     assert ModelRegistry(root).list_versions("m")[0].vname == "v1"
+
+
+def test_with_a_proxy_variable_the_delivery_goes_through_the_proxy(
+    cli, root, receiver, model_file, monkeypatch
+):
+    """urllib sends it then: the receiver here plays the proxy and sees the absolute URL."""
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    monkeypatch.setenv("http_proxy", receiver.url)
+    write_config(root, hook("http://deploy.invalid/hook?token=t1"))
+    res = cli("publish", "m", str(model_file))
+    assert res.exit_code == 0 and res.stderr == "", res.stderr
+    [(path, headers, body)] = receiver.calls
+    assert path == "http://deploy.invalid/hook?token=t1"
+    assert json.loads(body)["event"] == "publish"
+    assert verify(body, headers["X-Regctl-Signature"], SECRET)
 
 
 def test_a_hook_without_matching_events_sees_nothing(cli, root, receiver, model_file, monkeypatch):
@@ -292,7 +320,7 @@ def test_bad_webhooks_config_names_file_and_line(cli, root, hooks, where, needle
 
 
 def test_no_http_code_is_imported_without_a_matching_hook(tmp_path, root, model_file):
-    """Start-up cost is unchanged: urllib.request loads only when a hook matches."""
+    """Start-up cost is unchanged: the network code loads only when a hook matches."""
     import subprocess
     import sys
 
@@ -302,7 +330,7 @@ def test_no_http_code_is_imported_without_a_matching_hook(tmp_path, root, model_
         "from registry_cli import ModelRegistry\n"
         f"r = ModelRegistry({str(root)!r})\n"
         f"r.publish('m', [{str(model_file)!r}])\n"
-        "print('urllib.request' in sys.modules)\n"
+        "print(any(m in sys.modules for m in ('socket', 'ssl', 'urllib.request')))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

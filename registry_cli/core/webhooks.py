@@ -83,6 +83,8 @@ def _value_of(mapping_node: Any, key: str) -> Any:
 def _url(value: Any, index: int) -> str:
     if not isinstance(value, str) or not value:
         raise WebhookConfigError("webhooks: url must be an http(s) URL", index, "url")
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value):
+        raise WebhookConfigError("webhooks: url has spaces or control characters", index, "url")
     parts = urllib.parse.urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookConfigError(
