@@ -24,7 +24,7 @@ class Receiver:
     """Records every POST as (path, headers, body). Paths: /ok answers 200, /flaky 500
     then 200, /refuse 400, /moved 302 to /ok, /slow sleeps 2 s before answering."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.calls: list[tuple[str, dict[str, str], bytes]] = []
         self.flaky_failures = 1
         outer = self
@@ -54,7 +54,15 @@ class Receiver:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -273,6 +281,31 @@ def test_with_a_proxy_variable_the_delivery_goes_through_the_proxy(
     assert path == "http://deploy.invalid/hook?token=t1"
     assert json.loads(body)["event"] == "publish"
     assert verify(body, headers["X-Regctl-Signature"], SECRET)
+
+
+def test_https_receivers_are_verified_against_the_trust_store(
+    cli, root, model_file, tmp_path, monkeypatch
+):
+    from tests.ftp_helpers import make_tls_cert
+
+    cert, key = make_tls_cert(tmp_path / "tls")
+    receiver = Receiver(tls=(cert, key))
+    try:
+        monkeypatch.setenv("HOOK_SECRET", SECRET)
+        write_config(root, hook(f"{receiver.url}/ok", tries=1))
+        res = cli("publish", "m", str(model_file))  # a self-signed certificate: refused
+        assert res.exit_code == 0
+        assert res.stderr.startswith(f"warning: webhook {receiver.url}/ok (publish) failed after")
+        assert "CERTIFICATE_VERIFY_FAILED" in res.stderr and len(res.stderr.splitlines()) == 1
+        assert receiver.calls == []
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now trusted
+        res = cli("tag", "m", "v1", "a=b")
+        assert res.exit_code == 0 and res.stderr == "", res.stderr
+        [(path, headers, body)] = receiver.calls
+        assert path == "/ok" and json.loads(body)["event"] == "tag"
+        assert verify(body, headers["X-Regctl-Signature"], SECRET)
+    finally:
+        receiver.close()
 
 
 def test_a_hook_without_matching_events_sees_nothing(cli, root, receiver, model_file, monkeypatch):
