@@ -97,6 +97,13 @@ def test_silent_on_errors(nested, root, tmp_path):
     assert bash(["regctl", "--config", str(bad), "show", ""]) == []
     (root / "models" / "team" / "b" / "model.yaml").write_text("{not json nor yaml: [")
     assert bash(["regctl", "--root", str(root), "show", "team/b@"]) == []
+    # names do not need the states: a damaged one still completes, as a name
+    assert bash(["regctl", "--root", str(root), "show", "team/"]) == [
+        "team/a/x",
+        "team/a/y",
+        "team/b",
+    ]
+    assert bash(["regctl", "--root", str(root), "show", "team/a/x/"]) == []  # a model's folder
 
 
 def test_completion_imports_nothing_heavy(nested, root):

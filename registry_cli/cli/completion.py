@@ -22,12 +22,13 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
-    from registry_cli.core.registry import ModelRegistry
+    from registry_cli.core.config import Config
 
 COMPLETE_VAR = "_REGCTL_COMPLETE"
 
@@ -78,21 +79,52 @@ def _finish(values: Iterable[str], incomplete: str) -> list[str]:
     return sorted({v for v in values if v.startswith(incomplete)})
 
 
-def _registry(ctx: click.Context) -> ModelRegistry:
-    from registry_cli.cli.common import open_registry
-    from registry_cli.core.registry import ModelRegistry
+def _root(ctx: click.Context) -> tuple[Path, Config]:
+    """The folder root and config the command would use (``--root``/``--config`` typed
+    earlier, the environment, the config lookup of SPEC §2). Not the whole
+    :class:`ModelRegistry`: its import and a full listing would double the time the
+    shell waits. A registry server or an object-store root completes nothing."""
+    from registry_cli.core.config import resolve_root_and_config
 
     params = ctx.find_root().params
     if params.get("remote") or os.environ.get("REGCTL_URL"):
         raise LookupError("a registry server: no network while completing")
-    reg = open_registry(params.get("root"), params.get("config"))
-    if not isinstance(reg, ModelRegistry):  # a registry server: no network while completing
-        raise LookupError("no local registry")
-    return reg
+    root, cfg = resolve_root_and_config(params.get("root"), params.get("config"))
+    if not isinstance(root, Path) or cfg.section("remote").get("url"):
+        raise LookupError("not a folder root")
+    return root, cfg
 
 
-def _names(ctx: click.Context) -> list[str]:
-    return [m.name for m in _registry(ctx).list_models()]
+def _names(ctx: click.Context, incomplete: str) -> list[str]:
+    """Model names starting with ``incomplete``: a folder holding ``model.yaml`` is a
+    model (names nest), as the registry lists them; only the folders the typed prefix
+    can lead to are visited."""
+    from registry_cli.storage.layout import Layout
+
+    models = Layout(_root(ctx)[0]).models
+    *folders, last = incomplete.split("/")
+    if any(part in ("", ".", "..") or part.startswith(".") for part in folders):
+        return []
+    out: list[str] = []
+
+    def walk(directory: Path, prefix: str, start: str) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            return
+        if any(e.name == "model.yaml" for e in entries):
+            out.append(prefix)
+            return
+        for e in entries:
+            if e.name.startswith(start) and not e.name.startswith("."):
+                if e.is_dir(follow_symlinks=False):
+                    walk(Path(e.path), f"{prefix}/{e.name}" if prefix else e.name, "")
+
+    base = models.joinpath(*folders)
+    if folders and (base / "model.yaml").is_file():
+        return []  # a model's own folder holds versions, not models
+    walk(base, "/".join(folders), last)
+    return [n for n in out if n]
 
 
 def _line_words() -> list[str]:
@@ -125,16 +157,19 @@ def _versions_and_aliases(
     ctx: click.Context, name: str
 ) -> tuple[list[str], list[str], tuple[str, ...]]:
     """(vN of every active version, alias names, stages) of one model."""
-    reg = _registry(ctx)
-    state = reg.model_state(name)
+    from registry_cli.core.state import ModelState, load_state_text
+    from registry_cli.storage.layout import Layout
+
+    root, cfg = _root(ctx)
+    state = ModelState.from_doc(load_state_text(Layout(root).model_state(name).read_bytes()))
     active = [f"v{n}" for n in state.active()]
-    return active, list(state.all_aliases()), tuple(reg.stages)
+    return active, list(state.all_aliases()), tuple(cfg.stages)
 
 
 def model_names(ctx: click.Context, incomplete: str) -> list[str]:
     """NAME: every model of the root (nested names included)."""
     try:
-        return _finish(_names(ctx), incomplete)
+        return _finish(_names(ctx, incomplete), incomplete)
     except Exception:
         return []
 
@@ -150,7 +185,7 @@ def references(ctx: click.Context, incomplete: str) -> list[str]:
                     return _finish((f"{name}@{a}" for a in aliases), incomplete)
                 keys = [*versions, "latest", "best"]
                 return _finish((f"{name}:{k}" for k in keys), incomplete)
-        return _finish(_names(ctx), incomplete)
+        return _finish(_names(ctx, incomplete), incomplete)
     except Exception:
         return []
 
@@ -192,6 +227,6 @@ def aliases(ctx: click.Context, incomplete: str) -> list[str]:
 def stages(ctx: click.Context, incomplete: str) -> list[str]:
     """A stage name from the config (default dev, release)."""
     try:
-        return _finish(_registry(ctx).stages, incomplete)
+        return _finish(_root(ctx)[1].stages, incomplete)
     except Exception:
         return []
