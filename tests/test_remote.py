@@ -204,7 +204,7 @@ def test_a_damaged_upload_is_an_integrity_error(remote, tmp_path, monkeypatch):
     import hashlib
     import types
 
-    import registry_cli.remote as remote_module
+    import registry_cli.remote.upload as remote_module
 
     real_sha256 = hashlib.sha256
 

@@ -18,7 +18,6 @@ Or a JSON body ``{"from_mlflow": URI, ...}``: the server imports from MLflow.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,37 +30,24 @@ from starlette.requests import ClientDisconnect
 
 from registry_cli.core.publishing import Produced
 from registry_cli.core.registry import ModelRegistry
-from registry_cli.core.signature import signature_from_shape
 from registry_cli.core.types import VersionInfo
 from registry_cli.errors import BadInput, IntegrityError
 from registry_cli.server.auth import Principal, require
 from registry_cli.server.context import ServerContext
 from registry_cli.server.errors import ApiError
+from registry_cli.server.metadata import (
+    METADATA_KEYS,
+    METADATA_LIMIT,
+    MLFLOW_KEYS,
+    conversion,
+    mapping,
+    parse_metadata,
+    publish_kwargs,
+)
 
 router = APIRouter()
 
 BATCH = 1 << 20  # bytes handed to the parser thread at a time
-METADATA_LIMIT = 1 << 20
-METADATA_KEYS = {
-    "metrics",
-    "params",
-    "tags",
-    "description",
-    "derived_from",
-    "example_shape",
-    "example_dtype",
-    "signature",
-    "no_latest",
-    "no_alias",
-    "convert",
-    "task",
-    "num_classes",
-    "sha256",
-    "source_paths",
-    "stage",
-}
-MLFLOW_KEYS = {"from_mlflow", "tracking_uri", "artifact_path"}
-CODE_RUNNING = {"arch", "trust_pickle"}
 
 
 def check_member_name(name: str) -> str:
@@ -222,89 +208,11 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
-# ----------------------------------------------------------------- metadata
-def _metadata(raw: bytes, allowed: set[str]) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise BadInput("metadata is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise BadInput("metadata must be a JSON object")
-    refused = CODE_RUNNING & set(doc)
-    if refused:
-        raise BadInput(
-            f"{' and '.join(sorted(refused))} refused over HTTP: they run code on the server",
-            hint="convert on a trusted machine and publish there, or publish without them",
-        )
-    unknown = set(doc) - allowed
-    if unknown:
-        raise BadInput(
-            f"unknown metadata key(s): {', '.join(sorted(unknown))}",
-            hint=f"known: {', '.join(sorted(allowed))}",
-        )
-    return doc
-
-
-def _mapping(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    value = doc.get(key) or {}
-    if not isinstance(value, dict):
-        raise BadInput(f"metadata {key} must be an object")
-    return value
-
-
-def publish_kwargs(doc: dict[str, Any]) -> dict[str, Any]:
-    """``ModelRegistry.publish`` keyword arguments from a metadata document."""
-    metrics = _mapping(doc, "metrics")
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BadInput(f"metric {key}: {value!r} is not a number")
-    for key in ("description", "derived_from", "example_shape", "example_dtype", "stage"):
-        if doc.get(key) is not None and not isinstance(doc[key], str):
-            raise BadInput(f"metadata {key} must be a string")
-    signature = doc.get("signature")
-    if signature is not None and not isinstance(signature, dict):
-        raise BadInput("metadata signature must be an object")
-    if doc.get("example_shape"):
-        signature = signature_from_shape(
-            doc["example_shape"], doc.get("example_dtype") or "float32"
-        )
-    return dict(
-        metrics=metrics,
-        params={k: str(v) for k, v in _mapping(doc, "params").items()},
-        tags={k: str(v) for k, v in _mapping(doc, "tags").items()},
-        description=doc.get("description"),
-        stage=doc.get("stage"),
-        set_latest=not doc.get("no_latest", False),
-        set_alias=not doc.get("no_alias", False),
-        derived_from=doc.get("derived_from"),
-        signature=signature,
-    )
-
-
-def _conversion(doc: dict[str, Any]) -> Any:
-    if not doc.get("convert"):
-        if doc.get("task") is not None or doc.get("num_classes") is not None:
-            raise BadInput("task and num_classes need convert: torch-standard")
-        return None
-    from registry_cli.formats.publish_sources import ConversionOptions
-
-    num_classes = doc.get("num_classes")
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, int)
-    ):
-        raise BadInput("num_classes must be a whole number")
-    return ConversionOptions(
-        task=doc.get("task"), num_classes=num_classes, target=str(doc["convert"])
-    ).validate()
-
-
 # ----------------------------------------------------------------- publishing
 def _publish_files(
     reg: ModelRegistry, name: str, received: Received, doc: dict[str, Any], who: str
 ) -> VersionInfo:
-    declared = _mapping(doc, "sha256")
+    declared = mapping(doc, "sha256")
     for path, want in declared.items():
         if path not in received.files:
             raise BadInput(f"sha256 given for {path!r}, which was not uploaded")
@@ -318,7 +226,7 @@ def _publish_files(
     if not received.files:
         raise BadInput("nothing to publish", hint="send one or more 'file' parts")
     kwargs = publish_kwargs(doc)
-    convert = _conversion(doc)
+    convert = conversion(doc)
     tops = sorted({p.split("/", 1)[0] for p in received.files})
     if convert is not None:
         from registry_cli.formats.publish_sources import publish_with_conversion
@@ -360,7 +268,7 @@ def _publish_mlflow(reg: ModelRegistry, name: str, doc: dict[str, Any]) -> Versi
         uri,
         tracking_uri=doc.get("tracking_uri"),
         artifact_path=doc.get("artifact_path"),
-        convert=_conversion(meta),
+        convert=conversion(meta),
         **publish_kwargs(meta),
     )
 
@@ -391,7 +299,7 @@ async def publish(
         raw = await request.body()
         if len(raw) > METADATA_LIMIT:
             raise BadInput("JSON body over 1 MiB")
-        doc = _metadata(raw, METADATA_KEYS | MLFLOW_KEYS)
+        doc = parse_metadata(raw, METADATA_KEYS | MLFLOW_KEYS)
         info = await anyio.to_thread.run_sync(_publish_mlflow, reg, name, doc)
         return JSONResponse(info.to_json(), status_code=201)
     if ctype != "multipart/form-data":
@@ -408,6 +316,6 @@ async def publish(
             received = await receive_multipart(request, files, ctx.max_upload_size)
         except ClientDisconnect:
             raise BadInput("the client went away mid-upload; nothing was published") from None
-        doc = _metadata(received.metadata, METADATA_KEYS)
+        doc = parse_metadata(received.metadata, METADATA_KEYS)
         info = await anyio.to_thread.run_sync(_publish_files, reg, name, received, doc, who.name)
     return JSONResponse(info.to_json(), status_code=201)

@@ -16,15 +16,13 @@ before it publishes anything.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
 import ssl
 import threading
 import urllib.parse
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,8 @@ from registry_cli.errors import (
     RemoteError,
     RuleViolation,
 )
+from registry_cli.remote.documents import change_result, quote, read_token_file, version_info
+from registry_cli.remote.upload import plan_body, send_body
 
 API = "/api/v1"
 CHUNK = 1 << 20
@@ -50,60 +50,6 @@ ERRORS: dict[str, type[RegctlError]] = {
     "fault": MachineFault,
 }
 Progress = Callable[[str, int], "Callable[[int], None] | None"]
-
-
-def _q(text: str, safe: str = "") -> str:
-    return urllib.parse.quote(str(text), safe=safe)
-
-
-def read_token_file(path: str | os.PathLike[str]) -> str:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"token file {path} does not exist") from None
-    except OSError as exc:
-        raise BadInput(f"cannot read token file {path}: {exc.strerror}") from None
-    token = text.strip().splitlines()[0].strip() if text.strip() else ""
-    if not token:
-        raise BadInput(f"token file {path} is empty")
-    return token
-
-
-def version_info(doc: dict[str, Any]) -> VersionInfo:
-    """A ``show --json`` (or ``versions --json`` entry) document as a VersionInfo."""
-    return VersionInfo(
-        name=doc.get("name", ""),
-        version=int(str(doc["version"]).lstrip("v")),
-        status=doc.get("status", ""),
-        stages=list(doc.get("stages") or []),
-        aliases=list(doc.get("aliases") or []),
-        tags=dict(doc.get("tags") or {}),
-        metrics=dict(doc.get("metrics") or {}),
-        params=dict(doc.get("params") or {}),
-        description=doc.get("description"),
-        created_at=doc.get("created_at", ""),
-        created_by=doc.get("created_by", ""),
-        source=dict(doc.get("source") or {}),
-        files=list(doc.get("files") or []),
-        derived_from=doc.get("derived_from"),
-        path=Path(doc.get("path") or ""),
-        preferred_weight=doc.get("preferred_weight", ""),
-        bundle=dict(doc.get("bundle") or {}),
-        standard_artifacts=dict(doc.get("standard_artifacts") or {}),
-        signature=doc.get("signature"),
-        manifest={},
-    )
-
-
-def _change(doc: dict[str, Any]) -> ChangeResult:
-    return ChangeResult(
-        action=doc["action"],
-        name=doc["name"],
-        version=doc.get("version"),
-        changed=doc.get("changed") or {},
-        noop=bool(doc.get("noop")),
-        message=doc.get("message") or "",
-    )
 
 
 class RemoteRegistry:
@@ -293,7 +239,7 @@ class RemoteRegistry:
         ]
 
     def list_versions(self, name: str, *, stage: str | None = None) -> list[VersionInfo]:
-        doc = self._request("GET", f"/models/{_q(name, '/')}/-/versions", query={"stage": stage})
+        doc = self._request("GET", f"/models/{quote(name, '/')}/-/versions", query={"stage": stage})
         return [version_info({**v, "name": name}) for v in doc["versions"]]
 
     def audit(self, name: str | None = None, limit: int | None = None) -> AuditLog:
@@ -320,24 +266,26 @@ class RemoteRegistry:
             "reason": reason,
             "no_latest": not set_latest,
         }
-        return _change(self._request("POST", f"/models/{_q(name, '/')}/-/promote", body=body))
+        return change_result(
+            self._request("POST", f"/models/{quote(name, '/')}/-/promote", body=body)
+        )
 
     def rollback(self, name: str, *, to: str | int | None = None) -> ChangeResult:
-        return _change(
-            self._request("POST", f"/models/{_q(name, '/')}/-/rollback", body={"to": to})
+        return change_result(
+            self._request("POST", f"/models/{quote(name, '/')}/-/rollback", body={"to": to})
         )
 
     def archive(self, name: str, version: str | int, *, reason: str | None = None) -> ChangeResult:
-        path = f"/models/{_q(name, '/')}/-/versions/{_q(str(version))}/archive"
-        return _change(self._request("POST", path, body={"reason": reason}))
+        path = f"/models/{quote(name, '/')}/-/versions/{quote(str(version))}/archive"
+        return change_result(self._request("POST", path, body={"reason": reason}))
 
     def set_alias(self, name: str, alias: str, version: str | int) -> ChangeResult:
-        path = f"/models/{_q(name, '/')}/-/aliases/{_q(alias)}"
-        return _change(self._request("PUT", path, body={"version": version}))
+        path = f"/models/{quote(name, '/')}/-/aliases/{quote(alias)}"
+        return change_result(self._request("PUT", path, body={"version": version}))
 
     def remove_alias(self, name: str, alias: str) -> ChangeResult:
-        path = f"/models/{_q(name, '/')}/-/aliases/{_q(alias)}"
-        return _change(self._request("DELETE", path))
+        path = f"/models/{quote(name, '/')}/-/aliases/{quote(alias)}"
+        return change_result(self._request("DELETE", path))
 
     def tag(
         self,
@@ -346,9 +294,9 @@ class RemoteRegistry:
         set_tags: dict[str, str] | None = None,
         remove: list[str] | None = None,
     ) -> ChangeResult:
-        path = f"/models/{_q(name, '/')}/-/versions/{_q(str(version))}/tags"
+        path = f"/models/{quote(name, '/')}/-/versions/{quote(str(version))}/tags"
         body = {"set": dict(set_tags or {}), "rm": list(remove or [])}
-        return _change(self._request("POST", path, body=body))
+        return change_result(self._request("POST", path, body=body))
 
     # ---------------------------------------------------------------- publish
     def publish(
@@ -400,7 +348,7 @@ class RemoteRegistry:
             if convert.trust_pickle:
                 meta["trust_pickle"] = True
         meta = {k: v for k, v in meta.items() if v is not None}
-        target = f"{self._base}{API}/models/{_q(name, '/')}/-/versions"
+        target = f"{self._base}{API}/models/{quote(name, '/')}/-/versions"
         if from_mlflow:
             if paths:
                 raise BadInput("give either PATH... or --from-mlflow, not both")
@@ -418,40 +366,10 @@ class RemoteRegistry:
     def _upload(
         self, target: str, sources: list[Path], meta: dict[str, Any], progress: Progress | None
     ) -> Any:
-        from registry_cli.storage.payload import plan_payload
-
-        planned = plan_payload(sources)  # every refusal before a byte is sent
-        meta["source_paths"] = [str(p.absolute()) for p in sources]
-        boundary = f"regctl-{uuid.uuid4().hex}"
-        heads = []
-        for item in planned:
-            if any(c in item.relpath for c in '"\r\n'):
-                raise BadInput(f"cannot upload {item.relpath!r}: quote or newline in the name")
-            heads.append(
-                (
-                    f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-                    f'filename="{item.relpath}"\r\n'
-                    "Content-Type: application/octet-stream\r\n\r\n"
-                ).encode()
-            )
-        placeholder = {item.relpath: "0" * 64 for item in planned}
-        meta_head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n'
-            "Content-Type: application/json\r\n\r\n"
-        ).encode()
-        tail = f"\r\n--{boundary}--\r\n".encode()
-
-        def meta_bytes(sha: dict[str, str]) -> bytes:
-            return json.dumps({**meta, "sha256": sha}, sort_keys=True).encode()
-
-        length = sum(len(h) + item.size + 2 for h, item in zip(heads, planned, strict=True))
-        length += len(meta_head) + len(meta_bytes(placeholder)) + len(tail)
-        tick = progress("upload", sum(p.size for p in planned)) if progress else None
+        body = plan_body(sources, meta)
+        tick = progress("upload", body.total) if progress else None
         headers = self._headers(
-            {
-                "Content-Type": f"multipart/form-data; boundary={boundary}",
-                "Content-Length": str(length),
-            }
+            {"Content-Type": body.content_type, "Content-Length": str(body.length)}
         )
         with self._lock:
             self.close()  # a fresh connection: a long upload must not start on a stale one
@@ -461,26 +379,11 @@ class RemoteRegistry:
                 for key, value in headers.items():
                     conn.putheader(key, value)
                 conn.endheaders()
-                sha: dict[str, str] = {}
                 try:
-                    for head, item in zip(heads, planned, strict=True):
-                        conn.send(head)
-                        digest = hashlib.sha256()
-                        sent = 0
-                        for piece in _read(item.source):
-                            digest.update(piece)
-                            conn.send(piece)
-                            sent += len(piece)
-                            if tick:
-                                tick(len(piece))
-                        if sent != item.size:
-                            self.close()
-                            raise BadInput(f"{item.source} changed size while uploading")
-                        conn.send(b"\r\n")
-                        sha[item.relpath] = digest.hexdigest()
-                    conn.send(meta_head + meta_bytes(sha) + tail)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the server answered early (401, 413, ...): read what it said
+                    send_body(conn, body, tick)
+                except BadInput:
+                    self.close()
+                    raise
                 reply = conn.getresponse()
                 raw = reply.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -488,12 +391,3 @@ class RemoteRegistry:
                 raise self._unreachable(exc) from None
             self.close()
         return self._decode(reply, raw)
-
-
-def _read(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        while True:
-            piece = fh.read(CHUNK)
-            if not piece:
-                return
-            yield piece

@@ -1,0 +1,65 @@
+"""Documents of the registry server turned back into the core's results (SPEC §8/§9)."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from registry_cli.core.types import ChangeResult, VersionInfo
+from registry_cli.errors import BadInput
+
+
+def quote(text: str, safe: str = "") -> str:
+    return urllib.parse.quote(str(text), safe=safe)
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"token file {path} does not exist") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read token file {path}: {exc.strerror}") from None
+    token = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not token:
+        raise BadInput(f"token file {path} is empty")
+    return token
+
+
+def version_info(doc: dict[str, Any]) -> VersionInfo:
+    """A ``show --json`` (or ``versions --json`` entry) document as a VersionInfo."""
+    return VersionInfo(
+        name=doc.get("name", ""),
+        version=int(str(doc["version"]).lstrip("v")),
+        status=doc.get("status", ""),
+        stages=list(doc.get("stages") or []),
+        aliases=list(doc.get("aliases") or []),
+        tags=dict(doc.get("tags") or {}),
+        metrics=dict(doc.get("metrics") or {}),
+        params=dict(doc.get("params") or {}),
+        description=doc.get("description"),
+        created_at=doc.get("created_at", ""),
+        created_by=doc.get("created_by", ""),
+        source=dict(doc.get("source") or {}),
+        files=list(doc.get("files") or []),
+        derived_from=doc.get("derived_from"),
+        path=Path(doc.get("path") or ""),
+        preferred_weight=doc.get("preferred_weight", ""),
+        bundle=dict(doc.get("bundle") or {}),
+        standard_artifacts=dict(doc.get("standard_artifacts") or {}),
+        signature=doc.get("signature"),
+        manifest={},
+    )
+
+
+def change_result(doc: dict[str, Any]) -> ChangeResult:
+    return ChangeResult(
+        action=doc["action"],
+        name=doc["name"],
+        version=doc.get("version"),
+        changed=doc.get("changed") or {},
+        noop=bool(doc.get("noop")),
+        message=doc.get("message") or "",
+    )
