@@ -117,8 +117,16 @@ def test_source_urls():
         pull_mod.parse_source("ftp://mlops:secret@host:2121")
     with pytest.raises(BadInput, match="unsupported source"):
         pull_mod.parse_source("gopher://host/x")
-    with pytest.raises(BadInput, match="s3:// sources are not supported"):
-        pull_mod.parse_source("s3://bucket/prefix")
+    s3 = pull_mod.parse_source("s3://ml-models/registry")  # a root: its dist/ (SPEC §10)
+    assert (s3.kind, s3.host, s3.base, s3.display) == (
+        "s3",
+        "ml-models",
+        "registry/dist",
+        "s3://ml-models/registry/dist",
+    )
+    assert pull_mod.parse_source("s3://ml-models/x/dist").base == "x/dist"
+    with pytest.raises(BadInput, match="credentials"):
+        pull_mod.parse_source("s3://key:secret@ml-models/registry")
     with pytest.raises(BadInput, match="password inside") as refused:
         pull_mod.parse_source("https://user:secret@host/dist")
     assert "--token-env" in (refused.value.hint or "")
@@ -674,3 +682,29 @@ def test_pull_settings_from_registry_yaml(server, tmp_path, monkeypatch):
         timeout=120,
     )
     assert res.returncode == 2
+
+
+def test_python_client_honours_the_pull_section(served, root, tmp_path):
+    """Like `regctl pull`: pull.from and pull.cache_dir (relative to the config file's
+    folder), pull.stage; explicit arguments win."""
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    rel_root = os.path.relpath(root, conf_dir)
+    cfg = conf_dir / "client.yaml"
+    cfg.write_text(f"pull:\n  from: {rel_root}\n  cache_dir: cache\n  stage: dev\n")
+    client = ModelRegistryClient(config=cfg)
+    assert client.default_stage == "dev"
+    assert client.cache_root == conf_dir / "cache"
+    bundle = client.get("release", "faq-bot")
+    assert bundle.version == "v1" and bundle.path.is_relative_to(conf_dir / "cache")
+    other = ModelRegistryClient(config=cfg, cache_dir=tmp_path / "mine")
+    assert other.cache_root == tmp_path / "mine"
+    (Path.cwd() / "registry.yaml").write_text(f"pull:\n  from: {root}\n  cache_dir: here\n")
+    found = ModelRegistryClient()  # ./registry.yaml, found the way the command finds it
+    assert found.cache_root == Path.cwd() / "here"
+    assert found.get("release", "faq-bot").version == "v1"
+    (Path.cwd() / "registry.yaml").write_text("pull:\n  password: x\n")
+    from registry_cli import BadInput
+
+    with pytest.raises(BadInput, match="password"):
+        ModelRegistryClient(root)

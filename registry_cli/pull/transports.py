@@ -177,6 +177,10 @@ class FtpTransport:
     ) -> Fetched:
         try:
             conn = self.ftp.transfercmd(f"RETR {self._path(relpath)}", rest=offset or None)
+        except ftplib.error_perm as exc:
+            if offset and str(exc).startswith("554"):  # REST past the end: the file changed
+                return self.download(relpath, fd, progress, limit=limit)
+            raise self._failed(relpath, exc) from None
         except (OSError, EOFError, ftplib.Error) as exc:
             raise self._failed(relpath, exc) from None
         try:
