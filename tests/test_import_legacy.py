@@ -138,7 +138,6 @@ def test_yaml_registry_import(cli, reg, tmp_path):
     again = cli("import", "yaml-registry", str(src), "--json")
     assert again.exit_code == 0
     assert {r["action"] for r in json.loads(again.stdout)} == {"skip", "report"}
-    assert len(reg.audit("resnet18").entries) == len([e for e in reg.audit("resnet18").entries])
     assert len([e for e in reg.audit().entries if "imported_from" in e["details"]]) == 3
 
 

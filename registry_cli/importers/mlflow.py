@@ -36,6 +36,7 @@ from registry_cli.importers.source import (
 
 DEFAULT_PORT = 5000
 PARALLEL_FETCHES = 4
+UNREACHABLE = ("Max retries exceeded", "NewConnectionError", "Connection refused", "timed out")
 
 
 def tracking_uri_of(location: str | None, explicit: str | None, config: Config) -> str:
@@ -87,9 +88,14 @@ def _remote(what: str, tracking_uri: str) -> Iterator[None]:
     except Exception as exc:
         code = getattr(exc, "error_code", None)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        where = mlflow_source.redact(tracking_uri)
+        if any(m in str(exc) for m in UNREACHABLE) or isinstance(exc, ConnectionError):
+            raise RemoteError(
+                f"MLflow tracking server {where} is unreachable ({what})",
+                hint="check the address and that the server is running",
+            ) from None
         if code == "RESOURCE_DOES_NOT_EXIST":
             raise NotFound(f"MLflow has no {what}: {first}") from None
-        where = mlflow_source.redact(tracking_uri)
         if code is not None:
             raise RemoteError(f"MLflow at {where} refused {what}: {first}") from None
         raise RemoteError(
