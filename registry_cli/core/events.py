@@ -52,18 +52,22 @@ def committed(config: Config, entry: dict[str, Any]) -> None:
     matching = [h for h in hooks if event in h.events]
     if not matching:
         return
-    body = event_body(event, entry)
-    if len(matching) == 1:
-        deliver(matching[0], event, body)
-        return
-    threads = [
-        threading.Thread(target=deliver, args=(hook, event, body), name="regctl-webhook")
-        for hook in matching
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    try:
+        body = event_body(event, entry)
+        if len(matching) == 1:
+            deliver(matching[0], event, body)
+            return
+        # in parallel, so dead receivers cost one timeout budget, not one each
+        threads = [
+            threading.Thread(target=deliver, args=(hook, event, body), name="regctl-webhook")
+            for hook in matching
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    except Exception as exc:  # the change is committed whatever happens here
+        warn(f"webhooks for {event} not delivered: {type(exc).__name__}: {exc}")
 
 
 def event_body(event: str, entry: dict[str, Any]) -> bytes:
