@@ -67,7 +67,8 @@ def _param_lines(cmd: click.Command, ctx: click.Context) -> list[str]:
                 flags += " / " + ", ".join(param.secondary_opts)
             meta = _metavar(param, ctx)
             spec = f"{flags} {meta}".strip()
-            more = " Repeatable." if param.multiple else ""
+            said = "repeatable" in (param.help or "").lower()
+            more = " Repeatable." if param.multiple and not said else ""
             opts.append(f"- `{spec}`: {_clean(param.help)}{more}{_default(param)}")
     out = []
     if args:
