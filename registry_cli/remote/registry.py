@@ -19,7 +19,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -37,7 +36,6 @@ from registry_cli.errors import (
     RuleViolation,
 )
 from registry_cli.remote.documents import change_result, quote, read_token_file, version_info
-from registry_cli.remote.upload import plan_body, send_body
 
 API = "/api/v1"
 CHUNK = 1 << 20
@@ -82,7 +80,7 @@ class RemoteRegistry:
         self._port = parts.port or (443 if self._https else 80)
         self._base = parts.path.rstrip("/")
         self._timeout = timeout
-        self._ssl = ssl.create_default_context(cafile=str(ca_cert) if ca_cert else None)
+        self._ca_cert = ca_cert
         if token is None and token_file is not None:
             token = read_token_file(token_file)
         if token is None:
@@ -96,8 +94,13 @@ class RemoteRegistry:
     def _connect(self) -> http.client.HTTPConnection:
         if self._conn is None:
             if self._https:
+                import ssl  # only for https: loading the CA store costs start-up time
+
+                context = ssl.create_default_context(
+                    cafile=str(self._ca_cert) if self._ca_cert else None
+                )
                 self._conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=self._timeout, context=self._ssl
+                    self._host, self._port, timeout=self._timeout, context=context
                 )
             else:
                 self._conn = http.client.HTTPConnection(
@@ -366,6 +369,8 @@ class RemoteRegistry:
     def _upload(
         self, target: str, sources: list[Path], meta: dict[str, Any], progress: Progress | None
     ) -> Any:
+        from registry_cli.remote.upload import plan_body, send_body  # not needed to read
+
         body = plan_body(sources, meta)
         tick = progress("upload", body.total) if progress else None
         headers = self._headers(
