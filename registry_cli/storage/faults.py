@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import ssl
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -39,6 +40,9 @@ PathLike = str | os.PathLike[str]
 
 def is_fault(exc: BaseException) -> bool:
     """True for an OSError this module turns into a :class:`MachineFault`."""
+    # an SSLError's errno is an OpenSSL code (1 = SSL_ERROR_SSL), not an OS errno
+    if isinstance(exc, ssl.SSLError):
+        return False
     return isinstance(exc, OSError) and exc.errno in FAULT_ERRNOS
 
 
@@ -137,6 +141,17 @@ def user_path(filename: PathLike | None, roots: Iterable[PathLike] = ()) -> Path
     return path
 
 
+def _fd_limit(code: int | None) -> str:
+    if code == errno.ENFILE:
+        return "the system's limit"
+    try:
+        import resource
+
+        return f"limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} per process"
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return "the per-process limit"
+
+
 def _user() -> str:
     try:
         import pwd
@@ -176,14 +191,16 @@ def translate(
         message = f"not enough space{inside} to {operation}: {kind}{free}"
         hint = f"free up space on the filesystem of{at or ' the target'}, or use another location"
     elif code in READ_ONLY:
-        message = f"cannot {operation}:{at} is on a read-only filesystem (needs write access)"
+        what = f"{where} is on" if where is not None else "the target is on"
+        message = f"cannot {operation}: {what} a read-only filesystem (needs write access)"
         hint = "remount it read-write, or point --root / --cache-dir at a writable place"
     elif code in DENIED:
         user = _user()
-        message = f"cannot {operation}: permission denied on{at} for user {user}"
+        on = f" on {where}" if where is not None else ""
+        message = f"cannot {operation}: permission denied{on} for user {user}"
         hint = f"give {user} access to{at or ' it'} (chown/chmod), or run as a user who has it"
     elif code in TOO_MANY_FILES:
-        message = f"cannot {operation}: too many open files ({os.strerror(code)})"
+        message = f"cannot {operation}: too many open files ({_fd_limit(code)})"
         hint = "raise the limit (ulimit -n) or close other programs, then retry"
     else:  # NO_LOCKS
         message = f"cannot {operation}: file locks do not work on the filesystem of{at}"
