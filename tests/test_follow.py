@@ -146,10 +146,10 @@ def test_follow_swaps_on_promote_and_rollback_without_failing_a_request(
 
 
 @pytest.mark.slow
-def test_a_broken_new_version_keeps_the_old_one_serving(reg, serve, pt2, broken_pt2):
+def test_a_broken_new_version_keeps_the_old_one_serving(reg, cli, serve, pt2, broken_pt2):
     reg.publish("tiny", [pt2], signature=SIG)
     reg.publish("tiny", [broken_pt2])
-    reg.publish("tiny", [pt2], signature=SIG)
+    assert cli("publish", "tiny", str(pt2)).exit_code == 0  # signature read from the .pt2
     reg.set_alias("tiny", "canary", "v1")
     srv = serve("tiny", "--alias", "canary", "--follow", "--poll-interval", POLL)
     assert srv.wait_health(loaded=True)["model_version"] == "v1"
@@ -173,6 +173,8 @@ def test_a_broken_new_version_keeps_the_old_one_serving(reg, serve, pt2, broken_
     health = srv.client.get("/health").json()
     assert (health["model_alias"], health["last_error"]) == ("canary", None)
     assert srv.client.post("/predict", json=x).json()["model_version"] == "v3"
+    r = srv.client.post("/predict", json={"X": pm.example(1)[:, :5].tolist()})
+    assert r.status_code == 400 and "expected [*, 12, 18]" in r.json()["detail"]
 
     reg.remove_alias("tiny", "canary")  # nothing to follow: keep serving
     end = time.monotonic() + SWAP_BOUND_S
