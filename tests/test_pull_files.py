@@ -426,3 +426,26 @@ def test_concurrent_per_file_pulls_without_locks_all_succeed(tree, root, tmp_pat
     assert {r.path for r in results} == {results[0].path}
     assert sum(not r.cached for r in results) >= 1
     assert sorted(os.listdir(results[0].path.parent)) == ["v2"]  # no work folder left
+
+
+def test_the_bundle_download_resumes_too(tree, root, cli, tmp_path):
+    """pull --bundle (and trees without manifest_sha256) resume the same way."""
+    info = tree.get("big:v1").bundle
+    data = Path(info["path"]).read_bytes()
+    with StaticServer(root / "dist") as web:
+        part = (
+            tmp_path / "c" / "regctl" / f"http_127.0.0.1_{web.port}" / "release" / "big"
+            / f".v1.bundle-{info['sha256'][:16]}.partial" / "bundle.tar.gz.incomplete"
+        )  # fmt: skip
+        part.parent.mkdir(parents=True)
+        part.write_bytes(data[: len(data) // 2])
+        res = cli("pull", "big", "--from", web.url, "--bundle", "--cache-dir",
+                  str(tmp_path / "c"), "--json", root_dir=None)  # fmt: skip
+        assert res.exit_code == 0, res.stderr
+        assert web.sent_to["/release/big/versions/v1/bundle.tar.gz"] == len(data) - len(data) // 2
+    vdir = Path(json.loads(res.stdout)["path"])
+    assert sorted(os.listdir(vdir.parent)) == ["v1"]  # the work folder is gone
+    assert (
+        hashlib.sha256((vdir / "payload/model.pt").read_bytes()).hexdigest()
+        == (tree.get("big:v1").files[0]["sha256"])
+    )

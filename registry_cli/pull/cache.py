@@ -29,6 +29,7 @@ is downloaded again.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import errno
 import json
 import os
@@ -93,6 +94,26 @@ def read_cached(vdir: Path, name: str, version: int) -> tuple[dict, dict] | None
         ):
             return None
     return marker, manifest
+
+
+def pull_marker(
+    name: str, stage: str, vname: str, sha256: str, size: int, source: str
+) -> dict[str, Any]:
+    """The ``.regctl-pull.json`` of a version: where and when it came from, and the
+    bundle's sha256 and size (what ``pull --json`` reports)."""
+    return {
+        "format_version": 1,
+        "kind": "regctl/pull",
+        "name": name,
+        "stage": stage,
+        "version": vname,
+        "sha256": sha256,
+        "size": size,
+        "source": source,
+        "pulled_at": _dt.datetime.now(_dt.timezone.utc)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z"),
+    }
 
 
 def read_only_files(root: Path) -> None:

@@ -14,8 +14,11 @@ is not asked for:
 
 Work folders (in ``<cache>/regctl/<source>/<stage>/<name>/``)::
 
-    .vN.<manifest sha256[:16]>.partial                 parked: the next run resumes it
-    .vN.<manifest sha256[:16]>.<host>-<pid>-<rand>.active   in use by that process
+    .vN.<key>.partial                      parked: the next run resumes it
+    .vN.<key>.<host>-<pid>-<rand>.active   in use by that process
+
+``<key>`` is the manifest's sha256[:16], or ``bundle-<bundle sha256[:16]>`` for
+a bundle download (the bundle path resumes the same way).
 
 A run adopts a parked folder, or the active folder of a dead process on this
 host, by renaming it to its own name (rename is atomic: one run wins), so two
@@ -99,10 +102,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def claim_work_folder(parent: Path, vname: str, remote: RemoteVersion) -> Path:
+def work_key(remote: RemoteVersion, bundle: bool) -> str:
+    """What a work folder holds: this manifest's files, or this bundle."""
+    if bundle or remote.manifest_sha256 is None:
+        return f"bundle-{remote.sha256[:16]}"
+    return remote.manifest_sha256[:16]
+
+
+def claim_work_folder(parent: Path, vname: str, key: str) -> Path:
     """This run's own work folder: an adopted parked or orphaned one, else a new one."""
-    assert remote.manifest_sha256 is not None
-    prefix = f".{vname}.{remote.manifest_sha256[:16]}"
+    prefix = f".{vname}.{key}"
     mine = parent / f"{prefix}.{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.active"
     candidates = [parent / f"{prefix}.partial"]
     with contextlib.suppress(OSError):
@@ -126,11 +135,10 @@ def claim_work_folder(parent: Path, vname: str, remote: RemoteVersion) -> Path:
     return mine
 
 
-def park_work_folder(work: Path, vname: str, remote: RemoteVersion) -> None:
+def park_work_folder(work: Path, vname: str, key: str) -> None:
     """Leave ``work`` for the next run to resume (or as it is, if one is parked already)."""
-    assert remote.manifest_sha256 is not None
     with contextlib.suppress(OSError):
-        os.rename(work, work.parent / f".{vname}.{remote.manifest_sha256[:16]}.partial")
+        os.rename(work, work.parent / f".{vname}.{key}.partial")
 
 
 def _hash_prefix(fd: int, length: int) -> Any:
@@ -152,8 +160,10 @@ def fetch_one(
     work: Path,
     entry: dict[str, Any],
     progress: Progress | None,
+    recorded_in: str = "the manifest",
 ) -> None:
-    """Download one manifest entry into ``work`` (resuming its ``*.incomplete``) and verify it."""
+    """Download one manifest entry (``path``, ``size``, ``sha256``) into ``work``, resuming
+    its ``*.incomplete``, and verify it."""
     path, size, sha256 = entry["path"], entry["size"], entry["sha256"]
     target = inside(work, *path.split("/"))
     if target.is_file() and not target.is_symlink() and target.stat().st_size == size:
@@ -193,9 +203,9 @@ def fetch_one(
             raise IntegrityError(
                 f"{path} from {transport.description}: "
                 + (
-                    f"got {got.size} bytes, the manifest says {size}"
+                    f"got {got.size} bytes, {size} expected ({recorded_in})"
                     if got.size != size
-                    else f"sha256 {got.sha256} != {sha256} in the manifest"
+                    else f"sha256 {got.sha256} != {sha256} recorded in {recorded_in}"
                 ),
                 hint="the served file is damaged or tampered with; run `regctl verify` "
                 "on the server",

@@ -5,14 +5,15 @@ for ``vN``); if ``vN/`` is already cached and intact, done (no download, and
 for an explicit ``vN`` no network at all). Where the tree records the
 manifest's sha256, fetch the version file by file (:mod:`registry_cli.pull.files`:
 one write per byte, resumable, parallel). Otherwise (an older tree, or
-``bundle=True``) download the bundle to a
-unique ``*.incomplete`` file while hashing it, check size and sha256, unpack
-it into a unique folder beside the target (:mod:`registry_cli.storage.bundle_reader`
-refuses hostile members), check every file against ``manifest.json`` (exactly
-the listed files, each with its size and sha256), then rename the folder to
-``vN`` (:func:`registry_cli.pull.cache.install`). Whatever fails, the temp file
-and folder are removed, so the cache never holds a partial or unverified
-version. Two processes pulling the same version both succeed: the first rename
+``bundle=True``) download the bundle the same resumable way, check its size and
+sha256 against the index, unpack it into a unique folder beside the target
+(:mod:`registry_cli.storage.bundle_reader` refuses hostile members) and check
+every file against ``manifest.json`` (exactly the listed files, each with its
+size and sha256). Then rename the folder to ``vN``
+(:func:`registry_cli.pull.cache.install`). An integrity failure removes every
+temp file and folder; a cut transfer parks its work folder for the next run;
+so the cache never holds a partial or unverified version outside hidden
+paths. Two processes pulling the same version both succeed: the first rename
 wins and the other uses the winner's folder. A lock file avoids the duplicate
 download where ``flock`` works, but correctness never depends on it.
 """
@@ -20,7 +21,6 @@ download where ``flock`` works, but correctness never depends on it.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -38,12 +38,19 @@ from registry_cli.pull.cache import (
     MARKER,
     best_effort_lock,
     install,
+    pull_marker,
     read_cached,
     read_only_files,
     remove_empty_parents,
     resolve_cache_root,
 )
-from registry_cli.pull.files import claim_work_folder, fetch_files, park_work_folder
+from registry_cli.pull.files import (
+    claim_work_folder,
+    fetch_files,
+    fetch_one,
+    park_work_folder,
+    work_key,
+)
 from registry_cli.pull.http import HttpTransport
 from registry_cli.pull.remote import RemoteVersion, check_against_manifest, resolve_version
 from registry_cli.pull.sources import Source
@@ -312,40 +319,46 @@ class Puller:
         vname = format_version(remote.version)
         created_parent = not vdir.parent.exists()
         vdir.parent.mkdir(parents=True, exist_ok=True)
-        tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        incomplete = vdir.parent / f".{vname}.{tag}.incomplete"
-        work = vdir.parent / f".{vname}.{tag}.unpack"
-        per_file = remote.manifest_sha256 is not None and not bundle
+        work = vdir.parent / f".{vname}.{os.getpid()}-{uuid.uuid4().hex[:8]}.unpack"
+        key = work_key(remote, bundle)
+        per_file = not key.startswith("bundle-")
+        download: Path | None = None  # the resumable work folder of this run
         timings: dict[str, float] = {}
         ok = False
         try:
             t0 = time.perf_counter()
-            if per_file:
-                work = claim_work_folder(vdir.parent, vname, remote)
-                try:
+            download = claim_work_folder(vdir.parent, vname, key)
+            try:
+                if per_file:
+                    work = download
                     manifest, _data = fetch_files(transport, stage, name, remote, work, progress)
-                except IntegrityError:
-                    raise  # the finally below removes the folder: nothing in it is trusted
-                except BaseException:
-                    park_work_folder(work, vname, remote)  # resumed by the next run
-                    raise
-            else:
-                self.download_bundle(
-                    transport,
-                    stage,
-                    name,
-                    remote,
-                    incomplete,
-                    progress("download", remote.size) if progress else None,
-                )
+                else:
+                    fetch_one(
+                        transport,
+                        remote.folder(stage, name),
+                        download,
+                        {"path": "bundle.tar.gz", "size": remote.size, "sha256": remote.sha256},
+                        progress("download", remote.size) if progress else None,
+                        "the index",
+                    )
+            except IntegrityError:
+                raise  # the finally below removes the folder: nothing in it is trusted
+            except BaseException:
+                park_work_folder(download, vname, key)  # resumed by the next run
+                raise
+            if not per_file:
                 timings["download_s"] = time.perf_counter() - t0
                 work.mkdir()
                 digests = unpack_bundle(
-                    incomplete, work, progress("unpack", remote.size) if progress else None
+                    download / "bundle.tar.gz",
+                    work,
+                    progress("unpack", remote.size) if progress else None,
                 )
-                os.unlink(incomplete)
+                remove_tree(download)
                 manifest = check_against_manifest(work, digests, name, vname)
-            marker = self._marker(stage, name, remote)
+            marker = pull_marker(
+                name, stage, vname, remote.sha256, remote.size, self.source.display
+            )
             (work / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
             read_only_files(work)
 
@@ -365,23 +378,8 @@ class Puller:
             result.timings.update(timings)
             return result
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(incomplete)
+            if download is not None:
+                remove_tree(download)  # gone already when installed or parked
             remove_tree(work)
             if not ok and created_parent:
                 remove_empty_parents(vdir.parent, self.cache_root / "regctl")
-
-    def _marker(self, stage: str, name: str, remote: RemoteVersion) -> dict[str, Any]:
-        return {
-            "format_version": 1,
-            "kind": "regctl/pull",
-            "name": name,
-            "stage": stage,
-            "version": format_version(remote.version),
-            "sha256": remote.sha256,
-            "size": remote.size,
-            "source": self.source.display,
-            "pulled_at": _dt.datetime.now(_dt.timezone.utc)
-            .isoformat(timespec="seconds")
-            .replace("+00:00", "Z"),
-        }
