@@ -449,3 +449,23 @@ def test_the_bundle_download_resumes_too(tree, root, cli, tmp_path):
         hashlib.sha256((vdir / "payload/model.pt").read_bytes()).hexdigest()
         == (tree.get("big:v1").files[0]["sha256"])
     )
+
+
+@pytest.mark.slow
+def test_a_dot_file_serve_ftp_hides_comes_through_the_bundle(root, tmp_path):
+    """serve-ftp never serves dot-entries; a payload with one still pulls (from the bundle)."""
+    reg = ModelRegistry(root)
+    src = tmp_path / "src" / "m"
+    src.mkdir(parents=True)
+    (src / "model.pt").write_bytes(os.urandom(5000))
+    (src / ".settings").write_bytes(b"hidden")
+    reg.publish("dotty", [src])
+    add_manifest_sha256(root / "dist")
+    with FtpServer(root, "--anonymous") as srv:
+        res = run_pull("dotty", "--stage", "dev", "--from", srv.url, "--json",
+                       "--cache-dir", str(tmp_path / "c"))  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert "bundle.tar.gz" in srv.log
+    vdir = Path(json.loads(res.stdout)["path"])
+    assert (vdir / "payload/m/.settings").read_bytes() == b"hidden"
+    assert sorted(os.listdir(vdir.parent)) == ["v1"]

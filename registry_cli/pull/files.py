@@ -252,8 +252,13 @@ def fetch_files(
         finally:
             pool.release(session)
 
+    if len(files) <= 1:  # no helper threads for a single file
+        for entry in files:
+            fetch_one(transport, folder, work, entry, counted)
+        (work / "manifest.json").write_bytes(data)
+        return manifest, data
     try:
-        with ThreadPoolExecutor(max(1, min(PARALLEL_FILES, len(files)))) as executor:
+        with ThreadPoolExecutor(min(PARALLEL_FILES, len(files))) as executor:
             futures = [executor.submit(one, f) for f in files]
             _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:

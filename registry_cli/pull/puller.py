@@ -343,6 +343,13 @@ class Puller:
                     )
             except IntegrityError:
                 raise  # the finally below removes the folder: nothing in it is trusted
+            except NotFound:
+                if not per_file:
+                    raise
+                # a listed file the server does not serve (serve-ftp hides dot-files):
+                # the bundle holds it
+                remove_tree(download)
+                return self._fetch(transport, stage, name, remote, vdir, progress, True)
             except BaseException:
                 park_work_folder(download, vname, key)  # resumed by the next run
                 raise
