@@ -24,8 +24,9 @@ from registry_cli.core.config import Config
 from registry_cli.core.names import RESERVED_ALIASES, validate_alias, validate_model_name
 from registry_cli.errors import BadInput, NotFound, RegctlError, RemoteError
 from registry_cli.formats import mlflow_source
-from registry_cli.importers.facts import iso_time, strings_of
+from registry_cli.importers.facts import iso_time, metrics_of, strings_of
 from registry_cli.importers.source import (
+    Fetch,
     Fetched,
     SourceModel,
     SourceRegistry,
@@ -116,21 +117,121 @@ def _payload_files(local: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def _fetcher(name: str, version: str, tracking_uri: str) -> Any:
+def _payload_name(model_source: str | None, run_id: str | None) -> str:
+    """The artifact's name under ``payload/``, as ``publish --from-mlflow`` names it."""
+    if model_source and run_id and model_source.startswith(f"runs:/{run_id}/"):
+        base = model_source[len(f"runs:/{run_id}/") :].rstrip("/").rsplit("/", 1)[-1]
+    elif model_source and not model_source.startswith("models:/"):
+        base = urllib.parse.urlsplit(model_source).path.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        base = ""
+    return base if mlflow_source.SAFE_NAME_RE.match(base) else "model"
+
+
+RunFacts = tuple[dict[str, float], dict[str, str]]
+
+
+def _runs(client: Any, run_ids: list[str]) -> dict[str, RunFacts]:
+    """Metrics and params of many runs in a few requests (a version's own lookup
+    falls back to one ``get_run`` when this cannot answer)."""
+    from mlflow.entities import ViewType
+
+    wanted = sorted({r for r in run_ids if r and mlflow_source.RUN_ID_RE.match(r)})
+    out: dict[str, RunFacts] = {}
+    if not wanted:
+        return out
+    try:
+        experiments: list[str] = []
+        token = None
+        while True:
+            page = client.search_experiments(
+                view_type=ViewType.ALL, max_results=1000, page_token=token
+            )
+            experiments.extend(e.experiment_id for e in page)
+            token = page.token
+            if not token:
+                break
+        for i in range(0, len(wanted), 100):
+            chunk = ", ".join(f"'{r}'" for r in wanted[i : i + 100])
+            token = None
+            while True:
+                page = client.search_runs(
+                    experiments,
+                    f"attributes.run_id IN ({chunk})",
+                    run_view_type=ViewType.ALL,
+                    max_results=1000,
+                    page_token=token,
+                )
+                for run in page:
+                    out[run.info.run_id] = (
+                        metrics_of(run.data.metrics),
+                        strings_of(run.data.params),
+                    )
+                token = page.token
+                if not token:
+                    break
+    except Exception:  # an older server without this search: one get_run per version
+        return {}
+    return out
+
+
+def _fetcher(client: Any, mv: Any, runs: dict[str, RunFacts], tracking_uri: str) -> Fetch:
+    name, label, run_id = mv.name, str(int(mv.version)), mv.run_id or None
+    uri = f"models:/{name}/{label}"
+
     def fetch(folder: Path) -> Fetched:
-        ref = mlflow_source.parse_source(f"models:/{name}/{version}")
-        found = mlflow_source.lookup(ref, tracking_uri)
-        art = mlflow_source.download(found, tracking_uri, folder)
-        files = _payload_files(art.local_path)
+        try:
+            return _fetch(folder)
+        except NotFound as exc:
+            raise Unfetchable(exc.message) from None
+
+    def _fetch(folder: Path) -> Fetched:
+        import mlflow
+
+        with _remote(f"the download URI of {uri}", tracking_uri):
+            download_uri = client.get_model_version_download_uri(name, label)
+        facts = runs.get(run_id) if run_id else ({}, {})
+        if facts is None:
+            with _remote(f"run {run_id}", tracking_uri):
+                run = client.get_run(run_id)
+            facts = (metrics_of(run.data.metrics), strings_of(run.data.params))
+        target = folder / "download"
+        target.mkdir()
+        with _remote(f"the artifacts of {uri}", tracking_uri):
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=download_uri,
+                    dst_path=str(target),
+                    tracking_uri=tracking_uri,
+                    registry_uri=tracking_uri,
+                )
+            )
+        named = folder / "source" / _payload_name(mv.source, run_id)
+        named.parent.mkdir()
+        os.rename(local, named)
+        files = _payload_files(named)
         if not files:
-            raise Unfetchable(f"models:/{name}/{version} has no artifact files")
+            raise Unfetchable(f"{uri} has no artifact files")
+        artifact_path = None
+        if mv.source and run_id and mv.source.startswith(f"runs:/{run_id}/"):
+            artifact_path = mv.source[len(f"runs:/{run_id}/") :] or None
         return Fetched(
             files=files,
             move=True,
-            metrics=art.metrics,
-            params=art.params,
-            source=art.source,
-            signature=art.signature,
+            metrics=facts[0],
+            params=facts[1],
+            source={
+                "type": "mlflow",
+                "tracking_uri": mlflow_source.redact(tracking_uri),
+                "uri": uri,
+                "model_name": name,
+                "model_version": int(label),
+                "model_alias": None,
+                "model_source": mv.source,
+                "artifact_path": artifact_path,
+                "run_id": run_id,
+            },
+            signature=mlflow_source.mlmodel_signature(named),
         )
 
     return fetch
@@ -147,6 +248,7 @@ def _model(client: Any, rm: Any, tracking_uri: str, stages: tuple[str, ...]) -> 
             if not token:
                 break
     mvs = sorted(found, key=lambda mv: int(mv.version))
+    runs = _runs(client, [mv.run_id for mv in mvs])
     model = SourceModel(name=name, versions=[], explicit_candidate=True)
     production: list[str] = []
     archived: set[str] = set()
@@ -157,7 +259,7 @@ def _model(client: Any, rm: Any, tracking_uri: str, stages: tuple[str, ...]) -> 
             label=label,
             identity=f"models:/{name}/{label}",
             source={"type": "mlflow", "tracking_uri": mlflow_source.redact(tracking_uri)},
-            fetch=_fetcher(name, label, tracking_uri),
+            fetch=_fetcher(client, mv, runs, tracking_uri),
             tags=strings_of(dict(mv.tags or {})),
             description=mv.description or None,
             created_at=iso_time(mv.creation_timestamp),
