@@ -137,7 +137,7 @@ class PartWriter:
             raise BadInput(f"payload/{self.path} would be both a file and a folder") from None
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
-        chunk = data[start:end]
+        chunk = memoryview(data)[start:end]  # no copy of the (1 MiB) batch
         if self.kind == "file" and self.out is not None:
             self.out.write(chunk)
             self.digest.update(chunk)
@@ -145,7 +145,7 @@ class PartWriter:
         elif self.kind == "metadata":
             if len(self.received.metadata) + len(chunk) > METADATA_LIMIT:
                 raise BadInput("the metadata part is over 1 MiB")
-            self.received.metadata += chunk
+            self.received.metadata += bytes(chunk)
 
     def part_end(self) -> None:
         if self.kind == "file" and self.out is not None:
