@@ -4,6 +4,7 @@ that the registry server imports itself (the JSON body of SPEC §9)."""
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import uuid
 
@@ -46,7 +47,7 @@ def test_https_with_a_private_ca(tmp_path, tls_files, model_file, cli):
         reply = httpx.get(
             f"{proc.url}/api/v1/models",
             headers={"Authorization": f"Bearer {tokens['admin']}"},
-            verify=str(cert),
+            verify=ssl.create_default_context(cafile=str(cert)),
         )
         assert reply.status_code == 200
         config = tmp_path / "remote.yaml"
