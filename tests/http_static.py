@@ -183,3 +183,13 @@ def add_manifest_sha256(dist: Path) -> None:
                 entry["manifest_sha256"] = sha(doc_path.parent, entry["version"])
         os.unlink(doc_path)  # never write through a hard link
         doc_path.write_text(json.dumps(doc, indent=2))
+
+
+def drop_manifest_sha256(dist: Path) -> None:
+    """Make a served tree look like one written before ``manifest_sha256`` existed."""
+    for doc_path in [*dist.rglob("index.json"), *dist.rglob("LATEST.json")]:
+        doc = json.loads(doc_path.read_text())
+        for entry in [doc, *(doc.get("versions") or [])]:
+            entry.pop("manifest_sha256", None)
+        os.unlink(doc_path)
+        doc_path.write_text(json.dumps(doc, indent=2))

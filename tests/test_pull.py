@@ -236,7 +236,14 @@ def tamper_served_bundle(root: Path, stage: str, name: str, version: str) -> Non
 def test_tampered_bundle_is_exit_5_and_leaves_the_cache_empty(served, root, cli, tmp_path):
     tamper_served_bundle(root, "release", "faq-bot", "v1")
     res = cli(
-        "pull", "faq-bot", "--from", str(root), "--cache-dir", str(tmp_path / "c"), root_dir=None
+        "pull",
+        "faq-bot",
+        "--from",
+        str(root),
+        "--bundle",  # the bundle path even once the tree records manifest_sha256
+        "--cache-dir",
+        str(tmp_path / "c"),
+        root_dir=None,
     )
     assert res.exit_code == 5, res.stderr
     assert "sha256" in res.stderr
@@ -468,6 +475,7 @@ def test_tampered_bundle_over_ftp(server, root, tmp_path):
         server.user_url(),
         "--password-env",
         "FTP_PW",
+        "--bundle",
         "--cache-dir",
         str(tmp_path / "c"),
         env=PW_ENV,

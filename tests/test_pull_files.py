@@ -18,7 +18,7 @@ from registry_cli import ModelRegistry
 from registry_cli.client import ModelRegistryClient
 from tests.conftest import regctl_cmd
 from tests.ftp_helpers import PASSWORD, FtpServer, make_tls_cert
-from tests.http_static import StaticServer, add_manifest_sha256
+from tests.http_static import StaticServer, add_manifest_sha256, drop_manifest_sha256
 
 MiB = 1 << 20
 
@@ -129,7 +129,8 @@ def test_bundle_flag_and_trees_without_the_key_use_the_bundle(tree, root, cli, t
     reg = ModelRegistry(old)
     src = tmp_path / "src" / "m.pt"
     src.write_bytes(b"weights" * 1000)
-    reg.publish("m", [src])  # a tree as written before manifest_sha256
+    reg.publish("m", [src])
+    drop_manifest_sha256(old / "dist")  # a tree as written before manifest_sha256
     with StaticServer(old / "dist") as web:
         res = cli(
             "pull", "m", "--stage", "dev", "--from", web.url,
