@@ -124,6 +124,9 @@ def import_registry(
                 else ""
             )
         )
+    reported = sum(1 for r in report.rows if r.action == "report") - report.bad
+    if reported:
+        note(f"note: {reported} version(s) reported and not imported (see the rows marked report)")
     if report.bad:
         bad = IntegrityError(
             f"{report.bad} version(s) failed their checks and were not imported (the others were)",
