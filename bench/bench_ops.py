@@ -8,7 +8,9 @@ Targets (issue 16):
                                                          <= 1.5x `regctl --help`
   doctor       reported, no target (it re-hashes every version, like verify)
 
-Also prints `regctl --help` itself, so a start-up change shows up here too.
+Also prints `regctl --help` itself, so a start-up change shows up here too. Each
+figure is the median wall time and CPU time of whole processes; on a busy machine
+(load average above the core count) the target is judged on CPU time.
 """
 
 from __future__ import annotations
@@ -32,18 +34,26 @@ for var in ("REGCTL_ROOT", "REGCTL_CONFIG", "_REGCTL_COMPLETE", "COMP_WORDS", "C
 RESULTS: list[bool] = []
 
 
-def timed(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> float:
-    """Median wall time of a whole process over ``runs`` runs (after one warm-up)."""
+def timed(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Median wall time and median CPU time (user + system) of a whole process over
+    ``runs`` runs (after one warm-up)."""
     full = dict(ENV, **(env or {}))
     subprocess.run(cmd, env=full, capture_output=True, check=False)
-    times = []
+    walls, cpus = [], []
     for _ in range(runs):
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=full, capture_output=True)
-        times.append(time.perf_counter() - t0)
+        proc = subprocess.Popen(
+            cmd, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )  # fmt: skip
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(usage.ru_utime + usage.ru_stime)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode not in (0, 1):
-            raise SystemExit(f"{cmd} failed: {proc.stderr.decode()}")
-    return statistics.median(times)
+            raise SystemExit(f"{cmd} failed: {err.decode()}")
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def complete_env(*words: str) -> dict[str, str]:
@@ -80,9 +90,12 @@ def main() -> int:
         root = Path(tmp) / "reg"
         build(root, models, versions)
         base = [sys.executable, "-m", "registry_cli"]
-        helpt = timed([*base, "--help"], runs)
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+        judged = "CPU time (the machine is busy: wall times are noise)" if busy else "wall time"
+        help_wall, help_cpu = timed([*base, "--help"], runs)
         print(f"completion ({models} models, faq-bot with {versions} versions; median of {runs})")
-        print(f"  {'regctl --help':<42} {helpt * 1000:6.0f} ms")
+        print(f"  target on {judged}; load average {os.getloadavg()[0]:.1f}")
+        print(f"  {'regctl --help':<42} {help_wall * 1000:6.0f} ms  cpu {help_cpu * 1000:4.0f} ms")
         r = ["regctl", "--root", str(root)]
         cases = {
             "command name (regctl pro<TAB>)": complete_env("regctl", "pro"),
@@ -96,17 +109,17 @@ def main() -> int:
             ),
         }
         for name, env in cases.items():
-            took = timed(base, runs, env)
-            ratio = took / helpt
+            wall, cpu = timed(base, runs, env)
+            ratio = cpu / help_cpu if busy else wall / help_wall
             ok = ratio <= 1.5
             RESULTS.append(ok)
             print(
-                f"  {name:<42} {took * 1000:6.0f} ms  {ratio:4.2f}x  (target <= 1.5x)  "
-                f"{'ok' if ok else 'MISSED'}",
+                f"  {name:<42} {wall * 1000:6.0f} ms  cpu {cpu * 1000:4.0f} ms  {ratio:4.2f}x  "
+                f"(target <= 1.5x)  {'ok' if ok else 'MISSED'}",
                 flush=True,
             )
-        took = timed([*base, "--root", str(root), "doctor", "--json"], max(3, runs // 3))
-        print(f"doctor\n  {'regctl doctor --json':<42} {took * 1000:6.0f} ms  (no target)")
+        wall, _cpu = timed([*base, "--root", str(root), "doctor", "--json"], max(3, runs // 3))
+        print(f"doctor\n  {'regctl doctor --json':<42} {wall * 1000:6.0f} ms  (no target)")
     return 0 if all(RESULTS) else 1
 
 
