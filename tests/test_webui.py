@@ -622,3 +622,23 @@ def test_anonymous_read_shows_pages_but_no_actions(browser, tmp_path):
         assert reply.status == 403
         assert ModelRegistry(root).model_state(PPE).aliases["champion"] == 5
         context.close()
+
+
+def test_under_tls_the_session_cookie_is_secure(browser, tmp_path):
+    from tests.ftp_helpers import make_tls_cert
+
+    root, tokens, env = make_site(tmp_path)
+    cert, key = make_tls_cert(tmp_path)
+    args = ("--tls-cert", str(cert), "--tls-key", str(key))
+    with ServeRegistryProcess(root, *args, log=tmp_path / "server.log", env=env) as proc:
+        assert proc.url.startswith("https://")
+        context = browser.new_context(ignore_https_errors=True)
+        page = context.new_page()
+        page.goto(proc.url + "/sign-in")
+        page.fill("#token", tokens["read"])
+        page.click("form[action='/sign-in'] button[type=submit]")
+        page.wait_for_load_state()
+        assert "tok-read" in page.inner_text("header")
+        cookie = next(c for c in context.cookies() if c["name"] == "regctl_session")
+        assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        context.close()

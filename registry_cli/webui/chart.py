@@ -71,9 +71,19 @@ def _sample(items: list[tuple[int, float]], keep: set[int]) -> list[tuple[int, f
 
 
 def _ticks(low: float, high: float, count: int = 4) -> list[float]:
-    if high == low:
+    """Round values (steps of 1, 2 or 5 times a power of ten) between low and high."""
+    if high <= low:
         return [low]
-    return [low + (high - low) * i / count for i in range(count + 1)]
+    raw = (high - low) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(low / step - 1e-9) * step
+    out = []
+    value = first
+    while value <= high + step * 1e-9:
+        out.append(round(value, 12))
+        value += step
+    return out or [low]
 
 
 def metric_charts(
@@ -128,6 +138,12 @@ def _layout(
         Point(v, value, x_of(v), y_of(value), v == champion, v in archived) for v, value in items
     ]
     chart.y_ticks = [(y_of(t), fmt(t)) for t in _ticks(y_low + pad, y_high - pad)]
-    xs = sorted({x_low, x_high, *[round(t) for t in _ticks(x_low, x_high)]})
+    xs = sorted({x_low, x_high, *[round(t) for t in _ticks(x_low, x_high, 5) if t == round(t)]})
+    xs = [
+        v
+        for i, v in enumerate(xs)
+        if i in (0, len(xs) - 1)
+        or (v - xs[i - 1] >= (x_high - x_low) / 8 and x_high - v >= (x_high - x_low) / 8)
+    ]
     chart.x_ticks = [(x_of(v), f"v{v}") for v in xs]
     return chart
