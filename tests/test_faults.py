@@ -250,11 +250,6 @@ def test_too_many_open_files_is_exit_2_and_retry_works(root, model_file):
     assert run("publish", "m", str(model_file), root=root).returncode == 0  # the fix: a limit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the publish scratch folder is removed with file descriptors too; with none left "
-    "it stays for regctl gc (core: retry the removal after closing, or remove by path)",
-)
 def test_too_many_open_files_leaves_nothing_behind(root, model_file):
     assert run("publish", "m", str(model_file), root=root).returncode == 0
     proc = run_with_fd_limit(6, "--root", str(root), "publish", "m", str(model_file))

@@ -324,12 +324,6 @@ def _snapshot(root: Path) -> dict:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs a core change: Produced.version must be able to take a number whose "
-    "publish was killed before its commit (reserved, never listed); today the core treats "
-    "every number below next_version as taken, so the rerun moves that version on top",
-)
 def test_sigkill_midway_then_rerun_equals_uninterrupted(tmp_path):
     sizes = {"v1": 6 << 20, "v2": 6 << 20, "v3": 6 << 20}
     src = build_yaml_registry(tmp_path / "lite", sizes)
@@ -415,8 +409,7 @@ def test_sigkill_while_settling_then_rerun_equals_uninterrupted(tmp_path):
     finally:
         os.kill(proc.pid, signal.SIGKILL) if proc.poll() is None else None
         proc.wait(timeout=30)
-    if proc.returncode != -signal.SIGKILL:
-        pytest.skip("the import finished before the kill landed")
+    assert proc.returncode == -signal.SIGKILL, "the import finished before the kill landed"
     rerun = subprocess.run(
         regctl_cmd("--root", str(killed), *command), capture_output=True, text=True, timeout=300
     )

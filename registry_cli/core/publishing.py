@@ -6,10 +6,9 @@
    parallel);
 3. reserve the number: a committed change of ``next_version`` (it only grows,
    so a number is never handed out twice, even after a crash);
-4. ``install_folder`` makes the staged folder ``models/<name>/vN`` (never over
-   an existing one) — still invisible, since the state does not list it;
-5. commit the state that lists it (the commit point), then audit and update
-   the served tree under the model's lock.
+4. under the model's lock, ``install_folder`` makes the staged folder
+   ``models/<name>/vN`` (never over an existing one) and the state that lists
+   it is committed (the commit point); then the audit line and the served tree.
 
 A writer killed anywhere leaves at most a scratch folder or an unlisted
 ``vN``; ``gc`` removes both.
@@ -183,18 +182,28 @@ class Publisher:
             with open(vdir / "manifest.json", "rb") as fh:
                 os.fsync(fh.fileno())
             target = layout.version_key(name, number)
-            try:
-                self.store.install_folder(vdir, target)
-            except AlreadyExists:  # only where locks do not work: never overwrite
-                raise RegctlError(
-                    f"{self.store.location}/{target} appeared while publishing; not overwriting",
-                    hint="another writer took the number; rerun the publish",
-                ) from None
+            installed: list[bool] = []
+
+            def install() -> None:
+                # under the writer lock, with the commit that lists the folder: gc, which
+                # takes the same lock, never sees an installed folder its writer still owns
+                if installed:
+                    return  # a retry after a conflicting commit (object stores)
+                try:
+                    self.store.install_folder(vdir, target)
+                except AlreadyExists:  # only where locks do not work: never overwrite
+                    raise RegctlError(
+                        f"{self.store.location}/{target} appeared while publishing; "
+                        "not overwriting",
+                        hint="another writer took the number; rerun the publish",
+                    ) from None
+                installed.append(True)
 
             entry: dict[str, Any] = {}
             first = self.config.stages[0]
 
             def commit(state: ModelState) -> None:
+                install()
                 changes = lifecycle.add_published(
                     state,
                     number,
@@ -217,12 +226,17 @@ class Publisher:
     def _reserve(self, name: str, wanted: int | None) -> Callable[[ModelState], int]:
         def reserve(state: ModelState) -> int:
             if wanted is not None:
-                if wanted < state.next_version or self.store.kind(layout.version_key(name, wanted)):
+                # A number below next_version that no version holds was reserved by a
+                # publish that died before its commit (an importer's rerun asks for it
+                # again). Its folder, if any, is garbage: folders are installed under
+                # this lock together with the commit that lists them.
+                if wanted in state.versions:
                     raise RuleViolation(
                         f"{name}:v{wanted} is taken (numbers are never reused)",
                         hint=f"the next free number is v{state.next_version}",
                     )
-                state.next_version = wanted + 1
+                self.store.remove_tree(layout.version_key(name, wanted))
+                state.next_version = max(state.next_version, wanted + 1)
                 return wanted
             number = state.next_version
             while self.store.kind(layout.version_key(name, number)) is not None:

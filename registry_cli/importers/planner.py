@@ -88,7 +88,9 @@ def _local_versions(reg: ModelRegistry, name: str) -> tuple[dict[str, int], int]
         uri = info.source.get("uri")
         if isinstance(uri, str):
             by_identity[uri] = info.version
-    return by_identity, state.next_version
+    # numbers a killed publish reserved but never listed are free again for an importer
+    # (the core grants Produced.version for them); numbers of listed versions are not
+    return by_identity, (state.versions.max() or 0) + 1
 
 
 def plan_model(reg: ModelRegistry, model: SourceModel) -> ModelPlan:

@@ -8,6 +8,7 @@ so a reader sees the old or the new file and a crash leaves one of the two.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -93,9 +94,27 @@ def remove_tree(path: Path) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         with contextlib.suppress(OSError):
             os.chmod(path, 0o755)
-        if sys.version_info >= (3, 12):
-            shutil.rmtree(path, onexc=_make_writable_and_retry)
-        else:
-            shutil.rmtree(path, onerror=_make_writable_and_retry)
+        try:
+            if sys.version_info >= (3, 12):
+                shutil.rmtree(path, onexc=_make_writable_and_retry)
+            else:
+                shutil.rmtree(path, onerror=_make_writable_and_retry)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            _remove_by_path(str(path))  # rmtree holds a descriptor per level
     else:
         os.unlink(path)
+
+
+def _remove_by_path(top: str) -> None:
+    """Remove a tree holding at most one descriptor at a time (the process is out of them)."""
+    for name in os.listdir(top):
+        full = os.path.join(top, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            with contextlib.suppress(OSError):
+                os.chmod(full, 0o755)
+            _remove_by_path(full)
+        else:
+            os.unlink(full)
+    os.rmdir(top)
