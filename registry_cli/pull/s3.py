@@ -1,0 +1,123 @@
+"""Read a served tree straight from object storage: ``pull --from s3://BUCKET/PREFIX``.
+
+``PREFIX`` is a registry root in the bucket (its ``dist/`` is read) or, when
+its last segment is ``dist``, the served tree itself. The endpoint and the
+credentials come as for an s3 root (SPEC §10: ``$REGCTL_S3_ENDPOINT_URL``,
+else ``$AWS_ENDPOINT_URL``; the AWS chain). boto3 is imported only here and in
+``storage/s3_client.py``, when an ``s3://`` source is used.
+
+A resume asks ``Range: bytes=N-`` with ``If-Match: <ETag>`` of the first
+transfer: a 412 means the object changed, and the file starts over.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from registry_cli.errors import IntegrityError, NotFound, RemoteError
+from registry_cli.pull.sources import Source
+from registry_cli.pull.transports import Fetched, sink_for
+from registry_cli.storage import s3_client as sc
+from registry_cli.storage.hashing import Progress
+from registry_cli.storage.streams import pump
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+
+class S3Transport:
+    """Reads ``dist/`` objects with GetObject; one client shared by forks (thread-safe)."""
+
+    def __init__(self, source: Source, *, timeout: float = 30.0, client: Any = None) -> None:
+        from registry_cli.storage.open import s3_options
+
+        self.source = source
+        self.description = source.display
+        self.options = s3_options()
+        self.bucket = source.host
+        self.base = source.base.strip("/")
+        self.client = client or sc.make_client(self.options)
+
+    def _key(self, relpath: str) -> str:
+        for seg in relpath.split("/"):
+            if seg in ("", ".", "..") or "\\" in seg:
+                raise IntegrityError(f"{relpath} from {self.description}: unsafe path")
+        return f"{self.base}/{relpath}" if self.base else relpath
+
+    def _failed(self, relpath: str, exc: Exception) -> Exception:
+        if sc.is_missing(exc) and sc.status_of(exc)[1] != "NoSuchBucket":
+            return NotFound(f"{relpath} is not in {self.description}")
+        return sc.remote_error(exc, self.options, f"reading {relpath} from {self.description}")
+
+    def read_small(self, relpath: str, limit: int) -> bytes:
+        try:
+            got = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(relpath), Range=f"bytes=0-{limit}"
+            )
+            data = bytes(got["Body"].read())
+        except (IntegrityError, NotFound):
+            raise
+        except Exception as exc:
+            raise self._failed(relpath, exc) from None
+        if len(data) > limit:
+            raise IntegrityError(f"{relpath} is larger than {limit} bytes; refusing it")
+        return data
+
+    def download(
+        self,
+        relpath: str,
+        fd: int,
+        progress: Progress | None = None,
+        *,
+        offset: int = 0,
+        prefix: _Hash | None = None,
+        validator: str | None = None,
+        limit: int | None = None,
+    ) -> Fetched:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(relpath)}
+        if offset:
+            kwargs["Range"] = f"bytes={offset}-"
+            if validator:
+                kwargs["IfMatch"] = validator
+        try:
+            got = self.client.get_object(**kwargs)
+        except Exception as exc:
+            if offset and (sc.is_precondition_failed(exc) or sc.status_of(exc)[0] == 416):
+                return self.download(relpath, fd, progress, limit=limit)  # changed: start over
+            raise self._failed(relpath, exc) from None
+        body = got["Body"]
+        declared = int(got.get("ContentLength") or 0)
+
+        def recv_into(view: memoryview) -> int:
+            data = body.read(len(view))
+            view[: len(data)] = data
+            return len(data)
+
+        try:
+            size, digest = pump(
+                recv_into,
+                fd,
+                progress,
+                sink=sink_for(fd, offset, prefix if offset else None),
+                limit=limit,
+            )
+        except Exception as exc:  # a full disk is told as such by the CLI (its cause)
+            raise RemoteError(
+                f"{self.description}: transfer of {relpath} was cut: {exc}",
+                hint="run the same pull again: it resumes where it stopped",
+            ) from None
+        finally:
+            body.close()
+        if (limit is None or size <= limit) and size - offset < declared:
+            raise RemoteError(
+                f"{self.description}: transfer of {relpath} was cut after "
+                f"{size - offset} of {declared} bytes",
+                hint="run the same pull again: it resumes where it stopped",
+            )
+        return Fetched(size, digest, got.get("ETag"), offset)
+
+    def fork(self) -> S3Transport:
+        return S3Transport(self.source, client=self.client)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,68 @@
+"""Which :class:`Store` a root names: ``s3://BUCKET/PREFIX`` → :class:`S3Store`, else a folder.
+
+The endpoint of an s3 root comes from ``$REGCTL_S3_ENDPOINT_URL``, else
+``$AWS_ENDPOINT_URL``, else ``s3: {endpoint_url}`` in the config; the region
+from ``s3: {region}`` (else the AWS chain); credentials always from the AWS
+chain (environment, profile), never from the config.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from registry_cli.settings import S3
+from registry_cli.storage.fs_store import FsStore
+from registry_cli.storage.s3_client import S3Options, is_s3_url
+from registry_cli.storage.store import Store
+
+
+def s3_options(config_section: Mapping[str, Any] | None = None) -> S3Options:
+    """The ``s3:`` settings: environment first, then the config file."""
+    got = S3.resolve({}, config_section)
+    return S3Options(
+        endpoint_url=got["endpoint_url"],
+        region=got["region"],
+        unsafe_single_writer=bool(got["unsafe_single_writer"]),
+    )
+
+
+def default_cache_root() -> Path:
+    """``$REGCTL_CACHE_DIR``, else the torch hub folder's ``regctl/`` (as ``pull`` uses)."""
+    chosen = os.environ.get("REGCTL_CACHE_DIR")
+    if chosen:
+        return Path(os.path.expanduser(chosen)).absolute()
+    torch_home = os.environ.get("TORCH_HOME")
+    if torch_home:
+        return Path(os.path.expanduser(torch_home)).absolute() / "hub" / "regctl"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(os.path.expanduser(xdg)) if xdg else Path.home() / ".cache"
+    return base.absolute() / "torch" / "hub" / "regctl"
+
+
+def open_store(
+    location: str | os.PathLike[str],
+    config_section: Mapping[str, Any] | None = None,
+    *,
+    cache_root: Path | None = None,
+) -> Store:
+    """The store of a root: ``s3://BUCKET/PREFIX`` or a folder path."""
+    if is_s3_url(location):
+        from registry_cli.storage.s3_store import S3Store
+
+        return S3Store(
+            str(location), s3_options(config_section), cache_root=cache_root or default_cache_root()
+        )
+    return FsStore(Path(location))
+
+
+def local_version(store: Store, key: str) -> Path:
+    """A local folder holding the version ``key`` (``models/<name>/vN``): the folder
+    itself on a folder root; on an object store, the verified copy in the local cache
+    (downloaded once)."""
+    fetch = getattr(store, "fetch_version", None)
+    if fetch is not None:
+        return Path(fetch(key))
+    return store.local_path(key)

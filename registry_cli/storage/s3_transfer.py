@@ -1,0 +1,227 @@
+"""Bulk transfers of an :class:`~registry_cli.storage.s3_store.S3Store`: a staged version
+folder going up, a version coming down into the local cache.
+
+Up (:func:`upload_folder`): every file at once on a thread pool; a file above
+:data:`PART` as a multipart upload whose parts go up in parallel, completed
+with ``If-None-Match: *``; smaller ones as one ``PutObject`` with
+``If-None-Match: *``. A version is never written over an existing object; an
+upload that fails is aborted (``gc`` aborts those of a killed writer).
+
+Down (:func:`download_version`): ``manifest.json``, then each payload file,
+hashed as it arrives and checked against the manifest (exit 5 on a mismatch),
+into a hidden ``*.incomplete-*`` folder renamed into place when complete and
+marked verified; a verified copy is reused, never downloaded again.
+
+Leftovers (:func:`leftovers`): what killed writers left for ``gc``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from registry_cli.errors import IntegrityError
+from registry_cli.storage import s3_client as sc
+from registry_cli.storage.atomic import remove_tree
+from registry_cli.storage.hashing import CHUNK, Progress
+from registry_cli.storage.layout import check_key_parts
+from registry_cli.storage.store import AlreadyExists, Missing
+
+if TYPE_CHECKING:
+    from registry_cli.storage.s3_store import S3Store
+
+PART = 16 << 20  # multipart part size; files above it go up in parts
+THREADS = 8
+VERIFIED = ".regctl-verified"
+REMOTE_SCRATCH_TTL_S = 24 * 3600  # another host's scratch marker counts as alive this long
+PROBE_TTL_S = 600  # a probe object younger than this may belong to a running probe
+
+
+# -- up ------------------------------------------------------------------------
+def upload_folder(store: S3Store, staging: Path, key: str) -> None:
+    """Upload every regular file below ``staging`` to ``key/<relative path>``."""
+    files = sorted(p for p in staging.rglob("*") if p.is_file() and not p.is_symlink())
+    small = [p for p in files if p.stat().st_size <= PART]
+    large = [p for p in files if p.stat().st_size > PART]
+
+    def dest(p: Path) -> str:
+        return f"{key}/{p.relative_to(staging).as_posix()}"
+
+    # small files and the parts of large ones share one pool; large files run side by side
+    with ThreadPoolExecutor(THREADS) as pool, ThreadPoolExecutor(max(1, len(large))) as big:
+        futures = [pool.submit(_put_new, store, p, dest(p)) for p in small]
+        futures += [big.submit(_put_multipart, store, p, dest(p), pool) for p in large]
+        for fut in futures:
+            fut.result()
+
+
+def _put_new(store: S3Store, path: Path, key: str) -> None:
+    data = path.read_bytes()
+    try:
+        store.call(
+            "upload",
+            key,
+            lambda: store.client.put_object(
+                Bucket=store.bucket, Key=store.k(key), Body=data, IfNoneMatch="*"
+            ),
+        )
+    except Exception as exc:
+        if sc.is_precondition_failed(exc):
+            raise AlreadyExists(key) from None
+        raise
+
+
+def _put_multipart(store: S3Store, path: Path, key: str, pool: ThreadPoolExecutor) -> None:
+    full = store.k(key)
+    client = store.client
+    upload = store.call(
+        "upload", key, lambda: client.create_multipart_upload(Bucket=store.bucket, Key=full)
+    )["UploadId"]
+    size = path.stat().st_size
+
+    def part(number: int) -> dict[str, Any]:
+        with open(path, "rb") as fh:
+            fh.seek((number - 1) * PART)
+            data = fh.read(PART)
+        done = store.call(
+            "upload",
+            key,
+            lambda: client.upload_part(
+                Bucket=store.bucket, Key=full, UploadId=upload, PartNumber=number, Body=data
+            ),
+        )
+        return {"PartNumber": number, "ETag": done["ETag"]}
+
+    try:
+        parts = list(pool.map(part, range(1, (size + PART - 1) // PART + 1)))
+        store.call(
+            "upload",
+            key,
+            lambda: client.complete_multipart_upload(
+                Bucket=store.bucket, Key=full, UploadId=upload,
+                MultipartUpload={"Parts": parts}, IfNoneMatch="*",
+            ),
+        )  # fmt: skip
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            client.abort_multipart_upload(Bucket=store.bucket, Key=full, UploadId=upload)
+        if isinstance(exc, Exception) and sc.is_precondition_failed(exc):
+            raise AlreadyExists(key) from None
+        raise
+
+
+# -- down ----------------------------------------------------------------------
+def download_version(
+    store: S3Store, vkey: str, target: Path, progress: Progress | None = None
+) -> Path:
+    """``manifest.json`` and the payload of the version ``vkey`` into ``target``."""
+    if (target / VERIFIED).is_file():
+        return target
+    manifest = store.read(f"{vkey}/manifest.json")
+    files = json.loads(manifest).get("files") or []
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.incomplete-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        (tmp / "manifest.json").write_bytes(manifest)
+
+        def one(f: dict[str, Any]) -> None:
+            rel = str(f["path"])
+            check_key_parts(rel)
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            body = store.open(f"{vkey}/{rel}")
+            digest, size = hashlib.sha256(), 0
+            with open(dest, "wb") as out, contextlib.closing(body):
+                for chunk in body.iter_chunks(CHUNK):  # type: ignore[attr-defined]
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+            if size != f.get("size") or digest.hexdigest() != f.get("sha256"):
+                raise IntegrityError(
+                    f"{store.location}/{vkey}/{rel}: sha256 {digest.hexdigest()} != "
+                    f"recorded {f.get('sha256')}",
+                    hint="check the registry with: regctl verify",
+                )
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(one, files))
+        (tmp / VERIFIED).write_text(hashlib.sha256(manifest).hexdigest() + "\n")
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / VERIFIED).is_file():  # another process finished first
+                raise
+    finally:
+        remove_tree(tmp)
+    return target
+
+
+# -- leftovers -----------------------------------------------------------------
+def leftovers(
+    store: S3Store, scratch: str, uploads_key: str
+) -> tuple[list[tuple[str, bool]], dict[str, str]]:
+    """``(key, alive)`` of scratch markers, probe objects and multipart uploads under
+    ``models/``; and upload id → object key for the uploads (``gc`` aborts by id)."""
+    out: list[tuple[str, bool]] = []
+    live_targets: list[str] = []
+    now = time.time()
+    for name, modified in _objects(store, scratch):
+        try:
+            doc = json.loads(store.read(f"{scratch}/{name}"))
+        except (Missing, ValueError):
+            doc = {}
+        if doc.get("host") == socket.gethostname():
+            alive = pid_alive(int(doc.get("pid") or 0))
+        else:
+            alive = now - modified < REMOTE_SCRATCH_TTL_S
+        if alive and doc.get("target"):
+            live_targets.append(store.k(str(doc["target"])) + "/")
+        out.append((f"{scratch}/{name}", alive))
+    probes = sc.PROBE_PREFIX.rstrip("/")
+    for name, modified in _objects(store, probes):
+        out.append((f"{probes}/{name}", now - modified < PROBE_TTL_S))
+    listing = store.call(
+        "list",
+        uploads_key,
+        lambda: store.client.list_multipart_uploads(
+            Bucket=store.bucket, Prefix=store.k("models") + "/"
+        ),
+    )
+    uploads: dict[str, str] = {}
+    for up in listing.get("Uploads", []):
+        uploads[up["UploadId"]] = up["Key"]
+        alive = any(up["Key"].startswith(t) for t in live_targets)
+        out.append((f"{uploads_key}/{up['UploadId']}", alive))
+    return out, uploads
+
+
+def _objects(store: S3Store, folder: str) -> list[tuple[str, float]]:
+    base = store.k(folder) + "/"
+    found = []
+    for page in store.pages(base, None):
+        for obj in page.get("Contents", []):
+            found.append((obj["Key"][len(base) :], obj["LastModified"].timestamp()))
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
