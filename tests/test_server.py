@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry_cli import ModelRegistry
+from registry_cli import BadInput, ModelRegistry, RemoteError, RemoteRegistry
 from registry_cli.core.tokens import Tokens
 from registry_cli.server.launch import ServeRegistryProcess
 from tests.conftest import regctl_cmd
@@ -488,6 +488,12 @@ def test_max_upload_size_is_413_and_writes_nothing(tmp_path):
             )
             assert streamed.status_code == 413
             assert upload(c, "big/one", {"m.bin": b"small"}).status_code == 201
+        big = tmp_path / "big.bin"
+        big.write_bytes(os.urandom(3_000_000))
+        with pytest.raises(BadInput, match="limit"):  # the remote client reads the early 413
+            RemoteRegistry(proc.url, token=tokens["publish"]).publish("big/one", [big])
+        with pytest.raises(RemoteError, match="refused"):  # and an early 401
+            RemoteRegistry(proc.url, token="rgt_wrong").publish("big/one", [big])
     assert [n for n in os.listdir(root / "models/big/one") if n.startswith("v")] == ["v1"]
     assert not scratch_entries(root)
 
