@@ -29,4 +29,6 @@ class ServerContext:
 
     def registry(self, actor: str) -> ModelRegistry:
         """The registry acting as ``actor`` (a token's name: what the audit records)."""
-        return ModelRegistry(self.root, config=self.config, actor=actor)
+        return ModelRegistry(
+            self.root, config=self.base.config, actor=actor, store=self.base.store
+        )  # one store for every request: no per-request set-up
