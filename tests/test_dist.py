@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -51,8 +52,10 @@ def test_publish_creates_the_served_layout(reg, root, tmp_path):
             "sha256": v.bundle["sha256"],
             "size": v.bundle["size"],
             "published_at": v.created_at,
+            "manifest_sha256": hashlib.sha256((v.path / "manifest.json").read_bytes()).hexdigest(),
         }
     ]
+    assert latest["manifest_sha256"] == index["versions"][0]["manifest_sha256"]
     vdir = mdir / "versions" / "v1"
     assert sorted(p.name for p in vdir.iterdir()) == ["bundle.tar.gz", "manifest.json", "payload"]
     for rel in ("bundle.tar.gz", "manifest.json", "payload/model.pt"):
@@ -197,11 +200,11 @@ def test_publish_is_incremental(reg, root, tmp_path, monkeypatch):
     reg.promote("m", version="v2")
     read: list[str] = []
     linked: list[Path] = []
-    real_read, real_link = dist_tree.ServedTree.version_facts, fs_store.link_or_copy
-    monkeypatch.setattr(
-        dist_tree.ServedTree,
-        "version_facts",
-        lambda self, name, v: read.append(f"v{v}") or real_read(self, name, v),
+    real_read, real_link = dist_tree.parse_version_yaml, fs_store.link_or_copy
+    monkeypatch.setattr(  # every version.yaml the served tree reads
+        dist_tree,
+        "parse_version_yaml",
+        lambda data, where: read.append(where.split("/")[-2]) or real_read(data, where),
     )
     monkeypatch.setattr(fs_store, "link_or_copy", lambda s, d: linked.append(d) or real_link(s, d))
     publish(reg, "m", tmp_path, 6)

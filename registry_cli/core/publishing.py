@@ -16,6 +16,7 @@ A writer killed anywhere leaves at most a scratch folder or an unlisted
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -142,6 +143,7 @@ class Publisher:
             _state, number = self.states.change(name, self._reserve(name, produced.version))
             total = sum(p.size for p in planned)
             facts: dict[str, Any] = {}
+            manifest_sha: list[str] = []
 
             def make_manifest(records: list[FileRecord]) -> bytes:
                 facts.update(
@@ -161,7 +163,9 @@ class Publisher:
                         signature=options.signature,
                     )
                 )
-                return manifest_bytes(facts)
+                data = manifest_bytes(facts)
+                manifest_sha.append(hashlib.sha256(data).hexdigest())
+                return data
 
             files, (bsize, bsha) = write_payload_and_bundle(
                 planned,
@@ -178,7 +182,9 @@ class Publisher:
                 "sha256": bsha,
                 "compression": f"gzip-{self.config.bundle_level}",
             }
-            write_durable(vdir / "version.yaml", version_yaml(facts, bundle).encode())
+            # the served tree lists it so clients can trust a manifest before its bundle
+            recorded = {**facts, "manifest_sha256": manifest_sha[0]}
+            write_durable(vdir / "version.yaml", version_yaml(recorded, bundle).encode())
             with open(vdir / "manifest.json", "rb") as fh:
                 os.fsync(fh.fileno())
             target = layout.version_key(name, number)

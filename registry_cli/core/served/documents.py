@@ -29,15 +29,19 @@ class IndexEntry:
     sha256: str
     size: int
     published_at: str
+    manifest_sha256: str | None = None  # sha256 of versions/vN/manifest.json (SPEC §8)
 
     def to_doc(self) -> dict[str, Any]:
-        return {
+        doc = {
             "version": format_version(self.version),
             "status": self.status,
             "sha256": self.sha256,
             "size": self.size,
             "published_at": self.published_at,
         }
+        if self.manifest_sha256:
+            doc["manifest_sha256"] = self.manifest_sha256
+        return doc
 
     @classmethod
     def from_doc(cls, doc: Any) -> IndexEntry:
@@ -51,6 +55,7 @@ class IndexEntry:
             sha256=str(doc["sha256"]),
             size=int(doc["size"]),
             published_at=str(doc["published_at"]),
+            manifest_sha256=str(doc["manifest_sha256"]) if doc.get("manifest_sha256") else None,
         )
 
     def to_json_line(self) -> str:
@@ -58,7 +63,9 @@ class IndexEntry:
         return (
             f'{{"version": "v{self.version}", "status": {_q(self.status)}, '
             f'"sha256": {_q(self.sha256)}, "size": {int(self.size)}, '
-            f'"published_at": {_q(self.published_at)}}}'
+            f'"published_at": {_q(self.published_at)}'
+            + (f', "manifest_sha256": {_q(self.manifest_sha256)}' if self.manifest_sha256 else "")
+            + "}"
         )
 
 
@@ -109,6 +116,7 @@ def latest_doc(name: str, stage: str, entry: IndexEntry) -> dict[str, Any]:
         "sha256": entry.sha256,
         "size": entry.size,
         "published_at": entry.published_at,
+        **({"manifest_sha256": entry.manifest_sha256} if entry.manifest_sha256 else {}),
     }
 
 

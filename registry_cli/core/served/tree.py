@@ -29,6 +29,7 @@ and the drift check (``check.py``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import replace
@@ -43,12 +44,13 @@ from registry_cli.core.served.documents import (
     latest_bytes,
     parse_index,
 )
-from registry_cli.core.state import ModelState
+from registry_cli.core.state import ModelState, StateFormatError, dump_state_text, load_state_text
 from registry_cli.errors import BadInput, IntegrityError, RegctlError
 from registry_cli.storage import layout
 from registry_cli.storage.store import Missing, Store
 
 MODEL_FILES = ("LATEST", "LATEST.json", "index.json", "versions")
+RESYNC_ROUNDS = 20  # sync again while later commits keep moving the state
 
 
 class ServedTree:
@@ -58,6 +60,7 @@ class ServedTree:
         self.store = store
         self.stages = stages
         self._facts: dict[tuple[str, int], dict[str, Any]] = {}  # version.yaml, read once
+        self._manifest_sha: dict[tuple[str, int], str] = {}  # manifest.json sha256, read once
 
     def where(self, key: str) -> str:
         """How a key is named to users (an absolute path on a folder root)."""
@@ -99,7 +102,20 @@ class ServedTree:
             sha256=doc["bundle"]["sha256"],
             size=int(doc["bundle"]["size"]),
             published_at=str(published or doc["created_at"]),
+            manifest_sha256=self.manifest_sha256(state.name, version),
         )
+
+    def manifest_sha256(self, name: str, version: int) -> str:
+        """sha256 of the version's manifest.json: recorded in version.yaml at publish,
+        computed from the file for versions published before regctl recorded it."""
+        recorded = self.version_facts(name, version).get("manifest_sha256")
+        if isinstance(recorded, str):
+            return recorded
+        key = (name, version)
+        if key not in self._manifest_sha:
+            data = self.store.read(f"{layout.version_key(name, version)}/manifest.json")
+            self._manifest_sha[key] = hashlib.sha256(data).hexdigest()
+        return self._manifest_sha[key]
 
     def expected(self, state: ModelState, stage: str) -> list[IndexEntry]:
         return [self.entry(state, stage, v) for v in self.members(state, stage)]
@@ -125,17 +141,42 @@ class ServedTree:
 
     # -- sync after a change ------------------------------------------
     def sync(self, state: ModelState, stages: Iterable[str]) -> None:
-        """Bring the given stages of one model up to date (incrementally)."""
-        self._facts.clear()
-        try:
-            for stage in dict.fromkeys(stages):
-                if stage in self.stages:
+        """Bring the given stages of one model up to date (incrementally).
+
+        Where the store has no lock (object storage), two writers may sync one
+        model from different states at once. After writing, the committed state
+        is read again; if a later commit moved it, the same stages are synced
+        again from that state. Whoever writes last has read the last committed
+        state first, so ``dist/`` ends as the last commit says."""
+        wanted = [s for s in dict.fromkeys(stages) if s in self.stages]
+        for _ in range(RESYNC_ROUNDS):
+            self._facts.clear()
+            try:
+                for stage in wanted:
                     self._sync_stage(state, stage, full=False, report=None)
-        except OSError as exc:
-            raise RegctlError(
-                f"the change to {state.name} is committed, but dist/ could not be updated: {exc}",
-                hint="fix the cause, then run: regctl dist rebuild",
-            ) from None
+            except OSError as exc:
+                raise RegctlError(
+                    f"the change to {state.name} is committed, but dist/ could not be "
+                    f"updated: {exc}",
+                    hint="fix the cause, then run: regctl dist rebuild",
+                ) from None
+            newer = self._moved_since(state)
+            if newer is None:
+                return
+            state = newer
+
+    def _moved_since(self, state: ModelState) -> ModelState | None:
+        """The committed state when it is no longer ``state``; None when it still is."""
+        try:
+            data = self.store.read(layout.state_key(state.name))
+        except Missing:
+            return None
+        if data == dump_state_text(state.to_doc()).encode():
+            return None
+        try:
+            return ModelState.from_doc(load_state_text(data))
+        except (ValueError, StateFormatError):
+            return None  # verify reports an unreadable state
 
     def _read_index(self, mkey: str) -> dict[int, IndexEntry] | None:
         try:
@@ -172,7 +213,9 @@ class ServedTree:
         known = old or {}
         entries: list[IndexEntry] = []
         for v in members:
-            entry = known.get(v) or self.entry(state, stage, v)
+            entry = known.get(v)
+            if entry is None or entry.manifest_sha256 is None:  # new, or an older index
+                entry = self.entry(state, stage, v)
             if entry.status != state.status_of(v):
                 entry = replace(entry, status=state.status_of(v))
             entries.append(entry)
