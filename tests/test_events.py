@@ -369,3 +369,45 @@ def test_no_http_code_is_imported_without_a_matching_hook(tmp_path, root, model_
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.slow
+def test_changes_made_through_the_registry_server_are_posted_by_the_server(
+    tmp_path, receiver, model_file
+):
+    """SPEC §12: the process that made the change delivers it, here `serve-registry`."""
+    from registry_cli import RemoteRegistry
+    from registry_cli.core.tokens import Tokens
+    from registry_cli.server.launch import ServeRegistryProcess
+
+    root = tmp_path / "registry"
+    local = ModelRegistry(root)
+    local.init()
+    token = Tokens(local.store, local.states, "setup").create("ci", ["admin"]).secret
+    write_config(root, hook(f"{receiver.url}/ok", events="[publish, promote, tag]"))
+    home = tmp_path / "server-home"
+    home.mkdir()
+    proc = ServeRegistryProcess(
+        root,
+        log=tmp_path / "server.log",
+        env={"HOME": str(home), "NO_COLOR": "1", "HOOK_SECRET": SECRET},
+    ).start()
+    try:
+        remote = RemoteRegistry(proc.url, token=token)
+        remote.publish("srv/m", [model_file])
+        remote.promote("srv/m")
+        remote.set_alias("srv/m", "canary", "v1")  # not subscribed
+        remote.tag("srv/m", "v1", {"k": "v"})
+    finally:
+        assert proc.stop() == 0, proc.log
+    bodies = receiver.bodies("/ok")
+    assert [(b["event"], b["model"], b["version"]) for b in bodies] == [
+        ("publish", "srv/m", "v1"),
+        ("promote", "srv/m", "v1"),
+        ("tag", "srv/m", "v1"),
+    ]
+    audit = {e["time"]: e for e in ModelRegistry(root).audit("srv/m").entries}
+    for (_path, headers, raw), body in zip(receiver.calls, bodies, strict=True):
+        assert verify(raw, headers["X-Regctl-Signature"], SECRET)
+        assert body["actor"] == audit[body["time"]]["actor"]
+    assert SECRET not in proc.log and "warning" not in proc.log
