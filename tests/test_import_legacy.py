@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from registry_cli.core.versionset import VersionSet
 from tests.conftest import regctl_cmd
 
 
@@ -359,17 +360,19 @@ def test_sigkill_midway_then_rerun_equals_uninterrupted(tmp_path):
                 listed = json.loads(state_file.read_text())["versions"]
             except (OSError, ValueError, KeyError):
                 listed = None
-            # v1 and v2 are in, and the next publish is copying its payload
+            # at least two versions are in, and a publish is copying its payload
+            count = len(list(VersionSet.parse(listed))) if listed else 0
             copying = list((killed / ".regctl" / "tmp").glob("publish-*/version/payload"))
-            if listed == "1-2" and copying:
+            if 2 <= count < 9 and copying:
                 break
             time.sleep(0.001)
     finally:
-        os.kill(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the import finished before it was killed"
     halfway = _snapshot(killed)
-    assert len([k for k in halfway["models"] if k.startswith("resnet18:")]) == 2
+    assert 2 <= len([k for k in halfway["models"] if k.startswith("resnet18:")]) < 9
 
     rerun = subprocess.run(
         regctl_cmd("--root", str(killed), *command), capture_output=True, text=True, timeout=300

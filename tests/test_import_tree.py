@@ -195,10 +195,11 @@ def test_folder_tree_with_a_corrupt_bundle(cli, reg, tmp_path):
         "v0003": "skip",
         "v0005": "skip",
     }
-    # numbers are never reused below the highest one: the late version goes on top
-    assert rows["v0002"]["version"] == "v6"
+    # no version held v2: the late version keeps its own number; LATEST stays where it was
+    assert rows["v0002"]["version"] == "v2"
     state = reg.model_state(MODEL)
     assert state.aliases["champion"] == 3 and state.latest["release"] == 3
+    assert state.latest["dev"] == 5 and 2 in state.stages["release"]
 
 
 def test_dry_run_writes_nothing_and_rerun_imports_nothing(cli, root, tmp_path):

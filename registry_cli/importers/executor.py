@@ -5,9 +5,9 @@ Per model:
 1. every version to import, in number order: fetch its files into a scratch
    folder (verified there: nothing of a bad version is written), then
    ``publish`` it with its old number, time, author and source. Fetches run
-   ahead on helper threads where the source allows (MLflow), publishes one at
-   a time. A version that fails its checks (:class:`IntegrityError`) is
-   reported and the others go on;
+   ahead on helper threads where the source allows (MLflow); up to
+   ``PUBLISHERS`` publishes run at once. A version that fails its checks
+   (:class:`IntegrityError`) is reported and the others go on;
 2. settle the lifecycle: promotions in the order the source had them
    (``force`` with the reason ``imported from ...``, so a gate does not
    refuse history), stage LATEST, champion, user aliases, then archive;
@@ -41,6 +41,7 @@ from registry_cli.importers.source import (
 Failed = IntegrityError | Unfetchable
 
 Notify = Callable[[str], None]
+PUBLISHERS = 3
 
 
 @dataclass
@@ -77,22 +78,46 @@ class Importer:
         rows = {row.source: row for row in mplan.rows}
         if mplan.to_import:
             with self.reg.scratch("import") as work:
+                self._publish_all(mplan, rows, work)
+        if mplan.numbers:
+            self._settle(mplan)
+            self._append_audit(mplan)
+        self.report.rows.extend(mplan.rows)
+
+    def _publish_all(self, mplan: ModelPlan, rows: dict[str, PlanRow], work: Path) -> None:
+        """Publish fetched versions, up to ``PUBLISHERS`` at once (each keeps its own
+        number, so the order they commit in does not matter; most of a publish is
+        waiting for the disk). On an error no new publish starts, the running ones
+        end complete, and the error is raised."""
+        inflight: list[tuple[SourceVersion, cf.Future[None]]] = []
+
+        def finish() -> None:
+            version, future = inflight.pop(0)
+            future.result()
+            rows[version.identity].action = "imported"
+            self.report.imported += 1
+            number = format_version(mplan.numbers[version.label])
+            self.notify(f"imported {mplan.model.name}:{number} from {version.identity}")
+
+        with cf.ThreadPoolExecutor(max_workers=PUBLISHERS) as pool:
+            try:
                 for version, fetched in self._fetched(mplan.to_import, work):
-                    row = rows[version.identity]
                     if isinstance(fetched, (IntegrityError, Unfetchable)):
+                        row = rows[version.identity]
                         row.action, row.reason, row.version = "report", fetched.message, None
                         mplan.numbers.pop(version.label, None)
                         if isinstance(fetched, IntegrityError):
                             self.report.bad += 1
                         self.notify(f"{mplan.model.name} {version.label}: {fetched.message}")
                         continue
-                    self._publish(mplan, version, fetched)
-                    row.action = "imported"
-                    self.report.imported += 1
-        if mplan.numbers:
-            self._settle(mplan)
-            self._append_audit(mplan)
-        self.report.rows.extend(mplan.rows)
+                    inflight.append((version, pool.submit(self._publish, mplan, version, fetched)))
+                    if len(inflight) >= PUBLISHERS:
+                        finish()
+                while inflight:
+                    finish()
+            finally:
+                for _version, future in inflight:
+                    future.cancel()  # not started yet: never started; running: ends complete
 
     def _fetched(
         self, versions: list[SourceVersion], work: Path
@@ -168,7 +193,6 @@ class Importer:
                 created_by=fetched.created_by or version.created_by,
             ),
         )
-        self.notify(f"imported {model.name}:{format_version(number)} from {version.identity}")
 
     # ------------------------------------------------------------ lifecycle
     def _settle(self, mplan: ModelPlan) -> None:

@@ -6,7 +6,10 @@ every label of a model is a plain integer (``v0005``, ``5``) it is kept; else
 the versions are numbered 1, 2, 3 ... in the source's order. When a number is
 taken locally the imported versions move above the local ones by one offset,
 so they keep their order and their gaps; a rerun reuses the offset the
-earlier run chose (read back from the versions it imported).
+earlier run chose (read back from the versions it imported), so a version
+that arrives late (or whose publish was killed) still gets its own number
+when no version holds it. Only a number a local version holds sends a
+version on top.
 """
 
 from __future__ import annotations
@@ -77,12 +80,12 @@ def ordinals(model: SourceModel) -> dict[str, int]:
     return found
 
 
-def _local_versions(reg: ModelRegistry, name: str) -> tuple[dict[str, int], int]:
-    """Identities of a model's local versions, and its next free number."""
+def _local_versions(reg: ModelRegistry, name: str) -> tuple[dict[str, int], set[int]]:
+    """Identities of a model's local versions, and the numbers its versions hold."""
     try:
         state = reg.model_state(name)
     except NotFound:
-        return {}, 1
+        return {}, set()
     by_identity: dict[str, int] = {}
     for info in reg.list_versions(name):
         uri = info.source.get("uri")
@@ -90,13 +93,14 @@ def _local_versions(reg: ModelRegistry, name: str) -> tuple[dict[str, int], int]
             by_identity[uri] = info.version
     # numbers a killed publish reserved but never listed are free again for an importer
     # (the core grants Produced.version for them); numbers of listed versions are not
-    return by_identity, (state.versions.max() or 0) + 1
+    return by_identity, set(state.versions)
 
 
 def plan_model(reg: ModelRegistry, model: SourceModel) -> ModelPlan:
     out = ModelPlan(model)
     numbers = ordinals(model)
-    local, next_free = _local_versions(reg, model.name)
+    local, held = _local_versions(reg, model.name)
+    next_free = max(held, default=0) + 1
     imported: list[tuple[int, int]] = []
     remaining: list[SourceVersion] = []
     for v in sorted(model.versions, key=lambda x: numbers[x.label]):
@@ -116,11 +120,12 @@ def plan_model(reg: ModelRegistry, model: SourceModel) -> ModelPlan:
     late: list[SourceVersion] = []
     for v in remaining:
         wanted = numbers[v.label] + offset
-        if wanted >= next_free:
-            out.numbers[v.label] = wanted
-            next_free = wanted + 1
-        else:  # older than what is already here: placed above it, in order
+        if wanted in held:  # a local version holds it: placed above them all, in order
             late.append(v)
+            continue
+        out.numbers[v.label] = wanted  # its own number (also below a version imported since)
+        held.add(wanted)
+    next_free = max(held, default=0) + 1
     for v in late:
         out.numbers[v.label] = next_free
         next_free += 1
