@@ -304,3 +304,15 @@ def test_bad_sources_are_exit_2(cli, root, args, message):
     assert res.exit_code == 2, res.stderr
     assert message in res.stderr
     assert not root.exists()
+
+
+def test_not_enough_space_is_refused_before_anything_is_written(cli, root, tmp_path, monkeypatch):
+    from registry_cli.storage import faults
+
+    tree = tmp_path / "old"
+    build_old_tree(tree)
+    monkeypatch.setattr(faults, "free_bytes", lambda _path: 1000)
+    res = cli("import", str(tree))
+    assert res.exit_code == 2, res.stderr
+    assert "not enough space" in res.stderr and "to import" in res.stderr
+    assert not (root / "models").exists()
