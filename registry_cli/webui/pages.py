@@ -16,7 +16,7 @@ from registry_cli.server.files import version_file
 from registry_cli.webui import access, views
 from registry_cli.webui.access import Access, Viewer
 from registry_cli.webui.lineage import LineageIndex
-from registry_cli.webui.render import Renderer, redirect, secure
+from registry_cli.webui.render import Renderer, redirect
 
 
 def _int(text: str | None, default: int = 1) -> int:
@@ -203,10 +203,8 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
 
 
 def _refused(ui: Renderer, why: str) -> Response:
-    return secure(
-        ui.page(
-            "refused.html", 403, viewer=None, notice=None, path="", why=why, anonymous_read=False
-        )
+    return ui.page(
+        "refused.html", 403, viewer=None, notice=None, path="", why=why, anonymous_read=False
     )
 
 

@@ -8,10 +8,9 @@ stage's LATEST is, which versions exist all come from the core as they are.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from registry_cli.core.names import parse_version
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.types import ModelSummary, VersionInfo
 from registry_cli.webui.chart import Chart, metric_charts
@@ -85,7 +84,6 @@ class ModelPage:
     parents: list[tuple[str, str, str]]  # (version, parent model, parent version)
     children: list[Edge]
     newest: str | None = None
-    ordered: list[int] = field(default_factory=list)
 
 
 def champion_changes(entries: list[dict[str, Any]]) -> list[ChampionChange]:
@@ -217,10 +215,6 @@ def compare(this: VersionInfo, other: VersionInfo) -> Comparison:
             "files": _rows(files(this), files(other)),
         },
     )
-
-
-def version_number(text: str) -> int:
-    return parse_version(text)
 
 
 # ----------------------------------------------------------------- audit
