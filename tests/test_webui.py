@@ -332,6 +332,9 @@ def test_promote_with_a_reason_is_audited_with_the_token_name(page, site):
     page.wait_for_load_state()
     assert site.reg().model_state(PPE).aliases["champion"] == 5
     assert audit_lines(site.root)[-1]["actor"] == "tok-promote"
+    assert page.url == f"{site.url}/models/{PPE}"  # v7 is the candidate again
+    page.get_by_role("link", name="Promote @candidate (v7)…").click()
+    assert page.url == f"{site.url}/models/{PPE}/-/act/promote?version=v7"
 
 
 def test_a_refused_promotion_shows_the_clis_message_and_hint(page, site):
@@ -420,6 +423,7 @@ def test_a_read_token_sees_no_actions_and_forged_posts_change_nothing(browser, s
         assert page.get_by_role("link", name=name).count() == 0
     page.goto(f"{site.url}/models/{PPE}")
     assert page.get_by_role("link", name="Roll back…").count() == 0
+    assert page.locator("p.actions").count() == 0  # nor "Promote @candidate"
     reply = page.goto(f"{site.url}/models/{PPE}/-/act/promote?version=v7")
     assert reply.status == 403
 

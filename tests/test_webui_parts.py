@@ -102,3 +102,39 @@ def test_sessions_expire_and_close(monkeypatch):
     sid = book.open("tok", ("read",), "hash")
     book.close(sid)
     assert book.get(sid) is None
+
+
+def test_model_page_pages_versions_and_learns_lineage(tmp_path):
+    from registry_cli import ModelRegistry
+    from registry_cli.webui.lineage import LineageIndex
+    from registry_cli.webui.views import VERSIONS_PER_PAGE, model_page, model_rows
+
+    reg = ModelRegistry(tmp_path / "registry", actor="alice")
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"w")
+    total = VERSIONS_PER_PAGE + 5
+    for i in range(total):
+        reg.publish("team/big", [weights], metrics={"acc": i / total})
+    reg.promote("team/big", version=3, reason="why not")
+    lineage = LineageIndex()
+    page = model_page(reg, "team/big", 2, lineage, reg.audit().entries)
+    assert (page.page, page.pages, page.total) == (2, 2, total)
+    assert [r.version for r in page.rows] == [5, 4, 3, 2, 1]  # newest first
+    assert len(page.charts[0].points) == total
+    assert [(h.new, h.reason, h.actor) for h in page.champion_history] == [
+        ("v3", "why not", "alice")
+    ]
+    assert model_page(reg, "team/big", 99, lineage, reg.audit().entries).page == 2
+    assert page.children == []
+
+    # a variant published later is found from the audit log on the next page view
+    reg.publish("team/big__int8", [weights], derived_from="team/big:v3")
+    page = model_page(reg, "team/big", 1, lineage, reg.audit().entries)
+    assert [(e.model, e.version, e.parent_version) for e in page.children] == [
+        ("team/big__int8", 1, 3)
+    ]
+    variant = model_page(reg, "team/big__int8", 1, lineage, reg.audit().entries)
+    assert variant.parents == [("v1", "team/big", "v3")]
+    rows, count = model_rows(reg, "INT8")
+    assert [r.name for r in rows] == ["team/big__int8"] and count == 2
+    assert (rows[0].prefix, rows[0].leaf) == ("team/", "big__int8")
