@@ -116,6 +116,31 @@ PORT_RANGE = Kind("a range like 60000-60099 within 1024-65535", _port_range)
 PATH = Kind("a path", _path, is_path=True)
 
 
+_SIZE_UNITS = {
+    "": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
+    "gb": 1000**3, "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2,
+    "gib": 1024**3, "tib": 1024**4,
+}  # fmt: skip
+
+
+def _size(value: Any) -> int:
+    """``50GiB``, ``500MB``, ``1048576`` → a number of bytes (at least 1)."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    text = str(value).strip().lower().replace(" ", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :]
+    if unit not in _SIZE_UNITS or not number:
+        raise ValueError(value)
+    size = int(float(number) * _SIZE_UNITS[unit])
+    if size < 1:
+        raise ValueError(value)
+    return size
+
+
+SIZE = Kind("a size like 50GiB, 500MB or a number of bytes", _size)
+
+
 # ---------------------------------------------------------------- the table
 @dataclass(frozen=True)
 class Setting:
@@ -408,4 +433,41 @@ MLFLOW = Section(
     (Setting("tracking_uri", TEXT, None, "--tracking-uri", ("MLFLOW_TRACKING_URI",)),),
 )
 
-SECTIONS: dict[str, Section] = {s.name: s for s in (FTP, PULL, SERVE, MLFLOW)}
+SERVER = Section(
+    "server",
+    (
+        Setting("host", TEXT, "127.0.0.1", "--host", ("REGCTL_SERVER_HOST",)),
+        Setting("port", PORT, 8008, "--port", ("REGCTL_SERVER_PORT",)),
+        Setting("anonymous_read", BOOL, False, "--anonymous-read"),
+        Setting("tls_cert", PATH, None, "--tls-cert"),
+        Setting("tls_key", PATH, None, "--tls-key"),
+        Setting("max_upload_size", SIZE, 50 * 1024**3, "--max-upload-size"),
+    ),
+)
+
+REMOTE = Section(
+    "remote",
+    (
+        Setting("url", TEXT, None, "--remote", ("REGCTL_URL",)),
+        Setting("token_file", PATH, None, "--token-file"),
+        Setting("ca_cert", PATH, None),
+        Setting("timeout_s", TIMEOUT, 300.0),
+    ),
+    {"token": "is not allowed (no plaintext tokens); use token_file or $REGCTL_TOKEN"},
+)
+
+S3 = Section(
+    "s3",
+    (
+        Setting("endpoint_url", TEXT, None, None, ("REGCTL_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL")),
+        Setting("region", TEXT, None, None, ("AWS_REGION", "AWS_DEFAULT_REGION")),
+        Setting("unsafe_single_writer", BOOL, False, None, ("REGCTL_S3_UNSAFE_SINGLE_WRITER",)),
+    ),
+    {
+        "aws_secret_access_key": "is not allowed (no secrets in the config); "
+        "use the AWS environment variables or a profile",
+        "aws_access_key_id": "is not allowed; use the AWS environment variables or a profile",
+    },
+)
+
+SECTIONS: dict[str, Section] = {s.name: s for s in (FTP, PULL, SERVE, MLFLOW, SERVER, REMOTE, S3)}

@@ -8,14 +8,19 @@ Every error names the file and, where the YAML parser knows it, the line.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from registry_cli.core.gates import StageGate, parse_condition
 from registry_cli.core.names import ALIAS_RE, validate_key
+from registry_cli.core.webhooks import Webhook, WebhookConfigError, parse_webhooks
 from registry_cli.errors import ConfigError
+from registry_cli.settings import SECTIONS, Loaded
+from registry_cli.storage import layout
+from registry_cli.storage.store import Missing, Store
 
 DEFAULT_STAGES = ("dev", "release")
 COMPRESSION_NAMES = {"stored": 0, "none": 0, "fast": 1, "default": 6, "best": 9}
@@ -31,24 +36,29 @@ TOP_KEYS = {
     "serve",
     "mlflow",
     "pull",
+    "webhooks",
+    "server",
+    "remote",
+    "s3",
 }
 
 
 @dataclass
 class Config:
     path: Path | None = None
-    root: Path | None = None
+    root: Path | str | None = None  # a str only for an s3://BUCKET/PREFIX root
     stages: tuple[str, ...] = DEFAULT_STAGES
     gates: dict[str, StageGate] = field(default_factory=dict)
     best_metric: str | None = None
     best_mode: str = "max"
     bundle_level: int = 0
     publish_fsync: bool = False
-    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sections: dict[str, Loaded] = field(default_factory=dict)
+    webhooks: tuple[Webhook, ...] = ()
 
-    def section(self, name: str) -> dict[str, Any]:
-        """The raw ``ftp:``/``serve:``/``mlflow:``/``pull:`` mapping (empty if absent)."""
-        return self.sections.get(name, {})
+    def section(self, name: str) -> Loaded:
+        """The checked ``ftp:``/``serve:``/``mlflow:``/``pull:`` values (empty if absent)."""
+        return self.sections.get(name) or Loaded(name, {}, {})
 
 
 class _Located:
@@ -125,8 +135,11 @@ def load_config_file(path: Path) -> Config:
     if data.get("root") is not None:
         if not isinstance(data["root"], str):
             raise _fail(path, loc, "root must be a path string", "root")
-        root = Path(os.path.expanduser(data["root"]))
-        cfg.root = root if root.is_absolute() else path.parent / root
+        if is_object_store(data["root"]):
+            cfg.root = data["root"]
+        else:
+            root = Path(os.path.expanduser(data["root"]))
+            cfg.root = root if root.is_absolute() else path.parent / root
     if "stages" in data:
         stages = data["stages"]
         if (
@@ -195,11 +208,18 @@ def load_config_file(path: Path) -> Config:
     if not isinstance(publish.get("fsync", False), bool):
         raise _fail(path, loc, "publish.fsync must be true or false", "publish", "fsync")
     cfg.publish_fsync = publish.get("fsync", False)
-    for name in ("ftp", "serve", "mlflow", "pull"):
-        section = data.get(name) or {}
-        if not isinstance(section, dict):
-            raise _fail(path, loc, f"{name} must be a mapping", name)
-        cfg.sections[name] = section
+    if isinstance(data.get("remote"), str):  # the shorthand remote: URL
+        data["remote"] = {"url": data["remote"]}
+    for name, spec in SECTIONS.items():
+        cfg.sections[name] = spec.load(data.get(name), path, functools.partial(loc.line, name))
+    try:
+        cfg.webhooks = parse_webhooks(data.get("webhooks"))
+    except WebhookConfigError as exc:
+        line = exc.line_in(loc.node)
+        where = f"{path}:{line}" if line else str(path)
+        raise ConfigError(
+            f"{where}: {exc}", hint="see registry.yaml.example for every key"
+        ) from None
     return cfg
 
 
@@ -219,20 +239,55 @@ def find_config_path(explicit: str | os.PathLike[str] | None, root: Path | None)
     return None
 
 
+def is_object_store(root: object) -> TypeGuard[str]:
+    """An ``s3://BUCKET/PREFIX`` root (SPEC §10): kept as a URL string, never a Path."""
+    return isinstance(root, str) and root.startswith("s3://")
+
+
+def root_location(root: str | os.PathLike[str]) -> Path | str:
+    """A root as the registry keeps it: an s3:// URL as is, a folder as an absolute Path."""
+    if isinstance(root, str) and is_object_store(root):
+        return root
+    return Path(root).absolute()
+
+
 def resolve_root_and_config(
     root: str | os.PathLike[str] | None = None,
     config: str | os.PathLike[str] | None = None,
-) -> tuple[Path, Config]:
-    """Apply the lookup order of SPEC §2 and return ``(root, config)``."""
+) -> tuple[Path | str, Config]:
+    """Apply the lookup order of SPEC §2 and return ``(root, config)``; an object-store
+    root is an ``s3://`` URL string (its ``registry.yaml`` is read through the store)."""
     explicit_root = root or os.environ.get("REGCTL_ROOT")
+    if is_object_store(explicit_root):
+        path = find_config_path(config, None)
+        return explicit_root, load_config_file(path) if path else Config()
     root_path = Path(explicit_root) if explicit_root else None
     path = find_config_path(config, root_path)
     cfg = load_config_file(path) if path else Config()
     if root_path is None:
-        root_path = cfg.root or Path("registry")
+        if is_object_store(cfg.root):
+            return cfg.root, cfg
+        root_path = Path(cfg.root or "registry")
         if path is None and (root_path / "registry.yaml").is_file():
             cfg = load_config_file(root_path / "registry.yaml")
     return root_path.absolute(), cfg
+
+
+def config_in_store(store: Store) -> Config | None:
+    """``registry.yaml`` kept in an object-store root, read through the store (a local
+    copy in the cache is what error messages name); None when there is none."""
+    try:
+        data = store.read(layout.CONFIG)
+    except Missing:
+        return None
+    local = store.local_path(layout.CONFIG)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(data)
+    try:
+        return load_config_file(local)
+    except ConfigError as exc:  # name the object, not the local copy
+        exc.message = exc.message.replace(str(local), f"{store.location}/{layout.CONFIG}")
+        raise
 
 
 INIT_CONFIG = """\

@@ -106,6 +106,8 @@ class ModelStates:
                         "use e.g. '__' for variants",
                     )
             if self._has_model_below(layout.model_key(name)):
+                if self.exists(name):
+                    return  # another writer created it meanwhile (no lock on object storage)
                 raise RuleViolation(
                     f"model name {name!r} conflicts with an existing model below it",
                     hint="a model's name cannot be a whole-segment prefix of another's",

@@ -31,7 +31,7 @@ from registry_cli.core.models import ModelStates, utc_now
 from registry_cli.core.names import validate_key, validate_model_name
 from registry_cli.core.state import ModelState
 from registry_cli.errors import BadInput, RegctlError, RuleViolation
-from registry_cli.storage import layout, payload
+from registry_cli.storage import faults, layout, payload
 from registry_cli.storage.atomic import write_durable
 from registry_cli.storage.bundle import write_payload_and_bundle
 from registry_cli.storage.hashing import Progress
@@ -136,12 +136,16 @@ class Publisher:
         after_commit: Callable[[ModelState, list[str]], None],
     ) -> Published:
         planned, options, source = self.plan(name, paths, options, produced)
+        total = sum(p.size for p in planned)
+        copied = sum(p.size for p in planned if not p.move)  # moved files take no new space
+        faults.check_free_space(
+            self.store.local_path(""), copied + total, "publish", name, what="payload + bundle"
+        )
         self.states.create(name)
         with self.store.scratch("publish") as staging:
             vdir = staging / "version"
             vdir.mkdir()
             _state, number = self.states.change(name, self._reserve(name, produced.version))
-            total = sum(p.size for p in planned)
             facts: dict[str, Any] = {}
             manifest_sha: list[str] = []
 

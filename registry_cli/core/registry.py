@@ -6,6 +6,7 @@ A façade built from parts, each in its own module:
 * ``core/models.py`` — model states and the commit loop, the audit log;
 * ``core/publishing.py`` — the publish pipeline;
 * ``core/refs.py`` — references, resolved by pure functions;
+* ``core/rules.py`` — each lifecycle command as a rule over a model's state;
 * ``core/lifecycle.py`` and ``core/gates.py`` — SPEC §3 as pure functions;
 * ``core/served/`` — the served tree ``dist/``, updated after each commit;
 * ``core/upkeep.py`` — ``verify`` and ``gc``;
@@ -23,16 +24,24 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry_cli.core import lifecycle
-from registry_cli.core.config import INIT_CONFIG, Config, resolve_root_and_config
-from registry_cli.core.models import ModelStates, utc_now
+from registry_cli.core.config import (
+    INIT_CONFIG,
+    Config,
+    config_in_store,
+    is_object_store,
+    resolve_root_and_config,
+    root_location,
+)
+from registry_cli.core.models import ModelStates
 from registry_cli.core.names import format_version, validate_alias, validate_key, vname
 from registry_cli.core.names import validate_model_name as _name
-from registry_cli.core.refs import BestBy, Ref, parse_ref, resolve_number, version_of
+from registry_cli.core.refs import BestBy, Ref, parse_ref, resolve_number
+from registry_cli.core.rules import Decision, Rule, Rules
 from registry_cli.core.served.tree import ServedTree
 from registry_cli.core.state import ModelState
 from registry_cli.core.types import (
@@ -44,19 +53,16 @@ from registry_cli.core.types import (
     VersionInfo,
 )
 from registry_cli.core.versions import VersionReader
-from registry_cli.errors import BadInput, NotFound
+from registry_cli.errors import BadInput
 from registry_cli.storage import layout
-from registry_cli.storage.fs_store import FsStore
 from registry_cli.storage.hashing import Progress
 from registry_cli.storage.layout import Layout
+from registry_cli.storage.open import open_store
 from registry_cli.storage.store import AlreadyExists, Store
 
 if TYPE_CHECKING:
     from registry_cli.core.publishing import Produced, PublishProgress
     from registry_cli.core.served.documents import DistReport
-
-Rule = Callable[[ModelState], "tuple[int | None, dict[str, Any]]"]
-"""A lifecycle rule: changes the state, returns (the version it chose, what changed)."""
 
 
 def default_actor() -> str:
@@ -82,17 +88,21 @@ class ModelRegistry:
     ) -> None:
         """``config`` is a parsed :class:`Config`; a path (or None) is looked up as SPEC §2
         says. ``store`` replaces the folder store of ``root`` (another backend)."""
+        self.root: Path | str  # an s3://BUCKET/PREFIX URL for an object-store root
         if isinstance(config, Config):
-            self.root = Path(root or config.root or "registry").absolute()
+            self.root = root_location(root or config.root or "registry")
             self.config = config
         else:
             self.root, self.config = resolve_root_and_config(root, config)
         self.actor = actor or default_actor()
-        self.layout = Layout(self.root)
-        self.store: Store = store or FsStore(self.root)
+        self.store: Store = store or open_store(self.root, self.config.section("s3"))
+        if is_object_store(self.root) and self.config.path is None:
+            self.config = config_in_store(self.store) or self.config
+        self.layout = Layout(self.store.local_path(""))  # the local cache on an s3 root
         self.states = ModelStates(self.store)
         self.versions = VersionReader(self.store, self.stages)
         self.served = ServedTree(self.store, self.stages)
+        self.rules = Rules(self.config, self.versions)
 
     @classmethod
     def open(
@@ -109,10 +119,14 @@ class ModelRegistry:
     def stages(self) -> tuple[str, ...]:
         return self.config.stages
 
-    def init(self) -> Path:
+    def init(self) -> Path | str:
         """Create the root (idempotent) with a commented registry.yaml."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / layout.MODELS).mkdir(exist_ok=True)
+        if isinstance(self.root, Path):
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / layout.MODELS).mkdir(exist_ok=True)
+        else:  # an object store has no folders: a marker makes models/ exist
+            with contextlib.suppress(AlreadyExists):
+                self.store.create(f"{layout.MODELS}/.keep", b"")
         with contextlib.suppress(AlreadyExists):
             self.store.create(layout.CONFIG, INIT_CONFIG.encode())
         return self.root
@@ -255,21 +269,12 @@ class ModelRegistry:
         return AuditLog(entries=entries, damaged_lines=read.damaged_lines)
 
     # ------------------------------------------------------------------ lifecycle
-    def _version(self, state: ModelState, given: str | int) -> int:
-        return version_of(
-            state,
-            given,
-            self.stages,
-            best=self._best(None, None),
-            metrics_of=lambda v: self.versions.metrics(state.name, v),
-        )
-
     def _change(self, name: str, action: str, rule: Rule) -> ChangeResult:
         """Commit ``rule``, audit it and update ``dist/`` (under the lock), then announce it."""
         self.states.load(_name(name))  # fail fast (exit 3) before taking a lock
         entry: dict[str, Any] = {}
 
-        def then(state: ModelState, decided: tuple[int | None, dict[str, Any]]) -> None:
+        def then(state: ModelState, decided: Decision) -> None:
             number, changes = decided
             touched = changes.pop("_stages", None) or list(changes.get("latest") or {})
             entry.update(self.states.audit(self.actor, action, name, number, changes))
@@ -298,31 +303,7 @@ class ModelRegistry:
         set_latest: bool = True,
     ) -> ChangeResult:
         """Promote ``version`` (default ``@candidate``) into stage ``to`` (default: last)."""
-        target = to or self.stages[-1]
-
-        def rule(state: ModelState) -> tuple[int | None, dict[str, Any]]:
-            number = self._version(state, version) if version is not None else None
-            if number is None:
-                number = state.aliases.get("candidate")
-            facts: dict[str, Any] = {}
-            if number is not None and number in state.versions:
-                metrics = self.versions.metrics(name, number)
-                facts = {"metrics": metrics, "tags": self.versions.current_tags(state, number)}
-            changes = lifecycle.promote(
-                state,
-                self.stages,
-                version=number,
-                to_stage=to,
-                gate=self.config.gates.get(target),
-                facts=facts,
-                force=force,
-                reason=reason,
-                set_latest=set_latest,
-                now=utc_now(),
-            )
-            changes["_stages"] = [changes["stage"]]
-            return number, changes
-
+        rule = self.rules.promote(version, to, force=force, reason=reason, set_latest=set_latest)
         result = self._change(name, "promote", rule)
         if result.noop:
             stage = result.changed.get("stage")
@@ -331,47 +312,22 @@ class ModelRegistry:
         return result
 
     def rollback(self, name: str, *, to: str | int | None = None) -> ChangeResult:
-        def rule(state: ModelState) -> tuple[int | None, dict[str, Any]]:
-            number = self._version(state, to) if to is not None else None
-            changes = lifecycle.rollback(state, self.stages, to=number)
-            changes["_stages"] = [self.stages[-1]]
-            return state.aliases.get("champion") or number, changes
-
-        result = self._change(name, "rollback", rule)
+        result = self._change(name, "rollback", self.rules.rollback(to))
         if result.noop:
             result.message = f"{name}:{result.version} is already the champion (nothing changed)"
         return result
 
     def archive(self, name: str, version: str | int, *, reason: str | None = None) -> ChangeResult:
-        def rule(state: ModelState) -> tuple[int | None, dict[str, Any]]:
-            number = self._version(state, version)
-            changes = lifecycle.archive(state, self.stages, number)
-            if reason:
-                changes["reason"] = reason
-            changes["_stages"] = state.stages_of(number, self.stages)
-            return number, changes
-
-        result = self._change(name, "archive", rule)
+        result = self._change(name, "archive", self.rules.archive(version, reason))
         if result.noop:
             result.message = f"{name}:{result.version} is already archived (nothing changed)"
         return result
 
     def set_alias(self, name: str, alias: str, version: str | int) -> ChangeResult:
-        validate_alias(alias)
-
-        def rule(state: ModelState) -> tuple[int | None, dict[str, Any]]:
-            number = self._version(state, version)
-            return number, lifecycle.set_alias(state, alias, number)
-
-        return self._change(name, "alias-set", rule)
+        return self._change(name, "alias-set", self.rules.set_alias(validate_alias(alias), version))
 
     def remove_alias(self, name: str, alias: str) -> ChangeResult:
-        validate_alias(alias)
-
-        def rule(state: ModelState) -> tuple[int | None, dict[str, Any]]:
-            return state.aliases.get(alias), lifecycle.remove_alias(state, alias)
-
-        return self._change(name, "alias-rm", rule)
+        return self._change(name, "alias-rm", self.rules.remove_alias(validate_alias(alias)))
 
     def tag(
         self,
@@ -385,23 +341,7 @@ class ModelRegistry:
         dropped = [validate_key(k, "tag") for k in (remove or [])]
         if not wanted and not dropped:
             raise BadInput("nothing to change", hint="give KEY=VALUE pairs and/or --rm KEY")
-
-        def rule(state: ModelState) -> tuple[int | None, dict[str, Any]]:
-            number = self._version(state, version)
-            lifecycle.require_version(state, number)
-            current = self.versions.current_tags(state, number)
-            before = dict(current)
-            for key in dropped:
-                if key not in current:
-                    raise NotFound(f"{name}:v{number} has no tag {key!r}")
-                current.pop(key)
-            current.update(wanted)
-            if current == before:
-                return number, {"noop": True}
-            state.tags[number] = current
-            return number, {"tags": {"set": wanted, "removed": dropped}}
-
-        return self._change(name, "tag", rule)
+        return self._change(name, "tag", self.rules.tag(version, wanted, dropped))
 
     def import_audit(self, entries: list[dict[str, Any]]) -> None:
         """Append audit entries of a system regctl replaces, as they were (importers)."""

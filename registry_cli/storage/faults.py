@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import ssl
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -41,7 +41,8 @@ PathLike = str | os.PathLike[str]
 def is_fault(exc: BaseException) -> bool:
     """True for an OSError this module turns into a :class:`MachineFault`."""
     # an SSLError's errno is an OpenSSL code (1 = SSL_ERROR_SSL), not an OS errno
-    if isinstance(exc, ssl.SSLError):
+    ssl = sys.modules.get("ssl")  # an SSLError exists only once ssl is loaded: no import here
+    if ssl is not None and isinstance(exc, ssl.SSLError):
         return False
     return isinstance(exc, OSError) and exc.errno in FAULT_ERRNOS
 
