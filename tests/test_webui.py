@@ -211,9 +211,10 @@ def test_browse_models_model_version_and_compare(page, site):
     differs = table.locator("tr.differs th").all_inner_texts()
     assert any("accuracy" in d for d in differs) and any("lr" in d for d in differs)
     assert any("stages" in d for d in differs)  # v5 is released, v6 is not
+    assert any("aliases" in d for d in differs)  # v5 is @champion
     same = table.locator("tr.same th").all_inner_texts()
     assert "dataset" in same and "payload/model.pt" in same  # same tag, same file bytes
-    assert "4 differences between v6 and v5" in page.inner_text("main")
+    assert "5 differences between v6 and v5" in page.inner_text("main")
     assert unlabelled_controls(page) == []
 
 

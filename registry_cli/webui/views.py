@@ -195,20 +195,23 @@ def compare(this: VersionInfo, other: VersionInfo) -> Comparison:
             for f in info.files
         }
 
-    facts_left = {
-        "status": this.status,
-        "stages": ", ".join(this.stages),
-        "created_by": this.created_by,
-    }
-    facts_right = {
-        "status": other.status,
-        "stages": ", ".join(other.stages),
-        "created_by": other.created_by,
-    }
+    def facts(info: VersionInfo) -> dict[str, str | None]:
+        signature = info.signature or {}
+        return {
+            "status": info.status,
+            "stages": ", ".join(info.stages),
+            "aliases": ", ".join(f"@{a}" for a in info.aliases) or None,
+            "created_by": info.created_by,
+            "derived_from": info.derived_from,
+            "preferred_weight": info.preferred_weight,
+            "signature": ", ".join(f"{k}: {v}" for k, v in sorted(signature.items())) or None,
+            "description": info.description,
+        }
+
     return Comparison(
         other=other,
         sections={
-            "facts": _rows(facts_left, facts_right),
+            "facts": _rows(facts(this), facts(other)),
             "metrics": _rows(this.metrics, other.metrics),
             "params": _rows(this.params, other.params),
             "tags": _rows(this.tags, other.tags),
