@@ -215,6 +215,11 @@ def test_browse_models_model_version_and_compare(page, site):
     same = table.locator("tr.same th").all_inner_texts()
     assert "dataset" in same and "payload/model.pt" in same  # same tag, same file bytes
     assert "5 differences between v6 and v5" in page.inner_text("main")
+    page.goto(f"{site.url}/models/{PPE}/-/versions/v6?compare=@champion")
+    assert "5 differences between v6 and v5" in page.inner_text("main")
+    page.goto(f"{site.url}/models/{PPE}/-/versions/v6?compare=v99")
+    assert "has no version v99" in page.locator(".problem").inner_text()
+    assert page.locator("h1").inner_text().startswith(f"{PPE}:v6")  # the page stays
     assert unlabelled_controls(page) == []
 
 

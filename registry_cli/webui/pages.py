@@ -85,16 +85,19 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
         try:
             reg = gate.deps.registry(viewer.name)
             info = reg.get(f"{name}:{version}")
-            comparison = None
-            if compare and compare.strip():
-                other_ref = compare.strip()
-                if not other_ref.startswith("@"):
-                    other_ref = f":{other_ref}"
-                other = reg.get(f"{name}{other_ref}", with_bundle=False)
-                comparison = views.compare(info, other)
             state = reg.model_state(name)
         except RegctlError as exc:
             return failure(request, viewer, exc)
+        comparison, compare_error = None, None
+        if compare and compare.strip():
+            other_ref = compare.strip()
+            if not other_ref.startswith("@"):
+                other_ref = f":{other_ref}"
+            try:
+                other = reg.get(f"{name}{other_ref}", with_bundle=False)
+                comparison = views.compare(info, other)
+            except RegctlError as exc:
+                compare_error = exc  # the page stays; the comparison says what is wrong
         base = str(request.base_url).rstrip("/")
         return show(
             request,
@@ -102,6 +105,7 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
             "version.html",
             v=info,
             comparison=comparison,
+            compare_error=compare_error,
             compare_text=compare or "",
             commands=_commands(info, base),
             previous=max((n for n in state.versions if n < info.version), default=None),
