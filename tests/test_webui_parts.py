@@ -10,7 +10,7 @@ from registry_cli.webui import sessions
 from registry_cli.webui.access import csrf_matches, local_path
 from registry_cli.webui.actions import describe
 from registry_cli.webui.chart import MAX_POINTS, metric_charts
-from registry_cli.webui.lineage import parse_parent
+from registry_cli.webui.facts import parse_parent
 from registry_cli.webui.views import audit_view, champion_changes, matches
 
 
@@ -104,9 +104,10 @@ def test_sessions_expire_and_close(monkeypatch):
     assert book.get(sid) is None
 
 
-def test_model_page_pages_versions_and_learns_lineage(tmp_path):
+def test_model_page_pages_versions_and_learns_lineage(tmp_path, monkeypatch):
     from registry_cli import ModelRegistry
-    from registry_cli.webui.lineage import LineageIndex
+    from registry_cli.webui import views
+    from registry_cli.webui.facts import VersionFacts
     from registry_cli.webui.views import VERSIONS_PER_PAGE, model_page, model_rows
 
     reg = ModelRegistry(tmp_path / "registry", actor="alice")
@@ -116,7 +117,7 @@ def test_model_page_pages_versions_and_learns_lineage(tmp_path):
     for i in range(total):
         reg.publish("team/big", [weights], metrics={"acc": i / total})
     reg.promote("team/big", version=3, reason="why not")
-    lineage = LineageIndex()
+    lineage = VersionFacts()
     page = model_page(reg, "team/big", 2, lineage, reg.audit().entries)
     assert (page.page, page.pages, page.total) == (2, 2, total)
     assert [r.version for r in page.rows] == [5, 4, 3, 2, 1]  # newest first
@@ -125,6 +126,16 @@ def test_model_page_pages_versions_and_learns_lineage(tmp_path):
         ("v3", "why not", "alice")
     ]
     assert model_page(reg, "team/big", 99, lineage, reg.audit().entries).page == 2
+    reg.archive("team/big", 50, reason="bad")
+    monkeypatch.setattr(views, "VERSIONS_PER_PAGE", 10)  # many pages: a get per row
+    paged = model_page(reg, "team/big", 2, lineage, reg.audit().entries)
+    assert paged.pages == 6 and [r.version for r in paged.rows] == list(range(45, 35, -1))
+    assert [r.status for r in paged.rows if r.version == 50] == []
+    paged = model_page(reg, "team/big", 1, lineage, reg.audit().entries)
+    assert [r.status for r in paged.rows if r.version == 50] == ["archived"]
+    assert [r.aliases for r in paged.rows if r.version == total] == [["candidate"]]
+    assert [p.archived for p in paged.charts[0].points if p.version == 50] == [True]
+    monkeypatch.undo()
     assert page.children == []
 
     # a variant published later is found from the audit log on the next page view

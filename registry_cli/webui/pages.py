@@ -15,7 +15,7 @@ from registry_cli.server.errors import status_of
 from registry_cli.server.files import version_file
 from registry_cli.webui import access, views
 from registry_cli.webui.access import Access, Viewer
-from registry_cli.webui.lineage import LineageIndex
+from registry_cli.webui.facts import VersionFacts
 from registry_cli.webui.render import Renderer, redirect
 
 
@@ -27,7 +27,7 @@ def _int(text: str | None, default: int = 1) -> int:
 
 
 def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
-    lineage = LineageIndex()
+    facts = VersionFacts()  # per server: immutable facts of versions, read once
 
     def show(request: Request, viewer: Viewer, template: str, status: int = 200, **ctx: Any):
         notice = viewer.session.take_notice() if viewer.session else None
@@ -72,7 +72,7 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
         try:
             reg = gate.deps.registry(viewer.name)
             entries = reg.audit().entries
-            data = views.model_page(reg, name, _int(page), lineage, entries)
+            data = views.model_page(reg, name, _int(page), facts, entries)
         except RegctlError as exc:
             return failure(request, viewer, exc)
         return show(request, viewer, "model.html", m=data)

@@ -14,7 +14,7 @@ from typing import Any
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.types import ModelSummary, VersionInfo
 from registry_cli.webui.chart import Chart, metric_charts
-from registry_cli.webui.lineage import Edge, LineageIndex, parse_parent
+from registry_cli.webui.facts import Edge, VersionFacts
 
 VERSIONS_PER_PAGE = 50
 AUDIT_PER_PAGE = 100
@@ -110,44 +110,49 @@ def champion_changes(entries: list[dict[str, Any]]) -> list[ChampionChange]:
 
 
 def model_page(
-    reg: ModelRegistry, name: str, page: int, lineage: LineageIndex, entries: list[dict[str, Any]]
+    reg: ModelRegistry, name: str, page: int, facts: VersionFacts, entries: list[dict[str, Any]]
 ) -> ModelPage:
+    """One page of a model: the rows of this page read from the core, the charts and
+    lineage from the versions' immutable facts (read once per server)."""
     state = reg.model_state(name)
-    infos = reg.list_versions(name)
-    lineage.learn(infos)
-    lineage.refresh(reg, entries)
-    newest_first = sorted(infos, key=lambda i: i.version, reverse=True)
-    pages = max(1, math.ceil(len(infos) / VERSIONS_PER_PAGE))
+    numbers = list(state.versions)
+    facts.ensure(reg, name, numbers)
+    facts.refresh(reg, entries)
+    pages = max(1, math.ceil(len(numbers) / VERSIONS_PER_PAGE))
     page = min(max(page, 1), pages)
     start = (page - 1) * VERSIONS_PER_PAGE
-    champion = state.aliases.get("champion")
+    shown = sorted(numbers, reverse=True)[start : start + VERSIONS_PER_PAGE]
+    if len(numbers) <= 2 * VERSIONS_PER_PAGE:  # one listing is cheaper than a get per row
+        by_number = {i.version: i for i in reg.list_versions(name)}
+        rows = [by_number[n] for n in shown if n in by_number]
+    else:
+        rows = [reg.get(f"{name}:v{n}", with_bundle=False) for n in shown]
     mine = [e for e in entries if e.get("model") == name]
     parents = []
-    for info in infos:
-        parent = parse_parent(info.derived_from)
+    for n in numbers:
+        parent = facts.parent_of(name, n)
         if parent is not None:
-            pv = f"v{parent[1]}" if parent[1] else ""
-            parents.append((info.vname, parent[0], pv))
-    active = [v for v in state.versions if v not in state.archived]
+            parents.append((f"v{n}", parent[0], f"v{parent[1]}" if parent[1] else ""))
+    active = [v for v in numbers if v not in state.archived]
     return ModelPage(
         name=name,
         description=state.description,
         stages=reg.stages,
-        total=len(infos),
+        total=len(numbers),
         page=page,
         pages=pages,
-        rows=newest_first[start : start + VERSIONS_PER_PAGE],
+        rows=rows,
         aliases={a: f"v{v}" for a, v in sorted(state.all_aliases().items())},
         latest={s: (f"v{state.latest[s]}" if state.latest.get(s) else None) for s in reg.stages},
         charts=metric_charts(
-            {i.version: i.metrics for i in infos},
-            champion=champion,
+            {n: facts.metrics(name, n) for n in numbers},
+            champion=state.aliases.get("champion"),
             archived=set(state.archived),
         ),
         champion_history=champion_changes(mine)[:CHAMPION_HISTORY],
         recent=list(reversed(mine[-RECENT_CHANGES:])),
         parents=parents,
-        children=lineage.children_of(name),
+        children=facts.children_of(name),
         newest=f"v{max(active)}" if active else None,
     )
 
