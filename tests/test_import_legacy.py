@@ -139,6 +139,10 @@ def test_yaml_registry_import(cli, reg, tmp_path):
     again = cli("import", "yaml-registry", str(src), "--json")
     assert again.exit_code == 0
     assert {r["action"] for r in json.loads(again.stdout)} == {"skip", "report"}
+    missing = cli("import", "yaml-registry", str(src), "--model", "vgg16")
+    assert missing.exit_code == 3 and "no model 'vgg16'" in missing.stderr
+    only = cli("import", "yaml-registry", str(src), "--model", "resnet18", "--dry-run", "--json")
+    assert {r["model"] for r in json.loads(only.stdout)} == {"resnet18"}
     assert len([e for e in reg.audit().entries if "imported_from" in e["details"]]) == 3
 
 

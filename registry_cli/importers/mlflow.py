@@ -151,12 +151,17 @@ def _runs(client: Any, run_ids: list[str]) -> dict[str, RunFacts]:
             token = page.token
             if not token:
                 break
-        for i in range(0, len(wanted), 100):
-            chunk = ", ".join(f"'{r}'" for r in wanted[i : i + 100])
+        batches = [
+            (experiments[e : e + 100], wanted[i : i + 100])
+            for e in range(0, len(experiments), 100)
+            for i in range(0, len(wanted), 100)
+        ]
+        for exp_ids, run_ids in batches:  # requests of bounded size
+            chunk = ", ".join(f"'{r}'" for r in run_ids)
             token = None
             while True:
                 page = client.search_runs(
-                    experiments,
+                    exp_ids,
                     f"attributes.run_id IN ({chunk})",
                     run_view_type=ViewType.ALL,
                     max_results=1000,
