@@ -146,6 +146,21 @@ def test_yaml_registry_import(cli, reg, tmp_path):
     assert len([e for e in reg.audit().entries if "imported_from" in e["details"]]) == 3
 
 
+def test_a_gate_does_not_refuse_history(cli, reg, tmp_path):
+    """Imported promotions are forced with a reason: a gate the old versions fail
+    is overridden, and the audit says so."""
+    src = build_yaml_registry(tmp_path / "lite")
+    config = tmp_path / "registry.yaml"
+    config.write_text("gates:\n  release:\n    metrics: {accuracy: '>= 0.99'}\n")
+    res = cli("--config", str(config), "import", "yaml-registry", str(src))
+    assert res.exit_code == 0, res.stderr
+    assert cli("--config", str(config), "resolve", "resnet18@champion").stdout.strip() == "v2"
+    promote = [e for e in reg.audit("resnet18").entries if e["action"] == "promote"][0]
+    assert promote["details"]["forced"] is True
+    assert promote["details"]["reason"] == f"imported from yaml-registry {src}"
+    assert "accuracy" in promote["details"]["overridden"][0]
+
+
 @pytest.mark.parametrize(
     "spoil, message",
     [

@@ -316,3 +316,24 @@ def test_not_enough_space_is_refused_before_anything_is_written(cli, root, tmp_p
     assert res.exit_code == 2, res.stderr
     assert "not enough space" in res.stderr and "to import" in res.stderr
     assert not (root / "models").exists()
+
+
+def test_a_regctl_root_imports_like_an_old_tree(cli, tmp_path, model_file):
+    """The docs say a regctl root (its dist/) reads the same way: numbers, stages,
+    champion and facts come across."""
+    from registry_cli import ModelRegistry
+
+    old = ModelRegistry(tmp_path / "other-root")
+    old.publish("team/cls", [model_file], metrics={"acc": 0.9}, tags={"data": "v1"})
+    old.publish("team/cls", [model_file], metrics={"acc": 0.95})
+    old.publish("team/cls", [model_file])
+    old.promote("team/cls", version=2)
+    res = cli("import", str(tmp_path / "other-root"), "--json")
+    assert res.exit_code == 0, res.stderr
+    assert [r["version"] for r in json.loads(res.stdout)] == ["v1", "v2", "v3"]
+    got = json.loads(cli("show", "team/cls@champion", "--json").stdout)
+    assert got["version"] == "v2" and got["metrics"] == {"acc": 0.95}
+    assert got["created_at"] == old.get("team/cls:v2").created_at
+    first = json.loads(cli("show", "team/cls:v1", "--json").stdout)
+    assert first["tags"] == {"data": "v1"}
+    assert cli("resolve", "team/cls", "--stage", "dev").stdout.strip() == "v3"
