@@ -337,3 +337,33 @@ def test_a_regctl_root_imports_like_an_old_tree(cli, tmp_path, model_file):
     first = json.loads(cli("show", "team/cls:v1", "--json").stdout)
     assert first["tags"] == {"data": "v1"}
     assert cli("resolve", "team/cls", "--stage", "dev").stdout.strip() == "v3"
+
+
+def test_a_failure_midway_leaves_complete_versions_and_a_rerun_finishes(cli, reg, tmp_path):
+    """v0003's bundle cannot be read (exit 6): v1 and v2 are in and complete, nothing of
+    v3 or v5; once it can be read, a rerun ends as an uninterrupted import does."""
+    tree = tmp_path / "old"
+    build_old_tree(tree)
+    bundle = tree / "dev" / MODEL / "versions" / "v0003" / "bundle.tar.gz"
+    good = bundle.read_bytes()
+    bundle.unlink()
+    bundle.mkdir()  # reading it fails: a transfer error, not a bad version
+    res = cli("import", str(tree))
+    assert res.exit_code == 6, res.stderr
+    assert "v0003" in res.stderr
+    state = reg.model_state(MODEL)
+    assert list(state.versions) == [1, 2]
+    assert reg.verify(MODEL).ok
+    assert not (reg.root / "models" / MODEL / "v3").exists()
+    assert not list((reg.root / ".regctl" / "tmp").iterdir())  # no scratch left behind
+
+    bundle.rmdir()
+    bundle.write_bytes(good)
+    assert cli("import", str(tree)).exit_code == 0
+    whole = tmp_path / "whole"
+    assert cli("import", str(tree), root_dir=whole).exit_code == 0
+    for ref in ("versions", "list"):
+        args = [ref, MODEL, "--json"] if ref == "versions" else [ref, "--json"]
+        assert cli(*args).stdout.replace(str(reg.root), "R") == cli(
+            *args, root_dir=whole
+        ).stdout.replace(str(whole), "R")
