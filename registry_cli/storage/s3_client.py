@@ -8,11 +8,15 @@ store must show it honours both preconditions — a second create-if-absent of
 the same key gets 412 and a replace with a stale ``If-Match`` gets 412.
 Otherwise it is refused (exit 6, naming the endpoint) unless the config says
 ``s3: {unsafe_single_writer: true}``. The result is cached per process and
-per (endpoint, bucket).
+per (endpoint, bucket), and in a marker object ``.regctl/probed-<hash of the
+endpoint>`` so later processes through the same endpoint need one HEAD, not
+the four requests of the probe (a different endpoint, e.g. a proxy in front of
+the same bucket, is probed on its own).
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -171,7 +175,7 @@ def probe(client: Any, bucket: str, prefix: str, options: S3Options) -> None:
     with _PROBE_LOCK:
         if _PROBED.get(cache_key):
             return
-        if not options.unsafe_single_writer:
+        if not options.unsafe_single_writer and not _passed_before(client, bucket, prefix, options):
             failed = _run_probe(client, bucket, prefix)
             if failed:
                 raise RemoteError(
@@ -180,7 +184,28 @@ def probe(client: Any, bucket: str, prefix: str, options: S3Options) -> None:
                     hint="use a store that honours If-None-Match/If-Match, or set "
                     "s3: {unsafe_single_writer: true} if only one writer ever runs",
                 )
+            client.put_object(
+                Bucket=bucket, Key=_marker_key(prefix, options), Body=options.endpoint.encode()
+            )
         _PROBED[cache_key] = True
+
+
+def _marker_key(prefix: str, options: S3Options) -> str:
+    """``.regctl/probed-<endpoint hash>``: this endpoint passed the probe on this prefix."""
+    digest = hashlib.sha256(options.endpoint.encode()).hexdigest()[:16]
+    key = f".regctl/probed-{digest}"
+    return f"{prefix}/{key}" if prefix else key
+
+
+def _passed_before(client: Any, bucket: str, prefix: str, options: S3Options) -> bool:
+    """One HEAD instead of four requests for every later process through this endpoint."""
+    try:
+        client.head_object(Bucket=bucket, Key=_marker_key(prefix, options))
+    except Exception as exc:
+        if is_missing(exc):
+            return False
+        raise
+    return True
 
 
 def _run_probe(client: Any, bucket: str, prefix: str) -> str | None:

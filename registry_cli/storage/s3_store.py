@@ -1,29 +1,22 @@
 """A registry root in S3-compatible object storage: :class:`Store` over boto3 (SPEC §10).
 
-Keys of §4 live under ``s3://BUCKET/PREFIX/``. Folders are implicit (a key
-prefix with objects under it). Consistency without locks:
+Keys of §4 live under ``s3://BUCKET/PREFIX/``; folders are implicit. No locks:
 
-* ``create`` is ``PutObject`` with ``If-None-Match: *`` (412 → AlreadyExists);
-  ``replace`` is ``PutObject`` with ``If-Match: <ETag>`` (412 → Conflict), so a
-  model state changes by one atomic swap and the commit loop of
-  ``core/models.py`` re-reads and re-applies its rule on a conflict. A 409
-  ``ConditionalRequestConflict`` is retried with back-off. :meth:`lock` is a
-  no-op: correctness comes from the conditional writes alone.
-* Each state object carries a commit number in its metadata
-  (``x-amz-meta-regctl-seq``), one more than the state it replaced.
-* The audit log is one object per entry (see ``s3_audit.py``): concurrent
-  appends never lose or interleave entries, and each model's entries read
-  back in commit order. An ``audit.jsonl`` object (a folder registry copied
-  into the bucket) is read first.
-* A version is staged in a local scratch folder and uploaded by
-  :meth:`install_folder` (``s3_transfer.py``); it is invisible until the
-  state lists it. A scratch marker object ``.regctl/tmp/<kind>-<host>-<pid>-<id>`` tells
-  ``gc`` whether its writer is alive; abandoned multipart uploads are listed
-  by :meth:`leftover_scratch` and aborted by ``gc``.
+* ``create`` is ``PutObject`` with ``If-None-Match: *`` (412 → AlreadyExists),
+  ``replace`` is ``PutObject`` with ``If-Match: <ETag>`` (412 → Conflict): the
+  commit loop of ``core/models.py`` re-reads and re-applies its rule on a
+  conflict. A 409 ``ConditionalRequestConflict`` is retried with back-off.
+  Each state object carries a commit number (``x-amz-meta-regctl-seq``).
+* The audit log is one object per entry, read back in commit order
+  (``s3_audit.py``); an ``audit.jsonl`` object is read first.
+* A version is staged locally and uploaded by :meth:`install_folder`
+  (``s3_transfer.py``); it is invisible until the state lists it. A marker
+  ``.regctl/tmp/<kind>-<host>-<pid>-<id>`` tells ``gc`` whether its writer
+  lives; ``gc`` aborts abandoned multipart uploads (:meth:`leftover_scratch`).
 * ``dist/`` copies are server-side ``CopyObject``.
 * :meth:`local_path` names the local cache copy of a key (nothing is
-  downloaded); :meth:`fetch_version` fills it, verifying every file's sha256
-  against the manifest (predict/serve/``resolve --path``).
+  downloaded); :meth:`fetch_version` fills it, every file checked against the
+  manifest (predict, serve, ``resolve --path``).
 """
 
 from __future__ import annotations
@@ -236,18 +229,32 @@ class S3Store(Store):
                 yield obj["Key"][len(base) :]
 
     def kind(self, key: str) -> str | None:
+        """One LIST with ``Delimiter=/`` tells a file (the key itself) from a folder (the
+        common prefix ``key/``); HEAD + LIST only when that page was too full to tell."""
         if not key:
             return "dir"
-        if self._head(key) is not None:
-            return "file"
+        full = self.k(key)
         got = self.call(
             "list",
             key,
             lambda: self.client.list_objects_v2(
-                Bucket=self.bucket, Prefix=self.k(key) + "/", MaxKeys=1
+                Bucket=self.bucket, Prefix=full, Delimiter="/", MaxKeys=100
             ),
         )
-        return "dir" if got.get("KeyCount", 0) or got.get("Contents") else None
+        if any(obj["Key"] == full for obj in got.get("Contents", [])):
+            return "file"
+        if any(cp["Prefix"] == full + "/" for cp in got.get("CommonPrefixes", [])):
+            return "dir"
+        if not got.get("IsTruncated"):
+            return None
+        if self._head(key) is not None:
+            return "file"
+        below = self.call(
+            "list",
+            key,
+            lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=full + "/", MaxKeys=1),
+        )
+        return "dir" if below.get("KeyCount", 0) or below.get("Contents") else None
 
     def children(self, key: str) -> list[str]:
         base = self.k(key) + "/" if key else (self.prefix + "/" if self.prefix else "")
