@@ -385,6 +385,14 @@ def test_code_running_options_are_refused(srv, key):
     assert not (srv.root / "models/up/arch/v1").exists()
 
 
+def test_a_file_and_a_folder_of_the_same_name_are_400(srv):
+    with srv.client("publish") as c:
+        assert upload(c, "up/clash", {"a": b"file", "a/b.pt": b"under a"}).status_code == 400
+        assert upload(c, "up/clash", {"a/b.pt": b"under a", "a": b"file"}).status_code == 400
+        assert upload(c, "up/clash", {"a.pt": b"1", "a.pt ": b"2"}).status_code == 201
+    assert not scratch_entries(srv.root)
+
+
 def test_unknown_metadata_and_fields_are_400(srv):
     with srv.client("publish") as c:
         assert upload(c, "up/meta", {"m.pt": b"x"}, {"metricz": {}}).status_code == 400

@@ -130,8 +130,8 @@ class PartWriter:
         if self.path in self.received.files:
             raise BadInput(f"two file parts named {self.path!r}")
         target = self.received.folder / self.path
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             self.out = open(target, "xb")
         except (FileExistsError, IsADirectoryError, NotADirectoryError):
             raise BadInput(f"payload/{self.path} would be both a file and a folder") from None
@@ -296,10 +296,12 @@ async def publish(
     if declared and declared.isdigit() and int(declared) > ctx.max_upload_size:
         raise _too_large(ctx.max_upload_size)
     if ctype == "application/json":
-        raw = await request.body()
-        if len(raw) > METADATA_LIMIT:
-            raise BadInput("JSON body over 1 MiB")
-        doc = parse_metadata(raw, METADATA_KEYS | MLFLOW_KEYS)
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > METADATA_LIMIT:
+                raise BadInput("a JSON publish body is over 1 MiB")
+        doc = parse_metadata(bytes(raw), METADATA_KEYS | MLFLOW_KEYS)
         info = await anyio.to_thread.run_sync(_publish_mlflow, reg, name, doc)
         return JSONResponse(info.to_json(), status_code=201)
     if ctype != "multipart/form-data":
