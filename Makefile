@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.regctl-installed
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install browser demo test test-fast lint bench docs clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,18 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python scripts/demo.py
 
-test: install
+# The web UI tests (tests/test_webui*.py) drive the system Chromium with Playwright
+# (Playwright's own browser download does not work on these machines). Install both
+# where possible; otherwise those tests fail with a message naming what is missing.
+browser: install
+	$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install -q playwright
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y chromium || (apt-get update && apt-get install -y chromium) || \
+	      echo "note: could not install chromium: the web UI tests will fail"; \
+	  else echo "note: no system Chromium (apt-get install -y chromium as root): the web UI tests will fail"; fi
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 test-fast: install
@@ -35,6 +46,10 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# docs/cli.md, the command reference, generated from the Typer app
+docs: install
+	$(BIN)/python scripts/gen_cli_docs.py
 
 clean:
 	rm -rf registry demo-work .pytest_cache

@@ -31,12 +31,14 @@ __all__ = [
     "NotFound",
     "RegctlError",
     "RemoteError",
+    "RemoteRegistry",
     "RuleViolation",
     "__version__",
 ]
 
 if TYPE_CHECKING:
     from registry_cli.core.registry import ModelRegistry
+    from registry_cli.remote import RemoteRegistry
 
 
 def __getattr__(name: str) -> Any:
@@ -45,4 +47,8 @@ def __getattr__(name: str) -> Any:
         from registry_cli.core.registry import ModelRegistry
 
         return ModelRegistry
+    if name == "RemoteRegistry":
+        from registry_cli.remote import RemoteRegistry
+
+        return RemoteRegistry
     raise AttributeError(name)

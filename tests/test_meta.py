@@ -82,8 +82,8 @@ def test_registry_yaml_example_is_a_valid_config_for_every_section(monkeypatch):
     """The documented example is loaded by the same validators the commands use."""
     from registry_cli.core.config import load_config_file
     from registry_cli.formats.mlflow_source import resolve_tracking_uri
-    from registry_cli.settings import FTP, PULL
     from registry_cli.predict.settings import resolve_settings
+    from registry_cli.settings import FTP, PULL
 
     cfg = load_config_file(REPO / "registry.yaml.example")
     assert cfg.stages == ("dev", "release")

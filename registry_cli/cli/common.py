@@ -59,13 +59,14 @@ REMOTE_COMMANDS = frozenset(
     {"publish", "promote", "rollback", "archive", "alias", "tag", "list", "versions", "show",
      "resolve", "audit"}
 )  # fmt: skip
+REMOTE_AWARE = frozenset({"doctor"})  # checks the server named; otherwise works on the root
 
 
 def refuse_remote(command: str | None, url: str) -> None:
     """BadInput when ``command`` cannot run against the registry server at ``url``."""
     from registry_cli.errors import BadInput
 
-    if command is not None and command not in REMOTE_COMMANDS:
+    if command is not None and command not in REMOTE_COMMANDS | REMOTE_AWARE:
         raise BadInput(
             f"regctl {command} does not work with a remote registry ({url})",
             hint="run it on the registry's machine, without --remote, $REGCTL_URL "
@@ -77,7 +78,8 @@ def open_registry(root: str | None = None, config: str | None = None) -> ModelRe
     """The registry a command works on: a :class:`RemoteRegistry` when a registry server
     is named (``--remote``, ``$REGCTL_URL``, else ``remote:`` in the config), else
     ``--root``/``--config`` (or the given ones) and the lookup of SPEC §2."""
-    if STATE.remote and root is None:
+    local = root is not None or STATE.command in REMOTE_AWARE
+    if STATE.remote and not local:
         refuse_remote(STATE.command, STATE.remote)
         return open_remote(STATE.remote, None)  # type: ignore[return-value]
     from registry_cli.core.registry import ModelRegistry
@@ -85,7 +87,7 @@ def open_registry(root: str | None = None, config: str | None = None) -> ModelRe
     reg = ModelRegistry(root or STATE.root, config=config or STATE.config, actor=STATE.actor)
     STATE.registry_root = reg.root if isinstance(reg.root, Path) else None  # not s3://
     remote = reg.config.section("remote")
-    if remote.get("url") and root is None:
+    if remote.get("url") and not local:
         refuse_remote(STATE.command, remote["url"])
         return open_remote(remote["url"], remote)  # type: ignore[return-value]
     return reg

@@ -87,6 +87,13 @@ def serve_ftp(
     from registry_cli.ftp.settings import server_settings
 
     root, cfg = _load_config()
+    if isinstance(root, str):  # an s3://BUCKET/PREFIX root (SPEC §10)
+        from registry_cli.errors import BadInput
+
+        raise BadInput(
+            f"serve-ftp serves a folder; {root} is in object storage",
+            hint="serve it with: regctl serve-registry (or any static server of its dist/)",
+        )
     flags = {
         "host": host,
         "port": port,

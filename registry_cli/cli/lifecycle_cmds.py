@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from registry_cli.cli import completion
 from registry_cli.cli.common import JSON_HELP, command, open_registry, print_json
 
 if TYPE_CHECKING:
@@ -22,11 +23,16 @@ def _report(result: ChangeResult, as_json: bool) -> None:
 
 
 def promote(
-    name: str = typer.Argument(..., help="Model name."),
+    name: str = typer.Argument(..., help="Model name.", autocompletion=completion.model_names),
     version: str | None = typer.Option(
-        None, "--version", help="vN or @alias to promote (default: @candidate)."
+        None,
+        "--version",
+        help="vN or @alias to promote (default: @candidate).",
+        autocompletion=completion.versions_or_aliases,
     ),
-    to: str | None = typer.Option(None, "--to", help="Target stage (default: the last)."),
+    to: str | None = typer.Option(
+        None, "--to", help="Target stage (default: the last).", autocompletion=completion.stages
+    ),
     force: bool = typer.Option(False, "--force", help="Override failed gates (needs --reason)."),
     reason: str | None = typer.Option(None, "--reason", help="Why; recorded in the audit log."),
     no_latest: bool = typer.Option(False, "--no-latest", help="Do not move the stage's LATEST."),
@@ -40,9 +46,12 @@ def promote(
 
 
 def rollback(
-    name: str = typer.Argument(..., help="Model name."),
+    name: str = typer.Argument(..., help="Model name.", autocompletion=completion.model_names),
     to: str | None = typer.Option(
-        None, "--to", help="Released version to make champion (default: @rollback)."
+        None,
+        "--to",
+        help="Released version to make champion (default: @rollback).",
+        autocompletion=completion.versions,
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -51,8 +60,10 @@ def rollback(
 
 
 def archive(
-    name: str = typer.Argument(..., help="Model name."),
-    version: str = typer.Argument(..., help="Version to archive (vN)."),
+    name: str = typer.Argument(..., help="Model name.", autocompletion=completion.model_names),
+    version: str = typer.Argument(
+        ..., help="Version to archive (vN).", autocompletion=completion.versions
+    ),
     reason: str | None = typer.Option(None, "--reason", help="Why; recorded in the audit log."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -66,9 +77,15 @@ alias_app = typer.Typer(
 
 
 def alias_set(
-    name: str = typer.Argument(..., help="Model name."),
-    alias: str = typer.Argument(..., help="Alias name (not candidate/champion/rollback)."),
-    version: str = typer.Argument(..., help="Version it points at (vN)."),
+    name: str = typer.Argument(..., help="Model name.", autocompletion=completion.model_names),
+    alias: str = typer.Argument(
+        ...,
+        help="Alias name (not candidate/champion/rollback).",
+        autocompletion=completion.aliases,
+    ),
+    version: str = typer.Argument(
+        ..., help="Version it points at (vN).", autocompletion=completion.versions
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Point ALIAS at VERSION (moving it if it exists)."""
@@ -76,8 +93,8 @@ def alias_set(
 
 
 def alias_rm(
-    name: str = typer.Argument(..., help="Model name."),
-    alias: str = typer.Argument(..., help="Alias to remove."),
+    name: str = typer.Argument(..., help="Model name.", autocompletion=completion.model_names),
+    alias: str = typer.Argument(..., help="Alias to remove.", autocompletion=completion.aliases),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Remove a user alias."""
@@ -85,8 +102,8 @@ def alias_rm(
 
 
 def tag(
-    name: str = typer.Argument(..., help="Model name."),
-    version: str = typer.Argument(..., help="Version (vN)."),
+    name: str = typer.Argument(..., help="Model name.", autocompletion=completion.model_names),
+    version: str = typer.Argument(..., help="Version (vN).", autocompletion=completion.versions),
     pairs: list[str] | None = typer.Argument(None, help="KEY=VALUE tags to set."),
     rm: list[str] | None = typer.Option(None, "--rm", help="Tag key to remove, repeatable."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),

@@ -6,16 +6,19 @@ pyftpdlib or HTTP stack), so ``regctl --help`` and ``regctl resolve`` start fast
 
 from __future__ import annotations
 
+import os
+
 import typer
 
-from registry_cli.cli import common
+from registry_cli.cli import common, completion
+from registry_cli.errors import RegctlError
 
 app = typer.Typer(
     name="regctl",
     help="A model registry on a plain filesystem: immutable checksummed versions, "
     "candidate → champion → rollback, dev → release, FTP distribution.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -24,7 +27,7 @@ app = typer.Typer(
 
 def _version_callback(value: bool) -> None:
     if value:
-        from registry_cli import __version__
+        from registry_cli.version import __version__
 
         typer.echo(f"regctl {__version__}")
         raise typer.Exit()
@@ -32,6 +35,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     root: str | None = typer.Option(
         None,
         "--root",
@@ -49,6 +53,19 @@ def main_options(
         "--actor",
         help="Who is acting, for the audit log (else $REGCTL_ACTOR, the user).",
     ),
+    remote: str | None = typer.Option(
+        None,
+        "--remote",
+        metavar="URL",
+        help="A registry server (regctl serve-registry) to work on instead of a root "
+        "(else $REGCTL_URL, remote: in the config).",
+    ),
+    token_file: str | None = typer.Option(
+        None,
+        "--token-file",
+        metavar="FILE",
+        help="File holding the token for --remote (else $REGCTL_TOKEN).",
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or remarks."),
     version: bool = typer.Option(
@@ -65,21 +82,47 @@ def main_options(
     common.STATE.actor = actor
     common.STATE.debug = debug
     common.STATE.quiet = quiet
+    common.STATE.remote = remote or os.environ.get("REGCTL_URL") or None
+    common.STATE.token_file = token_file
+    common.STATE.command = ctx.invoked_subcommand
+    if common.STATE.remote:
+        try:
+            common.refuse_remote(ctx.invoked_subcommand, common.STATE.remote)
+        except RegctlError as exc:
+            common.fail(exc)
+            raise typer.Exit(exc.exit_code) from None
 
 
 def _register() -> None:
-    from registry_cli.cli import dist_cmds, lifecycle_cmds, predict_cmds, registry_cmds
+    from registry_cli.cli import (
+        dist_cmds,
+        import_cmds,
+        lifecycle_cmds,
+        ops_cmds,
+        predict_cmds,
+        registry_cmds,
+        server_cmds,
+    )
 
     registry_cmds.register(app)
     lifecycle_cmds.register(app)
     dist_cmds.register(app)
     predict_cmds.register(app)
+    ops_cmds.register(app)
+    server_cmds.register(app)
+    import_cmds.register(app)
 
 
 _register()
 
 
 def main(argv: list[str] | None = None) -> int:
+    if completion.COMPLETE_VAR in os.environ:  # the shell asks for completions
+        return completion.complete(lambda: _run(argv))
+    return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         app(args=argv, prog_name="regctl")
     except SystemExit as exc:

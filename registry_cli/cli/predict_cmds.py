@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from registry_cli.cli import completion
 from registry_cli.cli.common import command, open_registry, print_json
 from registry_cli.errors import BadInput, NotFound
 
@@ -29,7 +30,9 @@ def _read_input(source: str) -> bytes:
 
 def predict(
     ref: str = typer.Argument(
-        ..., help="NAME, NAME:vN, NAME:latest, NAME@alias, or a pulled bundle folder."
+        ...,
+        help="NAME, NAME:vN, NAME:latest, NAME@alias, or a pulled bundle folder.",
+        autocompletion=completion.references,
     ),
     input_: str = typer.Option(
         ...,
@@ -39,7 +42,10 @@ def predict(
         help='JSON ({"X": ...} or a bare array) or .npy; - reads stdin.',
     ),
     stage: str | None = typer.Option(
-        None, "--stage", help="Make 'latest' mean this stage's LATEST."
+        None,
+        "--stage",
+        help="Make 'latest' mean this stage's LATEST.",
+        autocompletion=completion.stages,
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Accepted for uniformity: predict always prints one JSON document."
@@ -62,12 +68,15 @@ def predict(
 
 def serve(
     name: str | None = typer.Argument(
-        None, help="Model to serve (else $REGCTL_SERVE_MODEL or serve.model)."
+        None,
+        help="Model to serve (else $REGCTL_SERVE_MODEL or serve.model).",
+        autocompletion=completion.model_names,
     ),
     alias: str | None = typer.Option(
         None,
         "--alias",
         help="Alias to load (default champion; $REGCTL_SERVE_ALIAS, $MODEL_ALIAS, serve.alias).",
+        autocompletion=completion.aliases,
     ),
     host: str | None = typer.Option(
         None, "--host", help="Interface to bind (default 127.0.0.1; $REGCTL_SERVE_HOST)."

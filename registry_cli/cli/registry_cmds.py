@@ -3,14 +3,17 @@ resolve, audit, verify, gc."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
-from registry_cli.cli import common
+from registry_cli.cli import common, completion
 from registry_cli.cli.common import JSON_HELP, command, open_registry, print_json
 
 STAGE_HELP = "Make 'latest' mean this stage's LATEST (and restrict 'best' to it)."
 METRIC_HELP = "Metric for NAME:best (else best.metric in the config)."
 MODE_HELP = "max or min, for NAME:best (else best.mode, else max)."
+REF_HELP = "NAME, NAME:vN, NAME:latest, NAME:best or NAME@alias."
 
 
 def init(
@@ -26,7 +29,9 @@ def init(
 
 
 def publish(
-    name: str = typer.Argument(..., help="Model name, e.g. team/project/task."),
+    name: str = typer.Argument(
+        ..., help="Model name, e.g. team/project/task.", autocompletion=completion.model_names
+    ),
     paths: list[str] | None = typer.Argument(
         None, help="Files and folders to copy into the new version (none with --from-mlflow)."
     ),
@@ -35,12 +40,19 @@ def publish(
     tag: list[str] | None = typer.Option(None, "--tag", help="KEY=VALUE, repeatable."),
     description: str | None = typer.Option(None, "--description", help="Free text."),
     stage: str | None = typer.Option(
-        None, "--stage", help="Must be the first stage (versions enter there)."
+        None,
+        "--stage",
+        help="Must be the first stage (versions enter there).",
+        autocompletion=completion.stages,
     ),
     no_latest: bool = typer.Option(False, "--no-latest", help="Do not move the stage's LATEST."),
     no_alias: bool = typer.Option(False, "--no-alias", help="Do not set @candidate."),
     derived_from: str | None = typer.Option(
-        None, "--derived-from", metavar="REF", help="Lineage: the version this one comes from."
+        None,
+        "--derived-from",
+        metavar="REF",
+        help="Lineage: the version this one comes from.",
+        autocompletion=completion.references,
     ),
     from_mlflow: str | None = typer.Option(
         None,
@@ -108,7 +120,7 @@ def publish(
         raise BadInput(
             "--task, --num-classes, --arch and --trust-pickle need --convert torch-standard"
         )
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         metrics=parse_metrics(metric),
         params=parse_key_values(param, "param"),
         tags=parse_key_values(tag, "tag"),
@@ -126,10 +138,27 @@ def publish(
         options = ConversionOptions(
             task=task, num_classes=num_classes, arch=arch, trust_pickle=trust_pickle, target=convert
         ).validate()
+    if kwargs["signature"] is None and not from_mlflow and not convert:
+        from registry_cli.formats.publish_sources import program_signature
+
+        # a torch.export program brings its own (SPEC §8), read here without torch
+        kwargs["signature"] = program_signature(list(paths or []))
     reg = open_registry()
     progress = common.progress_factory(f"{name} ")
     try:
-        if from_mlflow:
+        if getattr(reg, "remote", False):  # a registry server uploads, imports and converts
+            server: Any = reg  # a RemoteRegistry: its publish also takes the source options
+            info = server.publish(
+                name,
+                paths or [],
+                progress=progress,
+                from_mlflow=from_mlflow,
+                tracking_uri=tracking_uri,
+                artifact_path=artifact_path,
+                convert=options,
+                **kwargs,
+            )
+        elif from_mlflow:
             from registry_cli.formats.publish_sources import publish_from_mlflow
 
             info = publish_from_mlflow(
@@ -178,8 +207,10 @@ def list_models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -
 
 
 def versions(
-    name: str = typer.Argument(..., help="Model name."),
-    stage: str | None = typer.Option(None, "--stage", help="Only versions in this stage."),
+    name: str = typer.Argument(..., help="Model name.", autocompletion=completion.model_names),
+    stage: str | None = typer.Option(
+        None, "--stage", help="Only versions in this stage.", autocompletion=completion.stages
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List the versions of a model with status, stages, aliases and metrics."""
@@ -193,8 +224,10 @@ def versions(
 
 
 def show(
-    ref: str = typer.Argument(..., help="NAME, NAME:vN, NAME:latest, NAME:best or NAME@alias."),
-    stage: str | None = typer.Option(None, "--stage", help=STAGE_HELP),
+    ref: str = typer.Argument(..., help=REF_HELP, autocompletion=completion.references),
+    stage: str | None = typer.Option(
+        None, "--stage", help=STAGE_HELP, autocompletion=completion.stages
+    ),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
     mode: str | None = typer.Option(None, "--mode", help=MODE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -210,27 +243,39 @@ def show(
 
 
 def resolve(
-    ref: str = typer.Argument(..., help="NAME, NAME:vN, NAME:latest, NAME:best or NAME@alias."),
+    ref: str = typer.Argument(..., help=REF_HELP, autocompletion=completion.references),
     path: bool = typer.Option(
         False, "--path", help="Print the absolute path of the preferred weight file instead."
     ),
-    stage: str | None = typer.Option(None, "--stage", help=STAGE_HELP),
+    stage: str | None = typer.Option(
+        None, "--stage", help=STAGE_HELP, autocompletion=completion.stages
+    ),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
     mode: str | None = typer.Option(None, "--mode", help=MODE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Print the version a reference means (vN), for scripts."""
-    info = open_registry().get(ref, stage=stage, metric=metric, mode=mode, with_bundle=as_json)
+    reg = open_registry()
+    info = reg.get(ref, stage=stage, metric=metric, mode=mode, with_bundle=as_json)
     if as_json:
         print_json(info.to_json())
-    elif path:
+    elif path and getattr(reg, "remote", False):  # the path on the registry's machine
         typer.echo(str(info.preferred_weight_path))
+    elif path:
+        from registry_cli.storage.layout import version_key
+        from registry_cli.storage.open import local_version
+
+        # on an s3 root the version is fetched into the cache (verified) first
+        local = local_version(reg.store, version_key(info.name, info.version))
+        typer.echo(str(local / info.preferred_weight))
     else:
         typer.echo(info.vname)
 
 
 def audit(
-    name: str | None = typer.Argument(None, help="Only this model's entries."),
+    name: str | None = typer.Argument(
+        None, help="Only this model's entries.", autocompletion=completion.model_names
+    ),
     limit: int | None = typer.Option(None, "--limit", help="Only the last N entries."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -252,7 +297,9 @@ def audit(
 
 
 def verify(
-    name: str | None = typer.Argument(None, help="Only this model."),
+    name: str | None = typer.Argument(
+        None, help="Only this model.", autocompletion=completion.model_names
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Re-hash every payload file and bundle and check the invariants. Exit 5 on problems."""
