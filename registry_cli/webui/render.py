@@ -65,6 +65,7 @@ class Renderer:
         self.env = Environment(
             loader=PackageLoader("registry_cli.webui", "templates"),
             autoescape=True,  # every value is user input until proven otherwise
+            auto_reload=False,  # templates ship in the package: never re-read
             trim_blocks=True,
             lstrip_blocks=True,
         )
