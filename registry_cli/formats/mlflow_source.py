@@ -149,7 +149,7 @@ def redact(uri: str) -> str:
 
 
 @contextlib.contextmanager
-def _mlflow_env(tracking_uri: str) -> Iterator[None]:
+def mlflow_env(tracking_uri: str) -> Iterator[None]:
     """Point mlflow at ``tracking_uri`` (registry too) and make it fail fast, for this block.
 
     Some mlflow code paths read the default registry URI instead of the one passed
@@ -286,7 +286,7 @@ def lookup(ref: MlflowRef, tracking_uri: str) -> Lookup:
 
     An unreachable server (exit 6) or an unknown run/model/alias (exit 3) fails here.
     """
-    with _mlflow_env(tracking_uri):
+    with mlflow_env(tracking_uri):
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -337,7 +337,7 @@ def lookup(ref: MlflowRef, tracking_uri: str) -> Lookup:
 
 def download(found: Lookup, tracking_uri: str, workdir: Path) -> FetchedArtifact:
     """Download a looked-up artifact into ``workdir/source/<payload name>``."""
-    with _mlflow_env(tracking_uri):
+    with mlflow_env(tracking_uri):
         import mlflow
 
         download_dir = workdir / "download"

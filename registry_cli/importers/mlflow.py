@@ -64,23 +64,6 @@ def tracking_uri_of(location: str | None, explicit: str | None, config: Config) 
 
 
 @contextlib.contextmanager
-def mlflow_env(tracking_uri: str) -> Iterator[None]:
-    """Point mlflow at the server for the whole import (the fetch threads share it)."""
-    wanted = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri}
-    wanted.update({k: os.environ.get(k, v) for k, v in mlflow_source.FAIL_FAST_ENV.items()})
-    saved = {k: os.environ.get(k) for k in wanted}
-    os.environ.update(wanted)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextlib.contextmanager
 def _remote(what: str, tracking_uri: str) -> Iterator[None]:
     try:
         yield
@@ -305,7 +288,7 @@ def read(tracking_uri: str, names: list[str], stages: tuple[str, ...]) -> Source
     mlflow's environment stays set until the registry's ``close()`` (fetch threads
     share it)."""
     stack = contextlib.ExitStack()
-    stack.enter_context(mlflow_env(tracking_uri))
+    stack.enter_context(mlflow_source.mlflow_env(tracking_uri))
     try:
         found = _read(tracking_uri, names, stages)
     except BaseException:
