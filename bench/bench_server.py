@@ -4,7 +4,7 @@
     python bench/bench_server.py --small    # 256 MiB upload, 2,000-version model
 
 1. Publish one big file through the API (the remote CLI on this machine) against the
-   local ``regctl publish`` of the same file (best of 2 each), with the server's
+   local ``regctl publish`` of the same file (best of 3 each, interleaved), with the server's
    resident memory sampled every 20 ms during the upload.
    Targets: ratio <= 1.5, server RSS < 150 MiB.
 2. Read routes with 4 keep-alive client threads: regctl's ``/api/v1/resolve`` and one
@@ -86,7 +86,7 @@ def bench_publish(work: Path, size: int) -> dict[str, float]:
     with ServeRegistryProcess(server_root, log=work / "publish-server.log", env=ENV) as srv:
         assert srv.proc is not None
         baseline = rss_mib(srv.proc.pid)
-        for _ in range(2):
+        for _ in range(3):
             local_times.append(regctl("--root", str(local_root), "publish", "big/file", str(big)))
             done = threading.Event()
             samples: list[float] = []

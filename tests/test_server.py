@@ -629,3 +629,29 @@ def test_no_secret_in_logs_audit_or_replies(srv):
     everything = srv.proc.log + (srv.root / "audit.jsonl").read_text() + "".join(replies)
     for secret in srv.tokens.values():
         assert secret not in everything
+
+
+def test_reads_follow_every_change_made_beside_the_server(srv, tmp_path):
+    """The read routes reuse answers while the model's state is unchanged: a change by
+    the CLI or library on the same root shows on the very next request."""
+    reg = srv.reg()
+    src = tmp_path / "w.pt"
+    for i in range(3):
+        src.write_bytes(os.urandom(100 + i))
+        reg.publish("cache/m", [src])
+    with srv.client("read") as c:
+
+        def champion():
+            reply = c.get("/api/v1/resolve", params={"ref": "cache/m@champion"})
+            return reply.json()["version"] if reply.status_code == 200 else reply.status_code
+
+        assert champion() == 404
+        for v in (1, 2, 3):
+            reg.promote("cache/m", version=v)
+            assert champion() == champion() == f"v{v}"
+        reg.rollback("cache/m")
+        assert champion() == "v2"
+        reg.tag("cache/m", 2, {"stage": "canary"})
+        assert c.get("/api/v1/models/cache/m/-/versions/v2").json()["tags"] == {"stage": "canary"}
+        reg.archive("cache/m", 3)
+        assert c.get("/api/v1/models/cache/m/-/versions/3").json()["status"] == "archived"

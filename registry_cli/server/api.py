@@ -103,7 +103,8 @@ def show_version(
     request: Request, name: str, version: str, who: Principal = Depends(require("read"))
 ) -> dict[str, Any]:
     """One version, ``v3`` or ``3`` (``regctl show --json``)."""
-    return _registry(request, who).get(f"{name}:{version}").to_json()
+    ctx: ServerContext = request.app.state.ctx
+    return ctx.reads.version_doc(_registry(request, who), f"{name}:{version}")
 
 
 @router.get("/api/v1/resolve", tags=["read"])
@@ -117,8 +118,11 @@ def resolve(
     who: Principal = Depends(require("read")),
 ) -> dict[str, Any]:
     """Any reference (``regctl resolve --json``)."""
+    ctx: ServerContext = request.app.state.ctx
     reg = _registry(request, who)
-    return reg.get(ref, stage=stage, metric=metric, mode=mode, with_bundle=bundle).to_json()
+    return ctx.reads.version_doc(
+        reg, ref, stage=stage, metric=metric, mode=mode, with_bundle=bundle
+    )
 
 
 @router.get("/api/v1/audit", tags=["read"])

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from registry_cli.core.config import Config
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.tokens import Tokens
+from registry_cli.server.readcache import ReadCache
 
 if TYPE_CHECKING:
     from registry_cli.server.ftp_control import FtpChildren
@@ -26,6 +27,7 @@ class ServerContext:
     def __post_init__(self) -> None:
         self.base = ModelRegistry(self.root, config=self.config, actor="regctl-server")
         self.tokens = Tokens(self.base.store, self.base.states, self.base.actor)
+        self.reads = ReadCache()
 
     def registry(self, actor: str) -> ModelRegistry:
         """The registry acting as ``actor`` (a token's name: what the audit records)."""
