@@ -1,27 +1,36 @@
-"""Pull performance against curl, measured in one run (docs/performance.md, "Distribution").
+"""Pull performance against curl, in one run, over FTP and HTTP (docs/performance.md,
+"Distribution"; issues 4 and 13). Longer than ~400 lines: one script per bench, and
+its three parts share the servers, the workers and the report.
 
 A temporary registry gets a 1 GiB model and a 50 MiB model (``--small``: 128 MiB
-and 8 MiB), both released, served by the real ``regctl serve-ftp`` on loopback.
-Runs are interleaved (curl and each pull variant, in a rotating order, with
-``sync`` in between) and medians compared.
+and 8 MiB), both released, and is served over loopback by the real
+``regctl serve-ftp`` and by nginx (a static server of the same ``dist/`` tree,
+with sendfile, ``Range``, ``If-Range`` and ETags; skipped when nginx is not
+installed: ``apt-get install nginx-light``). curl is the independent client of
+both. Runs are interleaved (curl and each pull variant in a rotating order, the
+page cache flushed in between) and medians compared.
 
-1. One pull of the big bundle against ``curl -o file`` of the same bundle:
-   - *download + verify*: connect, log in, read ``LATEST.json``, download the
-     bundle to a temp file with inline sha256 and check size and sha256 (the
-     pull's own code: ``Puller.open_transport``, ``resolve``, ``download_bundle``);
-     the metric of issue 4;
-   - *pull per file*: ``Puller.pull`` end to end: manifest, each payload file
-     downloaded once with inline sha256 into the cache, rename (issue 13);
-   - *pull --bundle*: the same with the bundle (also unpack, per-file check
-     against the manifest, rename into the cache);
-   - *regctl pull*: the CLI process end to end (also Python start-up).
-2. 20 concurrent pulls of the mid bundle against 20 concurrent curls; aggregate
-   throughput = 20 x size / wall time. Each puller has its own cache (20 client
-   machines, no cache hits). Pullers are 20 processes started (and imported)
-   before the clock starts, released together; as 20 cold ``regctl pull``
-   processes too, for reference (on 2 cores their 20 Python start-ups count).
+1. One pull of the big model against ``curl -o file`` of the same payload file:
+   - *pull per file*: ``Puller.pull`` end to end: LATEST.json, manifest.json,
+     then the payload file downloaded once with inline sha256 into the cache and
+     renamed into place (issue 13: target <= 1.3x);
+   - *bundle download + verify*: the bundle into a temp file with inline sha256,
+     size and sha256 checked (issue 4's metric, no unpack);
+   - *pull --bundle*: the bundle path end to end (also unpack, per-file check);
+   - *regctl pull*: the CLI process end to end (per file; also Python start-up).
+2. 20 concurrent pulls of the mid model against 20 concurrent curls; aggregate
+   throughput = 20 x size / wall time (target >= 0.6x). Each puller has its own
+   cache (20 client machines). Pullers are 20 processes started (and imported)
+   before the clock starts, released together; cold ``regctl pull`` processes
+   are shown for reference. The server's own log counts the reads of
+   LATEST.json and of the payload (one each per pull: no thundering herd), and
+   20 pulls into one shared cache show the payload sent once.
+3. Resume: a CLI pull of the big model is killed at ~50 %, then run again; the
+   server's log gives the payload bytes the second run transferred, against the
+   bytes that were still missing (target: <= remaining + one 1 MiB block).
 
-Usage: python bench/bench_pull.py [--small] [--runs N] [--dir DIR]
+Usage: python bench/bench_pull.py [--small] [--runs N] [--only single|concurrent|resume]
+                                  [--transport ftp|http] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +39,10 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -45,12 +57,155 @@ sys.path.insert(0, str(REPO))
 
 from registry_cli import ModelRegistry  # noqa: E402
 from registry_cli.ftp.launch import ServeFtpProcess  # noqa: E402
-from registry_cli.pull import Puller, Source  # noqa: E402
+from registry_cli.pull import Puller, parse_source  # noqa: E402
+from registry_cli.storage.hashing import CHUNK  # noqa: E402
 
 PASSWORD = "bench-pw"
 MiB = 1 << 20
+PAYLOAD = "release/{name}/versions/v1/payload/model.pt"
+FTP_LOG_RE = re.compile(r"RETR (\S+) completed=\d bytes=(\d+)")
 
 
+class Served:
+    """One transport under test: how curl and regctl reach it, and what its log says."""
+
+    def __init__(self, kind: str, url: str, log: Path, proc: Any) -> None:
+        self.kind = kind
+        self.url = url  # what `regctl pull --from` takes
+        self.log = log
+        self.proc = proc
+        self.label = "FTP (regctl serve-ftp)" if kind == "ftp" else "HTTP (nginx)"
+
+    def curl_cmd(self, relpath: str, out: Path) -> list[str]:
+        if self.kind == "ftp":
+            url = self.url.replace("mlops@", "") + f"/{relpath}"
+            return ["curl", "-sS", "--fail", "--ftp-method", "nocwd", "-o", str(out)] + [
+                "--user",
+                f"mlops:{PASSWORD}",
+                url,
+            ]  # nocwd: one RETR of the full path, as regctl does (curl's default CWDs each folder)
+        return ["curl", "-sS", "--fail", "-o", str(out), f"{self.url}/{relpath}"]
+
+    def puller(self, cache: Path) -> Puller:
+        return Puller(parse_source(self.url), password=PASSWORD, cache_root=cache)
+
+    def spec(self) -> dict[str, str]:
+        return {"kind": self.kind, "url": self.url}
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def sent(self, since: int) -> list[tuple[str, int]]:
+        """``(path, body bytes)`` of every request logged after offset ``since``."""
+        time.sleep(0.3)  # both servers log a request when it ends
+        with open(self.log, "rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode(errors="replace")
+        if self.kind == "ftp":  # pyftpdlib logs the real path: keep what follows dist/
+            return [
+                (m.group(1).split("/dist/", 1)[-1], int(m.group(2)))
+                for m in FTP_LOG_RE.finditer(text)
+            ]
+        out = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[2].isdigit():
+                out.append((parts[0].lstrip("/"), int(parts[2])))
+        return out
+
+    def stop(self) -> None:
+        if self.kind == "ftp":
+            self.proc.stop()
+        else:
+            self.proc.send_signal(signal.SIGTERM)  # nginx: fast shutdown
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_ftp(root: Path, base: Path) -> Served:
+    """The real ``regctl serve-ftp`` on a free loopback port."""
+    server = ServeFtpProcess(
+        root,
+        "--user",
+        "mlops",
+        "--password-env",
+        "BENCH_FTP_PW",
+        "--max-cons-per-ip",
+        "256",
+        "--max-cons",
+        "512",
+        env={"BENCH_FTP_PW": PASSWORD},
+        log=base / "serve-ftp.log",
+    )
+    try:
+        server.start()
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    return Served("ftp", f"ftp://mlops@127.0.0.1:{server.port}", server.log_path, server)
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+
+
+def start_nginx(dist: Path, base: Path) -> Served | None:
+    """nginx serving ``dist/`` on a free loopback port (None: not installed)."""
+    binary = nginx_binary()
+    if binary is None:
+        return None
+    prefix = base / "nginx"
+    (prefix / "tmp").mkdir(parents=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = prefix / "access.log"
+    user = "user root;" if os.geteuid() == 0 else ""
+    temp = " ".join(
+        f"{what}_temp_path {prefix}/tmp/{what};"
+        for what in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (prefix / "nginx.conf").write_text(
+        f"""{user}
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  log_format bench '$uri $status $body_bytes_sent "$http_range"';
+  access_log {log} bench;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  default_type application/octet-stream;
+  {temp}
+  server {{ listen 127.0.0.1:{port}; root {dist}; }}
+}}
+"""
+    )
+    proc = subprocess.Popen(
+        [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(prefix / "stderr.log", "wb"),  # noqa: SIM115 - the server's lifetime
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"nginx exited: {(prefix / 'stderr.log').read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return Served("http", f"http://127.0.0.1:{port}", log, proc)
+
+
+# ---------------------------------------------------------------- the measured steps
 def make_file(path: Path, size: int) -> Path:
     """``size`` bytes of incompressible data (a random 16 MiB block repeated)."""
     block = os.urandom(min(size, 16 * MiB))
@@ -64,68 +219,33 @@ def make_file(path: Path, size: int) -> Path:
     return path
 
 
-def settle() -> None:
-    """Flush dirty pages so one run's writeback does not slow the next."""
+def settle(work: Path, size: int) -> None:
+    """Flush dirty pages, then write and delete ``size`` bytes: every step starts with the
+    same pool of freshly freed page-cache memory (on this VM a page left idle for a few
+    seconds costs ~5x more to fill: the host takes it back), whatever ran before it."""
     os.sync()
-    time.sleep(0.3)
-
-
-def start_server(root: Path, log: Path) -> ServeFtpProcess:
-    """The real ``regctl serve-ftp`` on a free loopback port."""
-    server = ServeFtpProcess(
-        root,
-        "--user",
-        "mlops",
-        "--password-env",
-        "BENCH_FTP_PW",
-        "--max-cons-per-ip",
-        "64",
-        "--max-cons",
-        "256",
-        env={"BENCH_FTP_PW": PASSWORD},
-        log=log,
-    )
+    scratch = work / ".prime"
+    block = bytes(MiB)
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        return server.start()
-    except RuntimeError as exc:
-        raise SystemExit(str(exc)) from None
+        for _ in range(size // MiB + 16):
+            os.write(fd, block)
+    finally:
+        os.close(fd)
+    scratch.unlink()
 
 
-def curl(port: int, relpath: str, out: Path) -> float:
+def curl(served: Served, relpath: str, out: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "--fail",
-            "-o",
-            str(out),
-            "--user",
-            f"mlops:{PASSWORD}",
-            f"ftp://127.0.0.1:{port}/{relpath}",
-        ],
-        check=True,
-    )
+    subprocess.run(served.curl_cmd(relpath, out), check=True)
     return time.perf_counter() - t0
 
 
-def cli_pull(port: int, name: str, cache: Path) -> float:
+def cli_pull(served: Served, name: str, cache: Path) -> float:
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "registry_cli",
-            "pull",
-            name,
-            "--from",
-            f"ftp://mlops@127.0.0.1:{port}",
-            "--password-env",
-            "BENCH_FTP_PW",
-            "--cache-dir",
-            str(cache),
-            "--json",
-        ],
+        [sys.executable, "-m", "registry_cli", "pull", name, "--from", served.url]
+        + ["--password-env", "BENCH_FTP_PW", "--cache-dir", str(cache), "--json"],
         capture_output=True,
         text=True,
         env=dict(os.environ, BENCH_FTP_PW=PASSWORD),
@@ -138,14 +258,10 @@ def cli_pull(port: int, name: str, cache: Path) -> float:
     return elapsed
 
 
-def download_verify(port: int, name: str, work: Path) -> float:
-    """The pull's download + verify phase alone, timed from connect to checked sha256."""
+def download_verify(served: Served, name: str, work: Path) -> float:
+    """The bundle download + verify alone (issue 4), from connect to checked sha256."""
     t0 = time.perf_counter()
-    puller = Puller(
-        Source(kind="ftp", host="127.0.0.1", port=port, user="mlops"),
-        password=PASSWORD,
-        cache_root=work,
-    )
+    puller = served.puller(work)
     transport = puller.open_transport()
     try:
         remote = puller.resolve(transport, "release", name, None)
@@ -158,76 +274,52 @@ def download_verify(port: int, name: str, work: Path) -> float:
     return elapsed
 
 
-def api_pull(port: int, name: str, cache: Path, bundle: bool = False) -> float:
+def api_pull(served: Served, name: str, cache: Path, bundle: bool = False) -> float:
     t0 = time.perf_counter()
-    puller = Puller(
-        Source(kind="ftp", host="127.0.0.1", port=port, user="mlops"),
-        password=PASSWORD,
-        cache_root=cache,
-    )
-    result = puller.pull(name, stage="release", bundle=bundle)
-    assert not result.cached
+    result = served.puller(cache).pull(name, stage="release", bundle=bundle)
+    if result.cached:
+        raise SystemExit("unexpected cache hit: the bench needs a fresh cache per pull")
     return time.perf_counter() - t0
 
 
-def ensure_manifest_sha256(dist: Path) -> bool:
-    """Give the served tree the ``manifest_sha256`` keys (SPEC §8) if its writer did not,
-    so the per-file pull can be measured; True when the bench had to add them."""
-    import hashlib
-
-    added = False
-    for doc_path in [*dist.rglob("index.json"), *dist.rglob("LATEST.json")]:
-        doc = json.loads(doc_path.read_text())
-        entries = [doc] if doc_path.name == "LATEST.json" else doc["versions"]
-        for entry in entries:
-            if "manifest_sha256" not in entry:
-                manifest = doc_path.parent / "versions" / entry["version"] / "manifest.json"
-                entry["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()
-                added = True
-        os.unlink(doc_path)
-        doc_path.write_text(json.dumps(doc, indent=2))
-    return added
-
-
-def _worker(kind: str, port: int, name: str, folder: str, ready: Any, go: Any, done: Any) -> None:
+def _worker(kind: str, spec: dict, name: str, folder: str, ready: Any, go: Any, done: Any) -> None:
     """A pre-started client (imports done): says ``ready``, waits for ``go``, pulls once."""
+    served = Served(spec["kind"], spec["url"], Path(), None)
     ready.put(os.getpid())
     go.wait()
     try:
-        if kind == "download_verify":
-            download_verify(port, name, Path(folder))
+        if kind == "shared":  # many pulls into one cache: all but one find it there
+            served.puller(Path(folder)).pull(name, stage="release")
         else:
-            api_pull(port, name, Path(folder), bundle=kind == "bundle")
+            api_pull(served, name, Path(folder), bundle=kind == "bundle")
         done.put("ok")
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         done.put(repr(exc))
 
 
-def prestarted(kind: str, port: int, name: str, work: Path, n: int) -> float:
+def prestarted(kind: str, served: Served, name: str, work: Path, n: int, size: int) -> float:
     """Wall time of ``n`` pre-started processes pulling at once."""
     ctx = multiprocessing.get_context("spawn")
-    go = ctx.Event()
-    ready = ctx.Queue()
-    done = ctx.Queue()
-    folders = [work / f"{kind}-{i}" for i in range(n)]
+    go, ready, done = ctx.Event(), ctx.Queue(), ctx.Queue()
+    folders = [work / (f"{kind}-shared" if kind == "shared" else f"{kind}-{i}") for i in range(n)]
     for f in folders:
-        f.mkdir(parents=True)
+        f.mkdir(parents=True, exist_ok=True)
     procs = [
-        ctx.Process(target=_worker, args=(kind, port, name, str(f), ready, go, done))
+        ctx.Process(target=_worker, args=(kind, served.spec(), name, str(f), ready, go, done))
         for f in folders
     ]
     for proc in procs:
         proc.start()
     for _ in procs:
         ready.get(timeout=300)  # every worker has started and imported regctl
-    settle()
+    settle(work, n * size)
     t0 = time.perf_counter()
     go.set()
     results = [done.get(timeout=600) for _ in procs]
     elapsed = time.perf_counter() - t0
     for proc in procs:
         proc.join()
-    for f in folders:
+    for f in set(folders):
         shutil.rmtree(f)
     bad = [r for r in results if r != "ok"]
     if bad:
@@ -235,28 +327,27 @@ def prestarted(kind: str, port: int, name: str, work: Path, n: int) -> float:
     return elapsed
 
 
-def single(port: int, work: Path, size: int, runs: int) -> dict[str, list[float]]:
-    rel = "release/big/versions/v1/bundle.tar.gz"
-
+# ---------------------------------------------------------------- the three parts
+def single(served: Served, work: Path, size: int, runs: int) -> dict[str, list[float]]:
     def run_curl(i: int) -> float:
         out = work / "curl.out"
-        elapsed = curl(port, rel, out)
+        elapsed = curl(served, PAYLOAD.format(name="big"), out)
         out.unlink()
         return elapsed
 
     def run_pull(kind: str, i: int) -> float:
         cache = work / f"{kind}-cache-{i}"
         if kind == "cli":
-            elapsed = cli_pull(port, "big", cache)
+            elapsed = cli_pull(served, "big", cache)
         else:
-            elapsed = api_pull(port, "big", cache, bundle=kind == "bundle")
+            elapsed = api_pull(served, "big", cache, bundle=kind == "bundle")
         shutil.rmtree(cache)
         return elapsed
 
-    steps = {
+    steps: dict[str, Any] = {
         "curl": run_curl,
-        "download_verify": lambda i: download_verify(port, "big", work),
         "api": lambda i: run_pull("api", i),
+        "download_verify": lambda i: download_verify(served, "big", work),
         "bundle": lambda i: run_pull("bundle", i),
         "cli": lambda i: run_pull("cli", i),
     }
@@ -264,55 +355,162 @@ def single(port: int, work: Path, size: int, runs: int) -> dict[str, list[float]
     order = list(steps)
     for i in range(runs):
         for key in order[i % len(order) :] + order[: i % len(order)]:  # rotate: no fixed order
-            settle()
+            settle(work, 2 * size if key == "bundle" else size)  # what the step writes
             times[key].append(steps[key](i))
         print(
-            f"  run {i + 1}: curl {times['curl'][-1]:.2f} s, download+verify "
-            f"{times['download_verify'][-1]:.2f} s, pull per file {times['api'][-1]:.2f} s,"
-            f" pull --bundle {times['bundle'][-1]:.2f} s, regctl pull {times['cli'][-1]:.2f} s",
+            f"  run {i + 1}: curl {times['curl'][-1]:.2f} s, pull per file "
+            f"{times['api'][-1]:.2f} s ({times['api'][-1] / times['curl'][-1]:.2f}x), bundle "
+            f"download+verify {times['download_verify'][-1]:.2f} s, pull --bundle "
+            f"{times['bundle'][-1]:.2f} s, regctl pull {times['cli'][-1]:.2f} s",
             flush=True,
         )
     return times
 
 
-def concurrent(port: int, work: Path, size: int, n: int, runs: int) -> dict[str, list[float]]:
-    rel = "release/mid/versions/v1/bundle.tar.gz"
-    out: dict[str, list[float]] = {
-        "curl": [],
-        "download_verify": [],
-        "api": [],
-        "bundle": [],
-        "cli": [],
-    }
+def concurrent(served: Served, work: Path, size: int, n: int, runs: int) -> dict[str, Any]:
+    out: dict[str, Any] = {k: [] for k in ("curl", "api", "bundle", "cli", "shared")}
+    rel = PAYLOAD.format(name="mid")
     for r in range(runs):
-        settle()
+        settle(work, n * size)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(n) as pool:
-            list(pool.map(lambda i: curl(port, rel, work / f"c{i}.out"), range(n)))
+            list(pool.map(lambda i: curl(served, rel, work / f"c{i}.out"), range(n)))
         out["curl"].append(n * size / (time.perf_counter() - t0))
         for i in range(n):
             (work / f"c{i}.out").unlink()
-        out["download_verify"].append(
-            n * size / prestarted("download_verify", port, "mid", work, n)
-        )
-        out["api"].append(n * size / prestarted("api", port, "mid", work, n))
-        out["bundle"].append(n * size / prestarted("bundle", port, "mid", work, n))
-        settle()
+        mark = served.log_size()
+        out["api"].append(n * size / prestarted("api", served, "mid", work, n, size))
+        sent = served.sent(mark)
+        out["latest_reads"] = sum(1 for p, _ in sent if p.endswith("mid/LATEST.json"))
+        out["payload_bytes"] = sum(b for p, b in sent if p == rel)
+        out["bundle"].append(n * size / prestarted("bundle", served, "mid", work, n, size))
+        mark = served.log_size()
+        out["shared"].append(n * size / prestarted("shared", served, "mid", work, n, size))
+        sent = served.sent(mark)
+        out["shared_payload_bytes"] = sum(b for p, b in sent if p == rel)
+        settle(work, n * size)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(n) as pool:
-            list(pool.map(lambda i, r=r: cli_pull(port, "mid", work / f"cc{r}-{i}"), range(n)))
+            list(pool.map(lambda i, r=r: cli_pull(served, "mid", work / f"cc{r}-{i}"), range(n)))
         out["cli"].append(n * size / (time.perf_counter() - t0))
         for d in work.glob("cc*-*"):
             shutil.rmtree(d)
         print(
             f"  run {r + 1}: {n} curls {out['curl'][-1] / MiB:.0f} MiB/s; {n} pre-started "
-            f"clients: download+verify {out['download_verify'][-1] / MiB:.0f} MiB/s, pull per "
-            f"file {out['api'][-1] / MiB:.0f} MiB/s, pull --bundle "
-            f"{out['bundle'][-1] / MiB:.0f} MiB/s; {n} cold regctl pull "
+            f"clients: pull per file {out['api'][-1] / MiB:.0f} MiB/s "
+            f"({out['api'][-1] / out['curl'][-1]:.2f}x), pull --bundle "
+            f"{out['bundle'][-1] / MiB:.0f} MiB/s, one shared cache "
+            f"{out['shared'][-1] / MiB:.0f} MiB/s; {n} cold regctl pull "
             f"{out['cli'][-1] / MiB:.0f} MiB/s",
             flush=True,
         )
     return out
+
+
+def resume(served: Served, work: Path, size: int) -> dict[str, float] | None:
+    """Kill a CLI pull at ~50 %, pull again; what the second run transferred."""
+    cache = work / "resume-cache"
+    cmd = [sys.executable, "-m", "registry_cli", "pull", "big", "--from", served.url]
+    cmd += ["--password-env", "BENCH_FTP_PW", "--cache-dir", str(cache), "--json"]
+    env = dict(os.environ, BENCH_FTP_PW=PASSWORD)
+    for _attempt in range(3):
+        shutil.rmtree(cache, ignore_errors=True)
+        settle(work, size)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        partial: Path | None = None
+        while proc.poll() is None:
+            found = partial or next(cache.rglob("model.pt.incomplete"), None)
+            with_size = found.stat().st_size if found and found.exists() else 0
+            partial = found
+            if with_size >= size // 2:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        proc.wait()
+        if partial is not None and partial.exists():
+            break
+    else:
+        print("  (the pull finished before it could be killed three times; no figure)")
+        return None
+    have = partial.stat().st_size
+    settle(work, size)
+    mark = served.log_size()
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise SystemExit(f"resumed pull failed ({res.returncode}): {res.stderr}")
+    sent = served.sent(mark)
+    payload = sum(b for p, b in sent if p == PAYLOAD.format(name="big"))
+    shutil.rmtree(cache)
+    return {
+        "have": have,
+        "remaining": size - have,
+        "payload": payload,
+        "total": sum(b for _p, b in sent),
+        "seconds": elapsed,
+    }
+
+
+# ---------------------------------------------------------------- report
+def report(
+    served: Served, s: dict | None, c: dict | None, rs: dict | None, big: int, mid: int, n: int
+) -> None:
+    med = statistics.median
+    print(f"\nresults over {served.label}")
+    if s:
+        curl_s = med(s["curl"])
+        runs = len(s["curl"])
+        per_run = sorted(a / b for a, b in zip(s["api"], s["curl"], strict=True))
+        print(f"  one pull of a {big // MiB} MiB model (median of {runs})")
+        rows = [
+            ("curl -o file", "curl", "", False),
+            ("pull per file, end to end", "api", "target <= 1.3: in the cache, verified", True),
+            ("bundle: download + verify", "download_verify", "issue 4: target <= 1.5", True),
+            ("pull --bundle, end to end", "bundle", "+ unpack, per-file check", False),
+            ("regctl pull process, end to end", "cli", "+ Python start-up", False),
+        ]
+        for label, key, note, judged in rows:
+            secs = med(s[key])
+            if key == "curl":
+                print(f"    {label:34} {secs:6.2f} s  ({big / secs / MiB:.0f} MiB/s)")
+                continue
+            ratio = secs / curl_s
+            target = float(note.split("<= ")[1].split(":")[0]) if judged else None
+            verdict = (" ok" if ratio <= target else " MISSED") if target else ""
+            print(f"    {label:34} {secs:6.2f} s  ratio {ratio:.2f}  ({note}){verdict}")
+        print(f"    (pull per file / curl, per run: {', '.join(f'{x:.2f}' for x in per_run)})")
+    if c:
+        curl_bps = med(c["curl"])
+        print(f"  {n} concurrent pulls of a {mid // MiB} MiB model, aggregate (median of "
+              f"{len(c['curl'])})")  # fmt: skip
+        for label, key, note in (
+            (f"{n} curls", "curl", ""),
+            (f"{n} clients: pull per file", "api", "target >= 0.6"),
+            (f"{n} clients: pull --bundle", "bundle", "+ unpack, per-file check"),
+            (f"{n} pulls into one shared cache", "shared", "one download, 19 cache hits"),
+            (f"{n} cold regctl pull processes", "cli", f"+ {n} Python start-ups"),
+        ):
+            ratio = med(c[key]) / curl_bps
+            extra = f"  ratio {ratio:.2f}  ({note})" if key != "curl" else ""
+            if key == "api":
+                extra += " ok" if ratio >= 0.6 else " MISSED"
+            print(f"    {label:34} {med(c[key]) / MiB:6.0f} MiB/s{extra}")
+        print(
+            f"    server log, {n} pulls per file: LATEST.json read {c['latest_reads']} times, "
+            f"payload sent {c['payload_bytes'] / mid:.2f}x its size; one shared cache: "
+            f"payload sent {c['shared_payload_bytes'] / mid:.2f}x"
+        )
+    if rs:
+        excess = rs["payload"] - rs["remaining"]
+        ok = 0 <= excess <= CHUNK  # fewer bytes than were missing: the log was misread
+        print(
+            f"  resume: killed at {rs['have'] / big:.0%} ({rs['have'] / MiB:.1f} MiB kept); the "
+            f"next pull transferred {rs['payload'] / MiB:.1f} MiB of payload for "
+            f"{rs['remaining'] / MiB:.1f} MiB missing (excess {excess} bytes, target <= one "
+            f"{CHUNK // MiB} MiB block){' ok' if ok else ' MISSED'}; {rs['total']} bytes in all "
+            f"requests, {rs['seconds']:.2f} s"
+        )
 
 
 def main() -> int:
@@ -320,14 +518,19 @@ def main() -> int:
     ap.add_argument("--small", action="store_true", help="128 MiB and 8 MiB: a quick run")
     ap.add_argument("--runs", type=int, default=3, help="interleaved runs per measurement")
     ap.add_argument("--concurrency", type=int, default=20, help="concurrent pulls")
+    ap.add_argument("--only", choices=["single", "concurrent", "resume"], help="one part only")
+    ap.add_argument("--transport", choices=["ftp", "http"], help="one transport only")
+    ap.add_argument("--mid-mib", type=int, help="size of the model pulled concurrently")
     ap.add_argument("--dir", default=None, help="work folder (default: a temp folder)")
     args = ap.parse_args()
     if shutil.which("curl") is None:
         print("curl is not installed; skipping")
         return 0
     big = (128 if args.small else 1024) * MiB
-    mid = (8 if args.small else 50) * MiB
+    mid = (args.mid_mib or (8 if args.small else 50)) * MiB
     base = Path(tempfile.mkdtemp(prefix="regctl-bench-pull-", dir=args.dir))
+    os.chmod(base, 0o755)  # nginx's worker reads the tree
+    results = []
     try:
         root = base / "registry"
         reg = ModelRegistry(root, actor="bench")
@@ -339,83 +542,37 @@ def main() -> int:
             reg.publish(name, [src])
             reg.promote(name)
             shutil.rmtree(base / "src" / name)
-        if ensure_manifest_sha256(root / "dist"):
-            print("(the served tree got manifest_sha256 from the bench: its writer lacks it yet)")
-        bundle_size = reg.get("big:v1").bundle["size"]
-        mid_size = reg.get("mid:v1").bundle["size"]
+        latest = json.loads((root / "dist/release/big/LATEST.json").read_text())
+        if "manifest_sha256" not in latest:
+            raise SystemExit("the served tree has no manifest_sha256: no per-file pull to measure")
         work = base / "work"
         work.mkdir()
-        server = start_server(root, base / "serve-ftp.log")
-        try:
-            print(
-                f"1. one pull of a {bundle_size / MiB:.0f} MiB bundle vs curl -o file "
-                f"({args.runs} interleaved runs)",
-                flush=True,
-            )
-            s = single(server.port, work, bundle_size, args.runs)
-            print(
-                f"2. {args.concurrency} concurrent pulls of a {mid_size / MiB:.0f} MiB bundle "
-                f"vs {args.concurrency} concurrent curls",
-                flush=True,
-            )
-            c = concurrent(server.port, work, mid_size, args.concurrency, max(1, args.runs - 1))
-        finally:
-            server.stop()
+        kinds = [args.transport] if args.transport else ["ftp", "http"]
+        for kind in kinds:
+            served = start_ftp(root, base) if kind == "ftp" else start_nginx(root / "dist", base)
+            if served is None:
+                print("nginx is not installed: no HTTP figures (apt-get install nginx-light)")
+                continue
+            try:
+                s = c = rs = None
+                if args.only in (None, "single"):
+                    print(f"1. {served.label}: one pull of {big // MiB} MiB vs curl -o file "
+                          f"({args.runs} interleaved runs)", flush=True)  # fmt: skip
+                    s = single(served, work, big, args.runs)
+                if args.only in (None, "concurrent"):
+                    print(f"2. {served.label}: {args.concurrency} concurrent pulls of "
+                          f"{mid // MiB} MiB vs {args.concurrency} curls", flush=True)  # fmt: skip
+                    c = concurrent(served, work, mid, args.concurrency, max(1, args.runs - 1))
+                if args.only in (None, "resume"):
+                    print(f"3. {served.label}: a pull killed at ~50 %, resumed", flush=True)
+                    rs = resume(served, work, big)
+            finally:
+                served.stop()
+            results.append((served, s, c, rs))
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    med = statistics.median
-    curl_s = med(s["curl"])
-    rows = [
-        ("curl -o file", curl_s, None, ""),
-        (
-            "pull: download + verify",
-            med(s["download_verify"]),
-            med(s["download_verify"]) / curl_s,
-            "target <= 1.5",
-        ),
-        (
-            "pull per file, end to end",
-            med(s["api"]),
-            med(s["api"]) / curl_s,
-            "target <= 1.3: in the cache, verified",
-        ),
-        (
-            "pull --bundle, end to end",
-            med(s["bundle"]),
-            med(s["bundle"]) / curl_s,
-            "+ unpack, per-file check",
-        ),
-        (
-            "regctl pull process, end to end",
-            med(s["cli"]),
-            med(s["cli"]) / curl_s,
-            "+ Python start-up",
-        ),
-    ]
-    print(f"\nresults: one {bundle_size / MiB:.0f} MiB bundle (median of {args.runs})")
-    for label, secs, ratio, note in rows:
-        extra = (
-            f"  ratio {ratio:.2f}  ({note})"
-            if ratio is not None
-            else f"  ({bundle_size / secs / MiB:.0f} MiB/s)"
-        )
-        print(f"  {label:34} {secs:6.2f} s{extra}")
-    n = args.concurrency
-    curl_bps = med(c["curl"])
-    print(
-        f"results: {n} concurrent pulls of a {mid_size / MiB:.0f} MiB bundle, aggregate "
-        f"(median of {len(c['curl'])})"
-    )
-    for label, key, note in (
-        (f"{n} curls", "curl", ""),
-        (f"{n} clients: download + verify", "download_verify", "bundle, no unpack"),
-        (f"{n} clients: pull per file", "api", "target >= 0.6"),
-        (f"{n} clients: pull --bundle", "bundle", "+ unpack, per-file check"),
-        (f"{n} cold regctl pull processes", "cli", "+ 20 Python start-ups"),
-    ):
-        ratio = med(c[key]) / curl_bps
-        extra = f"  ratio {ratio:.2f}  ({note})" if key != "curl" else ""
-        print(f"  {label:34} {med(c[key]) / MiB:6.0f} MiB/s{extra}")
+    for served, s, c, rs in results:
+        report(served, s, c, rs, big, mid, args.concurrency)
     return 0
 
 

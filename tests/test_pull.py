@@ -117,8 +117,16 @@ def test_source_urls():
         pull_mod.parse_source("ftp://mlops:secret@host:2121")
     with pytest.raises(BadInput, match="unsupported source"):
         pull_mod.parse_source("gopher://host/x")
-    with pytest.raises(BadInput, match="s3:// sources are not supported"):
-        pull_mod.parse_source("s3://bucket/prefix")
+    s3 = pull_mod.parse_source("s3://ml-models/registry")  # a root: its dist/ (SPEC §10)
+    assert (s3.kind, s3.host, s3.base, s3.display) == (
+        "s3",
+        "ml-models",
+        "registry/dist",
+        "s3://ml-models/registry/dist",
+    )
+    assert pull_mod.parse_source("s3://ml-models/x/dist").base == "x/dist"
+    with pytest.raises(BadInput, match="credentials"):
+        pull_mod.parse_source("s3://key:secret@ml-models/registry")
     with pytest.raises(BadInput, match="password inside") as refused:
         pull_mod.parse_source("https://user:secret@host/dist")
     assert "--token-env" in (refused.value.hint or "")

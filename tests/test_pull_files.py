@@ -211,10 +211,22 @@ def test_https_needs_the_ca(tree, root, cli, tmp_path):
         assert ok.exit_code == 0, ok.stderr
 
 
-def test_s3_without_object_store_support_is_a_clear_exit_2(cli):
-    """Until the object-store root lands (SPEC §10), s3:// is refused up front."""
-    s3 = cli("pull", "faq-bot", "--from", "s3://bucket/prefix", root_dir=None)
-    assert s3.exit_code == 2 and s3.stderr.startswith("error: s3:// sources")
+def test_s3_without_credentials_is_one_line_exit_6(cli, monkeypatch, tmp_path):
+    """s3:// sources (SPEC §10; pulls from a bucket: tests/test_s3.py): no credentials is
+    one line with a hint, exit 6, and nothing in the cache."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("REGCTL_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # loopback only
+    cache = tmp_path / "c"
+    s3 = cli("pull", "faq-bot", "--from", "s3://bucket/prefix", "--cache-dir", str(cache),
+             root_dir=None)  # fmt: skip
+    assert s3.exit_code == 6, s3.stderr
+    assert s3.stderr.startswith("error: ") and "credentials" in s3.stderr
+    assert "Traceback" not in s3.stderr
+    assert cache_files(cache) == []
 
 
 def test_curl_agrees_with_the_test_server_on_ranges(tree, root, tmp_path):

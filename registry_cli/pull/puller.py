@@ -75,6 +75,10 @@ def open_transport(
     """A connected transport for ``source`` (logged in, for FTP)."""
     if source.kind == "http":
         return HttpTransport(source, token=token, ca_cert=ca_cert, timeout=timeout)
+    if source.kind == "s3":
+        from registry_cli.pull.s3 import S3Transport
+
+        return S3Transport(source, timeout=timeout)
     if source.kind == "ftp":
         return FtpTransport(
             source.host,

@@ -26,7 +26,7 @@ HTTP_PORTS = {"http": 80, "https": 443}
 class Source:
     """An FTP(S) server or a served tree (or registry root) on disk."""
 
-    kind: str  # "ftp" | "http" | "local"
+    kind: str  # "ftp" | "http" | "local" | "s3" (host: the bucket, base: the tree's prefix)
     host: str = ""
     port: int = DEFAULT_PORT
     user: str | None = None
@@ -42,6 +42,8 @@ class Source:
         if self.kind == "http":
             base = hashlib.sha256(self.base.encode()).hexdigest()[:8] if self.base != "/" else ""
             return f"http_{self.host.replace(':', '-')}_{self.port}" + (f"_{base}" if base else "")
+        if self.kind == "s3":
+            return f"s3_{self.host}_{hashlib.sha256(self.base.encode()).hexdigest()[:8]}"
         digest = hashlib.sha256(str(self.tree).encode()).hexdigest()[:16]
         return f"local_{digest}"
 
@@ -54,6 +56,8 @@ class Source:
     def display(self) -> str:
         if self.kind == "local":
             return str(self.tree)
+        if self.kind == "s3":
+            return f"s3://{self.host}/{self.base}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         user = f"{self.user}@" if self.user else ""
         base = "" if self.base == "/" else self.base
@@ -71,12 +75,13 @@ def parse_source(text: str | os.PathLike[str], *, relative_to: Path | None = Non
     raw = os.fspath(text)
     if "://" in raw:
         parts = urllib.parse.urlsplit(raw)
-        if parts.scheme == "s3":
-            raise BadInput(
-                f"s3:// sources are not supported by this regctl yet: {raw!r}",
-                hint="serve the tree over https:// (any static web server or CDN) "
-                "and pull with --from https://..., or pull from a mounted folder",
-            )
+        if parts.scheme == "s3":  # a registry root or served tree in a bucket (SPEC §10)
+            from registry_cli.storage.s3_client import parse_s3_url
+
+            bucket, prefix = parse_s3_url(raw)
+            if prefix != "dist" and not prefix.endswith("/dist"):  # a registry root: its dist/
+                prefix = f"{prefix}/dist" if prefix else "dist"
+            return Source(kind="s3", host=bucket, port=0, base=prefix)
         if parts.scheme not in ("ftp", "ftps", "http", "https"):
             raise BadInput(
                 f"unsupported source {raw!r}",

@@ -29,6 +29,7 @@ from pathlib import Path
 from registry_cli.errors import BadInput
 from registry_cli.storage.hashing import CHUNK, Progress
 from registry_cli.storage.payload import FileRecord, PlannedFile
+from registry_cli.storage.streams import write_all
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
@@ -132,12 +133,6 @@ class BundleWriter:
         return self.size, self._sha.hexdigest()
 
 
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
-
-
 def write_payload_and_bundle(
     planned: list[PlannedFile],
     version_dir: Path,
@@ -213,7 +208,7 @@ def write_payload_and_bundle(
                                 )
                             )
                             if not item.move:
-                                _write_all(fd_out, view)
+                                write_all(fd_out, view)
                             if progress is not None:
                                 progress(n)
                         if fsync:
