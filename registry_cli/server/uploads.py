@@ -18,6 +18,8 @@ Or a JSON body ``{"from_mlflow": URI, ...}``: the server imports from MLflow.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,7 @@ from registry_cli.server.metadata import (
 router = APIRouter()
 
 BATCH = 1 << 20  # bytes handed to the parser thread at a time
+IN_FLIGHT = 8  # batches received and not yet written
 
 
 def check_member_name(name: str) -> str:
@@ -160,7 +163,11 @@ class PartWriter:
 
 
 async def receive_multipart(request: Request, folder: Path, limit: int) -> Received:
-    """Stream the body into ``folder``; 413 past ``limit`` bytes, 400 if malformed."""
+    """Stream the body into ``folder``; 413 past ``limit`` bytes, 400 if malformed.
+
+    The event loop keeps receiving while a worker thread parses, writes and hashes
+    the batches before it (a bounded queue between them), so the network and the
+    disk work overlap and memory stays at a few MiB."""
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -171,13 +178,41 @@ async def receive_multipart(request: Request, folder: Path, limit: int) -> Recei
     received = Received(folder)
     writer = PartWriter(received)
     parser = MultipartParser(boundary, writer.callbacks())  # type: ignore[arg-type]
+    batches: queue.Queue[bytes | None] = queue.Queue(maxsize=IN_FLIGHT)
+    failed: list[BaseException] = []
 
-    def feed(data: bytes) -> None:
+    stop = threading.Event()  # the request was abandoned: the worker leaves at once
+
+    def consume() -> None:
         try:
-            parser.write(data)
+            while not stop.is_set():
+                try:
+                    data = batches.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if data is None:
+                    if not failed:
+                        parser.finalize()
+                    return
+                if not failed:
+                    parser.write(data)
         except MultipartParseError as exc:
-            raise BadInput(f"malformed multipart body: {exc}") from None
+            failed.append(BadInput(f"malformed multipart body: {exc}"))
+            _drain(batches, stop)
+        except BaseException as exc:
+            failed.append(exc)
+            _drain(batches, stop)
+        finally:
+            writer.close()
 
+    async def hand_over(data: bytes | None) -> None:
+        try:
+            batches.put_nowait(data)
+        except queue.Full:
+            await anyio.to_thread.run_sync(batches.put, data)
+
+    worker = threading.Thread(target=consume, name="regctl-upload", daemon=True)
+    worker.start()
     total = 0
     batch: list[bytes] = []
     pending = 0
@@ -186,17 +221,35 @@ async def receive_multipart(request: Request, folder: Path, limit: int) -> Recei
             total += len(chunk)
             if total > limit:
                 raise _too_large(limit)
+            if failed:
+                break
             batch.append(chunk)
             pending += len(chunk)
             if pending >= BATCH:
-                await anyio.to_thread.run_sync(feed, b"".join(batch))
+                await hand_over(b"".join(batch))
                 batch, pending = [], 0
-        if batch:
-            await anyio.to_thread.run_sync(feed, b"".join(batch))
-        parser.finalize()
+        if batch and not failed:
+            await hand_over(b"".join(batch))
+    except BaseException:
+        stop.set()
+        raise
+    else:
+        await hand_over(None)
     finally:
-        writer.close()
+        await anyio.to_thread.run_sync(worker.join)
+    if failed:
+        raise failed[0]
     return received
+
+
+def _drain(batches: queue.Queue[bytes | None], stop: threading.Event) -> None:
+    """After a failure, take what the receiver still hands over until it is done."""
+    while not stop.is_set():
+        try:
+            if batches.get(timeout=0.5) is None:
+                return
+        except queue.Empty:
+            continue
 
 
 def _too_large(limit: int) -> ApiError:
