@@ -103,3 +103,35 @@ def test_remote_publish_from_mlflow_is_imported_by_the_server(mlflow_server, tmp
         assert gone.exit_code == 6  # 502 from the server: MLflow unreachable
     info = ModelRegistry(root).get("ml/imported")
     assert info.vname == "v1" and info.files[0]["path"] == "payload/weights/model.pt"
+
+
+def test_remote_audit_warns_about_damaged_lines_like_local(tmp_path, model_file, cli):
+    root = tmp_path / "registry"
+    tokens = make_root(root, ("read",))
+    ModelRegistry(root).publish("audit/m", [model_file])
+    with open(root / "audit.jsonl", "ab") as fh:
+        fh.write(b'{"time": "cut mid-wr\n')
+    token = tmp_path / "token"
+    token.write_text(tokens["read"])
+    local = cli("audit", "--json", root_dir=root)
+    with ServeRegistryProcess(root, log=tmp_path / "s.log", env=server_env(tmp_path)) as proc:
+        there = cli(
+            "--remote", proc.url, "--token-file", str(token), "audit", "--json", root_dir=None
+        )
+    assert (there.exit_code, there.stdout, there.stderr) == (
+        local.exit_code,
+        local.stdout,
+        local.stderr,
+    )
+    assert "unreadable line" in there.stderr
+
+
+def test_ctrl_c_stops_the_server_cleanly(tmp_path):
+    import signal
+
+    root = tmp_path / "registry"
+    make_root(root, ("read",))
+    proc = ServeRegistryProcess(root, log=tmp_path / "s.log", env=server_env(tmp_path)).start()
+    assert httpx.get(f"{proc.url}/api/v1/health").status_code == 200
+    assert proc.stop(signal.SIGINT) == 0
+    assert "Traceback" not in proc.log

@@ -89,6 +89,7 @@ class RemoteRegistry:
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
         self._stages: tuple[str, ...] | None = None
+        self._last_headers: Any = None
 
     # ---------------------------------------------------------------- transport
     def _connect(self) -> http.client.HTTPConnection:
@@ -174,6 +175,7 @@ class RemoteRegistry:
         return self._decode(reply, raw)
 
     def _decode(self, reply: http.client.HTTPResponse, raw: bytes) -> Any:
+        self._last_headers = reply.headers
         try:
             doc = json.loads(raw) if raw else None
         except ValueError:
@@ -249,7 +251,10 @@ class RemoteRegistry:
         if limit is not None and limit < 0:
             raise BadInput("--limit must be zero or more")
         entries = self._request("GET", "/audit", query={"model": name, "limit": limit})
-        return AuditLog(entries=list(entries), damaged_lines=[])
+        damaged = (self._last_headers or {}).get("X-Regctl-Damaged-Lines") or ""
+        return AuditLog(
+            entries=list(entries), damaged_lines=[int(n) for n in damaged.split(",") if n.isdigit()]
+        )
 
     # ---------------------------------------------------------------- lifecycle
     def promote(
