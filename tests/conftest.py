@@ -49,8 +49,60 @@ def isolated_env(tmp_path, monkeypatch):
     yield
 
 
+# --------------------------------------------------------------------------- backends
+# The core, lifecycle, audit and verify/gc suites run against both backends: a folder
+# and an s3:// root on moto's S3 server (SPEC §10). A test that is about folders by
+# nature (permissions, flock, disk faults, local paths) says so with
+# @pytest.mark.folder_only("why") and runs on the folder only.
+BOTH_BACKENDS = {"test_publish", "test_read", "test_lifecycle", "test_config_audit_verify"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "folder_only(reason): a folder-root test by nature")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if module in BOTH_BACKENDS and metafunc.definition.get_closest_marker("folder_only") is None:
+        metafunc.parametrize("backend", ["folder", "s3"], indirect=True)
+
+
 @pytest.fixture
-def root(tmp_path) -> Path:
+def backend(request) -> str:
+    return getattr(request, "param", "folder")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 API server on 127.0.0.1 for the whole session (stopped by its handle)."""
+    from tests.s3_helpers import MotoServer
+
+    server = MotoServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_root(request, monkeypatch):
+    """A fresh bucket on the session's moto server; the s3:// root inside it."""
+    from registry_cli.storage import s3_client
+    from tests.s3_helpers import S3Root
+
+    server = request.getfixturevalue("s3_server")
+    for var, value in server.env().items():
+        monkeypatch.setenv(var, value)
+    s3_client.forget_probes()
+    return S3Root(server.client(), server.new_bucket(), "registry")
+
+
+@pytest.fixture
+def root(tmp_path, backend, request) -> Path:
+    if backend == "s3":
+        return request.getfixturevalue("s3_root")
     return tmp_path / "registry"
 
 

@@ -92,6 +92,7 @@ def test_init_creates_root_and_commented_config(cli, tmp_path):
     assert cli("init", str(target), root_dir=None).exit_code == 0  # idempotent
 
 
+@pytest.mark.folder_only("reads audit.jsonl, the folder's log file (s3: one object per entry)")
 def test_audit_lines_have_the_spec_shape(reg, model_file, cli, root):
     reg.publish("m", [model_file])
     reg.promote("m")
@@ -120,6 +121,7 @@ def test_actor_from_flag_env_and_default(reg, model_file, cli, monkeypatch):
     assert actors[2] not in ("", None, "alice", "ci-bot")
 
 
+@pytest.mark.folder_only("tears a line of the folder's audit.jsonl")
 def test_torn_last_audit_line_does_not_hide_earlier_entries(reg, model_file, cli, root):
     reg.publish("m", [model_file])
     reg.publish("m", [model_file])
@@ -133,6 +135,7 @@ def test_torn_last_audit_line_does_not_hide_earlier_entries(reg, model_file, cli
     assert [e["version"] for e in reg.audit().entries] == ["v1", "v2", "v3"]
 
 
+@pytest.mark.folder_only("serves the root over FTP, which serves folders only")
 def test_audit_never_holds_secrets(reg, model_file, root, tmp_path):
     """A password regctl really reads (serve-ftp and pull with --password-env) is used,
     and never lands in the audit log, the registry's or the cache's files, the server
@@ -180,6 +183,7 @@ def test_audit_never_holds_secrets(reg, model_file, root, tmp_path):
                 assert secret.encode() not in (Path(dirpath) / f).read_bytes(), f
 
 
+@pytest.mark.folder_only("corrupts files through the local folder (tests/test_s3.py covers s3)")
 def test_verify_names_each_bad_file(reg, root, model_file, cli):
     reg.publish("m", [model_file])
     v = reg.publish("m", [model_file])
@@ -202,6 +206,7 @@ def test_verify_names_each_bad_file(reg, root, model_file, cli):
     assert cli("verify", "nosuch").exit_code == 3
 
 
+@pytest.mark.folder_only("edits files through the local folder (tests/test_s3.py covers s3)")
 def test_verify_detects_extra_and_missing_files(reg, model_file, cli):
     v = reg.publish("m", [model_file])
     payload = v.path / "payload"
@@ -233,6 +238,7 @@ def test_unexpected_errors_say_how_to_get_a_traceback(reg, model_file, cli, monk
     assert res.exit_code == 1 and "Traceback" in res.stderr
 
 
+@pytest.mark.folder_only("file modes exist on a folder only")
 def test_read_only_payload_cannot_be_modified_by_unprivileged_writes(reg, model_file):
     v = reg.publish("m", [model_file])
     mode = stat.S_IMODE((v.path / "payload" / "model.pt").stat().st_mode)

@@ -10,6 +10,7 @@ import tarfile
 import numpy as np
 import pytest
 
+from registry_cli.core.publishing import Produced
 from tests import _predict_models as pm
 
 SIG = {"inputs": [{"shape": [None, pm.T, pm.F], "dtype": "float32"}], "batch_dim": 0}
@@ -102,11 +103,13 @@ def test_standard_artifacts_contract_picks_the_program(reg, cli, tmp_path, pt2):
     info = reg.publish(
         "conv",
         [],
-        extra_files=[(std, "model-standard.pt"), (pt2, "model.pt2")],
-        standard_artifacts={
-            "pytorch": "payload/model-standard.pt",
-            "exported_program": "payload/model.pt2",
-        },
+        produced=Produced(
+            files=((std, "model-standard.pt"), (pt2, "model.pt2")),
+            standard_artifacts={
+                "pytorch": "payload/model-standard.pt",
+                "exported_program": "payload/model.pt2",
+            },
+        ),
         signature=SIG,
     )
     assert info.preferred_weight == "payload/model-standard.pt"

@@ -28,6 +28,7 @@ def tree_snapshot(path: Path) -> dict[str, tuple[int, str]]:
     return out
 
 
+@pytest.mark.folder_only("reads the version through its local folder (info.path)")
 def test_publish_copies_file_and_records_checksums(reg, root, model_file):
     before = (model_file.stat().st_mode, sha(model_file), model_file.stat().st_mtime_ns)
     info = reg.publish(
@@ -67,6 +68,7 @@ def test_publish_copies_file_and_records_checksums(reg, root, model_file):
     assert info.bundle["sha256"] == facts["bundle"]["sha256"]
 
 
+@pytest.mark.folder_only("opens the bundle through its local path")
 def test_bundle_holds_exactly_payload_and_manifest(reg, root, tmp_path):
     src = tmp_path / "run"
     (src / "sub" / "deeper").mkdir(parents=True)
@@ -128,6 +130,7 @@ def test_symlink_escaping_source_dir_is_refused(reg, root, tmp_path):
     assert not (root / "models" / "m").exists() or not list((root / "models" / "m").glob("v*"))
 
 
+@pytest.mark.folder_only("reads the payload through its local folder")
 def test_symlink_inside_source_dir_is_copied_as_a_file(reg, tmp_path):
     src = tmp_path / "run"
     src.mkdir()
@@ -271,6 +274,7 @@ def test_no_latest_and_no_alias(reg, model_file):
     assert state.latest["dev"] == 1 and state.aliases["candidate"] == 1
 
 
+@pytest.mark.folder_only("file modes exist on a folder only")
 def test_files_are_not_writable_by_group_or_others(reg, model_file):
     info = reg.publish("m", [model_file])
     for p in (info.path / "manifest.json", info.path / "version.yaml", info.path / "bundle.tar.gz"):

@@ -64,6 +64,7 @@ def test_stage_latest(three, cli):
     assert cli("resolve", "m", "--stage", "prod").exit_code == 2
 
 
+@pytest.mark.folder_only("compares with the folder path (tests/test_s3.py covers s3)")
 def test_resolve_path_prints_preferred_weight(three, cli, root):
     res = cli("resolve", "m:v1", "--path")
     assert res.stdout.strip() == str(root / "models" / "m" / "v1" / "payload" / "model.pt")
@@ -95,6 +96,7 @@ def test_missing_root_is_exit_3_naming_the_path(cli, root):
     assert not root.exists()
 
 
+@pytest.mark.folder_only("compares path with the folder path (tests/test_s3.py covers s3)")
 def test_show_json_has_the_spec_keys(three, cli, root):
     doc = json.loads(cli("show", "m:v2", "--json").stdout)
     assert doc["name"] == "m" and doc["version"] == "v2"
@@ -157,6 +159,7 @@ def test_library_get_raises_typed_errors(three):
         three.get("")
 
 
+@pytest.mark.folder_only("reads manifest.json through the local folder")
 def test_show_reports_current_tags_and_manifest_keeps_publish_tags(reg, model_file, cli):
     info = reg.publish("m", [model_file], tags={"dataset": "d1", "draft": "yes"})
     reg.tag("m", "v1", {"reviewed": "yes"}, remove=["draft"])

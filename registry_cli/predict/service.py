@@ -11,6 +11,7 @@ from registry_cli.predict.loader import LoadedModel, load_folder
 
 if TYPE_CHECKING:
     from registry_cli.core.registry import ModelRegistry
+    from registry_cli.core.types import VersionInfo
 
 
 def is_bundle_folder(ref: str) -> bool:
@@ -29,15 +30,25 @@ def load_reference(
     """
     if is_bundle_folder(ref):
         return load_folder(Path(ref))
-    info = registry().get(ref, stage=stage)
+    reg = registry()
+    info = reg.get(ref, stage=stage)
     alias = ref.rpartition("@")[2] if "@" in ref else None
-    return load_folder(info.path, info.manifest, alias=alias)
+    return load_folder(local_folder(reg, info), info.manifest, alias=alias)
 
 
 def load_alias(registry: ModelRegistry, name: str, alias: str) -> LoadedModel:
     """Load the version ``name@alias`` points at now (the server's load step)."""
     info = registry.get(f"{name}@{alias}")
-    return load_folder(info.path, info.manifest, alias=alias)
+    return load_folder(local_folder(registry, info), info.manifest, alias=alias)
+
+
+def local_folder(registry: ModelRegistry, info: VersionInfo) -> Path:
+    """The version's folder; on an s3 root, its copy in the local cache, fetched and
+    verified against the manifest first (SPEC §10)."""
+    from registry_cli.storage.layout import version_key
+    from registry_cli.storage.open import local_version
+
+    return local_version(registry.store, version_key(info.name, info.version))
 
 
 def alias_version(registry: ModelRegistry, name: str, alias: str) -> str | None:
