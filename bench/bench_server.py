@@ -4,7 +4,8 @@
     python bench/bench_server.py --small    # 256 MiB upload, 2,000-version model
 
 1. Publish one big file through the API (the remote CLI on this machine) against the
-   local ``regctl publish`` of the same file (best of 3 each, interleaved), with the server's
+   local ``regctl publish`` of the same file (best of 3 each, in alternating order,
+   each after ``sync``), with the server's
    resident memory sampled every 20 ms during the upload.
    Targets: ratio <= 1.5, server RSS < 150 MiB.
 2. Read routes with 4 keep-alive client threads: regctl's ``/api/v1/resolve`` and one
@@ -86,16 +87,16 @@ def bench_publish(work: Path, size: int) -> dict[str, float]:
     with ServeRegistryProcess(server_root, log=work / "publish-server.log", env=ENV) as srv:
         assert srv.proc is not None
         baseline = rss_mib(srv.proc.pid)
-        for _ in range(3):
-            local_times.append(regctl("--root", str(local_root), "publish", "big/file", str(big)))
-            done = threading.Event()
-            samples: list[float] = []
 
-            def sample(
-                pid: int = srv.proc.pid,
-                done: threading.Event = done,
-                samples: list[float] = samples,
-            ) -> None:
+        def local_run() -> None:
+            os.sync()  # each run starts with no dirty pages left by the one before
+            local_times.append(regctl("--root", str(local_root), "publish", "big/file", str(big)))
+
+        def remote_run() -> None:
+            os.sync()
+            done = threading.Event()
+
+            def sample(pid: int = srv.proc.pid) -> None:
                 while not done.is_set():
                     samples.append(rss_mib(pid))
                     time.sleep(0.02)
@@ -109,7 +110,12 @@ def bench_publish(work: Path, size: int) -> dict[str, float]:
             finally:
                 done.set()
                 sampler.join()
-            peak = max([peak, *samples])
+
+        samples: list[float] = []
+        for order in ((local_run, remote_run), (remote_run, local_run), (local_run, remote_run)):
+            for run in order:
+                run()
+        peak = max([peak, *samples])
     big.unlink()
     local, remote = min(local_times), min(remote_times)
     print(

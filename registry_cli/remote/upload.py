@@ -14,6 +14,7 @@ import http.client
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,24 +89,27 @@ def send_body(
 ) -> None:
     """Send every part; a server that answers early (401, 413) ends it quietly."""
     sha: dict[str, str] = {}
-    try:
-        for head, item in zip(body.heads, body.planned, strict=True):
-            conn.send(head)
-            digest = hashlib.sha256()
-            sent = 0
-            for piece in _read(item.source):
-                digest.update(piece)
-                conn.send(piece)
-                sent += len(piece)
-                if tick:
-                    tick(len(piece))
-            if sent != item.size:
-                raise BadInput(f"{item.source} changed size while uploading")
-            conn.send(b"\r\n")
-            sha[item.relpath] = digest.hexdigest()
-        conn.send(body.meta_head + body.meta_bytes(sha) + body.tail)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the server answered early: the caller reads what it said
+    # hashing (which releases the GIL) runs beside the sending of the same piece
+    with ThreadPoolExecutor(1, thread_name_prefix="regctl-hash") as hasher:
+        try:
+            for head, item in zip(body.heads, body.planned, strict=True):
+                conn.send(head)
+                digest = hashlib.sha256()
+                sent = 0
+                for piece in _read(item.source):
+                    hashed = hasher.submit(digest.update, piece)
+                    conn.send(piece)
+                    hashed.result()
+                    sent += len(piece)
+                    if tick:
+                        tick(len(piece))
+                if sent != item.size:
+                    raise BadInput(f"{item.source} changed size while uploading")
+                conn.send(b"\r\n")
+                sha[item.relpath] = digest.hexdigest()
+            conn.send(body.meta_head + body.meta_bytes(sha) + body.tail)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered early: the caller reads what it said
 
 
 def _read(path: Path) -> Iterator[bytes]:

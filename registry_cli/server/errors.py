@@ -25,7 +25,7 @@ from registry_cli.errors import (
 )
 from registry_cli.storage import faults
 
-log = logging.getLogger("regctl.server")
+log = logging.getLogger("uvicorn.error")
 
 CODES = {
     400: "bad_input",

@@ -15,7 +15,7 @@ from typing import Any
 from registry_cli.errors import BadInput
 from registry_cli.server.context import ServerContext
 
-log = logging.getLogger("regctl.server")
+log = logging.getLogger("uvicorn.error")
 
 
 def bind(host: str, port: int) -> socket.socket:

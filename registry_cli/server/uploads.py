@@ -18,8 +18,10 @@ Or a JSON body ``{"from_mlflow": URI, ...}``: the server imports from MLflow.
 from __future__ import annotations
 
 import hashlib
+import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,7 @@ from registry_cli.server.metadata import (
 )
 
 router = APIRouter()
+log = logging.getLogger("uvicorn.error")
 
 BATCH = 1 << 20  # bytes handed to the parser thread at a time
 IN_FLIGHT = 8  # batches received and not yet written
@@ -367,10 +370,22 @@ async def publish(
     with reg.scratch("upload") as folder:
         files = folder / "files"
         files.mkdir()
+        started = time.monotonic()
         try:
             received = await receive_multipart(request, files, ctx.max_upload_size)
         except ClientDisconnect:
             raise BadInput("the client went away mid-upload; nothing was published") from None
         doc = parse_metadata(received.metadata, METADATA_KEYS)
+        arrived = time.monotonic()
         info = await anyio.to_thread.run_sync(_publish_files, reg, name, received, doc, who.name)
+        log.info(
+            "publish %s:%s by %s: %d file(s), %d bytes received in %.2f s, published in %.2f s",
+            name,
+            info.vname,
+            who.name,
+            len(received.files),
+            sum(size for size, _sha in received.files.values()),
+            arrived - started,
+            time.monotonic() - arrived,
+        )
     return JSONResponse(info.to_json(), status_code=201)
