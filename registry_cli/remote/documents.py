@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from registry_cli.core.types import ChangeResult, VersionInfo
-from registry_cli.errors import BadInput
+from registry_cli.errors import (
+    BadInput,
+    IntegrityError,
+    MachineFault,
+    NotFound,
+    RegctlError,
+    RemoteError,
+    RuleViolation,
+)
 
 
 def quote(text: str, safe: str = "") -> str:
@@ -63,3 +71,31 @@ def change_result(doc: dict[str, Any]) -> ChangeResult:
         noop=bool(doc.get("noop")),
         message=doc.get("message") or "",
     )
+
+
+ERRORS: dict[str, type[RegctlError]] = {
+    "bad_input": BadInput,
+    "too_large": BadInput,
+    "not_found": NotFound,
+    "refused": RuleViolation,
+    "integrity": IntegrityError,
+    "fault": MachineFault,
+}
+
+
+def error_from(status: int, doc: Any, url: str) -> RegctlError:
+    """The exception an error document of the server stands for (SPEC §9 codes)."""
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(error, dict):
+        return RemoteError(f"the registry server {url} answered HTTP {status}")
+    message = str(error.get("message") or f"HTTP {status}")
+    hint = error.get("hint")
+    if status in (401, 403):
+        return RemoteError(
+            f"the registry server refused the request: {message}",
+            hint=hint or "check $REGCTL_TOKEN / --token-file",
+        )
+    cls = ERRORS.get(str(error.get("code")))
+    if cls is None:
+        return RemoteError(f"the registry server failed: {message}", hint=hint)
+    return cls(message, hint=hint)

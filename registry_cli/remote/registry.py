@@ -28,25 +28,18 @@ from typing import Any
 from registry_cli.core.types import AuditLog, ChangeResult, ModelSummary, VersionInfo
 from registry_cli.errors import (
     BadInput,
-    IntegrityError,
-    MachineFault,
-    NotFound,
-    RegctlError,
     RemoteError,
-    RuleViolation,
 )
-from registry_cli.remote.documents import change_result, quote, read_token_file, version_info
+from registry_cli.remote.documents import (
+    change_result,
+    error_from,
+    quote,
+    read_token_file,
+    version_info,
+)
 
 API = "/api/v1"
 CHUNK = 1 << 20
-ERRORS: dict[str, type[RegctlError]] = {
-    "bad_input": BadInput,
-    "too_large": BadInput,
-    "not_found": NotFound,
-    "refused": RuleViolation,
-    "integrity": IntegrityError,
-    "fault": MachineFault,
-}
 Progress = Callable[[str, int], "Callable[[int], None] | None"]
 
 
@@ -184,21 +177,7 @@ class RemoteRegistry:
             if doc is None and raw:
                 raise RemoteError(f"{self.url} answered something that is not JSON")
             return doc
-        error = doc.get("error") if isinstance(doc, dict) else None
-        if not isinstance(error, dict):
-            raise RemoteError(f"the registry server {self.url} answered HTTP {reply.status}")
-        message = str(error.get("message") or f"HTTP {reply.status}")
-        hint = error.get("hint")
-        code = error.get("code")
-        if reply.status in (401, 403):
-            raise RemoteError(
-                f"the registry server refused the request: {message}",
-                hint=hint or "check $REGCTL_TOKEN / --token-file",
-            )
-        cls = ERRORS.get(str(code))
-        if cls is None:
-            raise RemoteError(f"the registry server failed: {message}", hint=hint)
-        raise cls(message, hint=hint)
+        raise error_from(reply.status, doc, self.url)
 
     # ---------------------------------------------------------------- reading
     @property
