@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -90,6 +91,9 @@ class PartWriter:
         self.out: IO[bytes] | None = None
         self.digest = hashlib.sha256()
         self.size = 0
+        # the hash of a piece is computed beside its write (both release the GIL)
+        self.hasher = ThreadPoolExecutor(1, thread_name_prefix="regctl-upload-hash")
+        self.hashing: Future[None] | None = None
 
     def callbacks(self) -> dict[str, Callable[..., None]]:
         return {
@@ -145,21 +149,29 @@ class PartWriter:
     def part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = memoryview(data)[start:end]  # no copy of the (1 MiB) batch
         if self.kind == "file" and self.out is not None:
+            self._hashed()
+            self.hashing = self.hasher.submit(self.digest.update, chunk)
             self.out.write(chunk)
-            self.digest.update(chunk)
             self.size += len(chunk)
         elif self.kind == "metadata":
             if len(self.received.metadata) + len(chunk) > METADATA_LIMIT:
                 raise BadInput("the metadata part is over 1 MiB")
             self.received.metadata += bytes(chunk)
 
+    def _hashed(self) -> None:
+        if self.hashing is not None:
+            self.hashing.result()
+            self.hashing = None
+
     def part_end(self) -> None:
         if self.kind == "file" and self.out is not None:
+            self._hashed()
             self.out.close()
             self.out = None
             self.received.files[self.path] = (self.size, self.digest.hexdigest())
 
     def close(self) -> None:
+        self.hasher.shutdown(wait=True)
         if self.out is not None:
             self.out.close()
             self.out = None
