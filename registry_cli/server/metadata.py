@@ -4,10 +4,14 @@ arguments of :meth:`ModelRegistry.publish` (SPEC §9 "Publish over HTTP")."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry_cli.core.signature import signature_from_shape
 from registry_cli.errors import BadInput
+
+if TYPE_CHECKING:
+    from registry_cli.core.registry import ModelRegistry
+    from registry_cli.core.types import VersionInfo
 
 METADATA_LIMIT = 1 << 20
 METADATA_KEYS = {
@@ -107,3 +111,25 @@ def conversion(doc: dict[str, Any]) -> Any:
     return ConversionOptions(
         task=doc.get("task"), num_classes=num_classes, target=str(doc["convert"])
     ).validate()
+
+
+def publish_from_mlflow_body(reg: ModelRegistry, name: str, doc: dict[str, Any]) -> VersionInfo:
+    """A JSON publish: ``{"from_mlflow": URI, "tracking_uri"?, "artifact_path"?, ...}``."""
+    from registry_cli.formats.publish_sources import publish_from_mlflow
+
+    uri = doc.get("from_mlflow")
+    if not isinstance(uri, str) or not uri:
+        raise BadInput("a JSON publish needs from_mlflow: URI")
+    meta = {k: v for k, v in doc.items() if k not in MLFLOW_KEYS}
+    for key in ("tracking_uri", "artifact_path"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise BadInput(f"{key} must be a string")
+    return publish_from_mlflow(
+        reg,
+        name,
+        uri,
+        tracking_uri=doc.get("tracking_uri"),
+        artifact_path=doc.get("artifact_path"),
+        convert=conversion(meta),
+        **publish_kwargs(meta),
+    )

@@ -47,6 +47,7 @@ from registry_cli.server.metadata import (
     conversion,
     mapping,
     parse_metadata,
+    publish_from_mlflow_body,
     publish_kwargs,
 )
 
@@ -320,27 +321,6 @@ def _publish_files(
     return reg.publish(name, [], produced=produced, **kwargs)
 
 
-def _publish_mlflow(reg: ModelRegistry, name: str, doc: dict[str, Any]) -> VersionInfo:
-    from registry_cli.formats.publish_sources import publish_from_mlflow
-
-    uri = doc.get("from_mlflow")
-    if not isinstance(uri, str) or not uri:
-        raise BadInput("a JSON publish needs from_mlflow: URI")
-    meta = {k: v for k, v in doc.items() if k not in MLFLOW_KEYS}
-    for key in ("tracking_uri", "artifact_path"):
-        if doc.get(key) is not None and not isinstance(doc[key], str):
-            raise BadInput(f"{key} must be a string")
-    return publish_from_mlflow(
-        reg,
-        name,
-        uri,
-        tracking_uri=doc.get("tracking_uri"),
-        artifact_path=doc.get("artifact_path"),
-        convert=conversion(meta),
-        **publish_kwargs(meta),
-    )
-
-
 @router.post(
     "/api/v1/models/{name:modelname}/-/versions",
     status_code=201,
@@ -370,7 +350,7 @@ async def publish(
             if len(raw) > METADATA_LIMIT:
                 raise BadInput("a JSON publish body is over 1 MiB")
         doc = parse_metadata(bytes(raw), METADATA_KEYS | MLFLOW_KEYS)
-        info = await anyio.to_thread.run_sync(_publish_mlflow, reg, name, doc)
+        info = await anyio.to_thread.run_sync(publish_from_mlflow_body, reg, name, doc)
         return JSONResponse(info.to_json(), status_code=201)
     if ctype != "multipart/form-data":
         raise BadInput(
