@@ -256,6 +256,8 @@ def bench_scale(work: Path, many: int, runs: int) -> None:
     from registry_cli import ModelRegistry
 
     src = work / "w.bin"
+    if not src.exists():  # --only scale
+        src.write_bytes(os.urandom(1024))
     times = {}
     for count in (10, many):
         root = work / f"scale{count}"
