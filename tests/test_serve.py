@@ -497,3 +497,39 @@ def test_pyfunc_logged_to_mlflow_imported_and_served(
     r = srv.client.post("/predict", json={"X": x.T.tolist()})
     assert r.status_code == 400
     assert "X has shape [18, 12], expected [*, 12, 18]" in r.json()["detail"]
+
+
+def test_a_machine_fault_while_reloading_is_507_and_the_old_model_keeps_serving():
+    """SPEC §14: a server logs a fault of the machine, answers 507/503 and keeps running."""
+    import errno
+
+    from fastapi.testclient import TestClient
+
+    from registry_cli.predict.server import create_app
+    from registry_cli.predict.settings import ServeSettings
+
+    class Model:
+        name, version, alias = "m", "v1", "champion"
+        signature = None
+
+        def predict(self, x):
+            return [[0.5] for _ in x]
+
+        def describe(self):
+            return {}
+
+    calls = []
+
+    def load(alias):
+        calls.append(alias)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return Model()
+
+    app = create_app(ServeSettings(model="m"), load, retry_at_start=False)
+    with TestClient(app) as client:
+        assert client.post("/reload", json={}).status_code == 200
+        reply = client.post("/reload", json={})
+        assert reply.status_code == 507, reply.text
+        assert reply.json()["detail"].startswith("not enough space to reload @champion")
+        assert client.get("/health").json()["model_version"] == "v1"

@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field
 from registry_cli.errors import BadInput, NotFound, RegctlError, RuleViolation
 from registry_cli.predict.settings import ServeSettings
 from registry_cli.predict.slot import Loader, ModelSlot, Resolver
+from registry_cli.storage import faults
 
 log = logging.getLogger("uvicorn.error")
 
@@ -254,6 +255,10 @@ def create_app(
         except RegctlError as exc:
             raise HTTPException(_status_for(exc), f"reload failed: {exc}") from None
         except Exception as exc:
+            fault = faults.translate(exc, f"reload @{alias or settings.alias}")
+            if fault is not None:  # full disk, read-only cache, no descriptors: keep serving
+                log.error("reload failed: %s", fault.message)
+                raise HTTPException(faults.http_status(exc) or 503, fault.message) from None
             raise HTTPException(500, f"reload failed: {type(exc).__name__}: {exc}") from None
         log.info("reloaded %s:%s (@%s)", model.name, model.version, model.alias)
         return JSONResponse(
