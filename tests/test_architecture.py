@@ -16,6 +16,7 @@ LAYERS = {
     "version": 0,
     "storage": 1,
     "settings": 1,
+    "serving": 1,
     "core": 2,
     "pull": 3,
     "ftp": 3,
