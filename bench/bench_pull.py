@@ -488,7 +488,7 @@ def report(
             (f"{n} curls", "curl", ""),
             (f"{n} clients: pull per file", "api", "target >= 0.6"),
             (f"{n} clients: pull --bundle", "bundle", "+ unpack, per-file check"),
-            (f"{n} pulls into one shared cache", "shared", "one download, 19 cache hits"),
+            (f"{n} pulls into one shared cache", "shared", f"one download, {n - 1} cache hits"),
             (f"{n} cold regctl pull processes", "cli", f"+ {n} Python start-ups"),
         ):
             ratio = med(c[key]) / curl_bps

@@ -482,3 +482,32 @@ def test_a_dot_file_serve_ftp_hides_comes_through_the_bundle(root, tmp_path):
     vdir = Path(json.loads(res.stdout)["path"])
     assert (vdir / "payload/m/.settings").read_bytes() == b"hidden"
     assert sorted(os.listdir(vdir.parent)) == ["v1"]
+
+
+@pytest.mark.parametrize("overlap", [0.0, float("inf")])
+def test_hashing_sink_hashes_in_order_whether_or_not_it_uses_the_helper(
+    tmp_path, monkeypatch, overlap
+):
+    """The sink switches between hashing on its helper thread and on the caller's
+    (``overlap`` 0: always the helper; inf: the caller's between probes); the file and
+    the sha256 are the same either way."""
+    from registry_cli.storage import streams
+
+    monkeypatch.setattr(streams, "WINDOW", 2)
+    monkeypatch.setattr(streams, "PROBE", 3)
+    monkeypatch.setattr(streams, "OVERLAP", overlap)
+    chunks = [os.urandom(1000 + i) for i in range(40)]
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        sink = streams.HashingSink(fd)
+        modes = set()
+        for chunk in chunks:
+            sink.submit(memoryview(bytearray(chunk)))
+            modes.add(sink._inline)
+        size, digest = sink.finish()
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "out").read_bytes() == data
+    assert modes == ({False} if overlap == 0.0 else {False, True})  # inf: both were used
