@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import socket
 import threading
 import urllib.error
 import urllib.parse
@@ -38,6 +37,7 @@ from pydantic import BaseModel, Field
 from registry_cli.errors import BadInput, NotFound, RegctlError, RuleViolation
 from registry_cli.predict.settings import ServeSettings
 from registry_cli.predict.slot import Loader, ModelSlot, Resolver
+from registry_cli.serving import bind
 from registry_cli.storage import faults
 
 log = logging.getLogger("uvicorn.error")
@@ -318,29 +318,6 @@ def create_app(
         )
 
     return BodyLimit(app, settings.max_body_bytes)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """Open the listening socket ourselves so a busy port is a clean error."""
-    try:
-        family, kind, proto, _name, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except (OSError, socket.gaierror) as exc:
-        raise BadInput(f"cannot listen on {host}:{port}: {exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise BadInput(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="choose another --port (or stop what holds it)",
-        ) from None
-    sock.set_inheritable(True)
-    return sock
 
 
 def run(settings: ServeSettings, load: Loader, resolve: Resolver | None = None) -> None:

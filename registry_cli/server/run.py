@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -14,31 +13,9 @@ from typing import Any
 
 from registry_cli.errors import BadInput
 from registry_cli.server.context import ServerContext
+from registry_cli.serving import bind
 
 log = logging.getLogger("uvicorn.error")
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """Open the listening socket ourselves so a busy port is a clean error (exit 2)."""
-    try:
-        family, kind, proto, _name, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except (OSError, socket.gaierror) as exc:
-        raise BadInput(f"cannot listen on {host}:{port}: {exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise BadInput(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="choose another --port (or stop what holds it)",
-        ) from None
-    sock.set_inheritable(True)
-    return sock
 
 
 def serve(
