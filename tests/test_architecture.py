@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "registry_cli"
 # Lower number = lower layer. A module may import its own layer's package or any lower one.
 LAYERS = {
     "errors": 0,
+    "error_codes": 0,
     "version": 0,
     "storage": 1,
     "settings": 1,

@@ -8,15 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from registry_cli.core.types import ChangeResult, VersionInfo
-from registry_cli.errors import (
-    BadInput,
-    IntegrityError,
-    MachineFault,
-    NotFound,
-    RegctlError,
-    RemoteError,
-    RuleViolation,
-)
+from registry_cli.error_codes import ERRORS
+from registry_cli.errors import BadInput, RegctlError, RemoteError
 
 
 def quote(text: str, safe: str = "") -> str:
@@ -71,16 +64,6 @@ def change_result(doc: dict[str, Any]) -> ChangeResult:
         noop=bool(doc.get("noop")),
         message=doc.get("message") or "",
     )
-
-
-ERRORS: dict[str, type[RegctlError]] = {
-    "bad_input": BadInput,
-    "too_large": BadInput,
-    "not_found": NotFound,
-    "refused": RuleViolation,
-    "integrity": IntegrityError,
-    "fault": MachineFault,
-}
 
 
 def error_from(status: int, doc: Any, url: str) -> RegctlError:

@@ -1,7 +1,8 @@
 """The error documents of the API: ``{"error": {"code", "message", "hint"}}`` (SPEC §9).
 
-Every refusal the core raises maps to one status and code here, the same way
-the CLI maps it to an exit code; the remote client maps them back.
+Every refusal the core raises maps to one status and code, the same way the CLI
+maps it to an exit code; the table is ``registry_cli/error_codes.py``, which the
+remote client reads to map them back.
 """
 
 from __future__ import annotations
@@ -14,33 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry_cli.errors import (
-    BadInput,
-    IntegrityError,
-    MachineFault,
-    NotFound,
-    RegctlError,
-    RemoteError,
-    RuleViolation,
-)
+from registry_cli.error_codes import CODES, status_of
+from registry_cli.errors import RegctlError
 from registry_cli.storage import faults
 
 log = logging.getLogger("uvicorn.error")
-
-CODES = {
-    400: "bad_input",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "bad_input",
-    409: "refused",
-    413: "too_large",
-    416: "bad_input",
-    422: "integrity",
-    500: "internal",
-    502: "remote",
-    507: "fault",
-}
 
 
 class ApiError(Exception):
@@ -59,22 +38,6 @@ class ApiError(Exception):
         self.message = message
         self.hint = hint
         self.headers = headers or {}
-
-
-def status_of(exc: RegctlError) -> int:
-    if isinstance(exc, MachineFault):
-        return 507  # the machine said no: the server keeps running (SPEC §14)
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, BadInput):
-        return 400
-    if isinstance(exc, RuleViolation):
-        return 409
-    if isinstance(exc, IntegrityError):
-        return 422
-    if isinstance(exc, RemoteError):
-        return 502
-    return 500
 
 
 def error_response(
