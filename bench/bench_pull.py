@@ -287,18 +287,22 @@ def _worker(kind: str, spec: dict, name: str, folder: str, ready: Any, go: Any, 
     served = Served(spec["kind"], spec["url"], Path(), None)
     ready.put(os.getpid())
     go.wait()
+    before = os.times()
     try:
         if kind == "shared":  # many pulls into one cache: all but one find it there
             served.puller(Path(folder)).pull(name, stage="release")
         else:
             api_pull(served, name, Path(folder), bundle=kind == "bundle")
-        done.put("ok")
+        after = os.times()
+        done.put(("ok", after.user + after.system - before.user - before.system))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         done.put(repr(exc))
 
 
-def prestarted(kind: str, served: Served, name: str, work: Path, n: int, size: int) -> float:
-    """Wall time of ``n`` pre-started processes pulling at once."""
+def prestarted(
+    kind: str, served: Served, name: str, work: Path, n: int, size: int
+) -> tuple[float, float]:
+    """Wall time of ``n`` pre-started processes pulling at once, and their CPU time."""
     ctx = multiprocessing.get_context("spawn")
     go, ready, done = ctx.Event(), ctx.Queue(), ctx.Queue()
     folders = [work / (f"{kind}-shared" if kind == "shared" else f"{kind}-{i}") for i in range(n)]
@@ -321,17 +325,29 @@ def prestarted(kind: str, served: Served, name: str, work: Path, n: int, size: i
         proc.join()
     for f in set(folders):
         shutil.rmtree(f)
-    bad = [r for r in results if r != "ok"]
+    bad = [r for r in results if not isinstance(r, tuple)]
     if bad:
         raise SystemExit(f"{len(bad)} of {n} pulls failed: {bad[0]}")
-    return elapsed
+    return elapsed, sum(r[1] for r in results)
+
+
+def children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 # ---------------------------------------------------------------- the three parts
 def single(served: Served, work: Path, size: int, runs: int) -> dict[str, list[float]]:
     def run_curl(i: int) -> float:
         out = work / "curl.out"
+        cpu0 = children_cpu()
         elapsed = curl(served, PAYLOAD.format(name="big"), out)
+        cpu["curl"].append(children_cpu() - cpu0)
         out.unlink()
         return elapsed
 
@@ -340,7 +356,9 @@ def single(served: Served, work: Path, size: int, runs: int) -> dict[str, list[f
         if kind == "cli":
             elapsed = cli_pull(served, "big", cache)
         else:
+            cpu0 = own_cpu()
             elapsed = api_pull(served, "big", cache, bundle=kind == "bundle")
+            cpu[kind].append(own_cpu() - cpu0)
         shutil.rmtree(cache)
         return elapsed
 
@@ -352,6 +370,7 @@ def single(served: Served, work: Path, size: int, runs: int) -> dict[str, list[f
         "cli": lambda i: run_pull("cli", i),
     }
     times: dict[str, list[float]] = {k: [] for k in steps}
+    cpu: dict[str, list[float]] = {"curl": [], "api": [], "bundle": []}
     order = list(steps)
     for i in range(runs):
         for key in order[i % len(order) :] + order[: i % len(order)]:  # rotate: no fixed order
@@ -364,28 +383,35 @@ def single(served: Served, work: Path, size: int, runs: int) -> dict[str, list[f
             f"{times['bundle'][-1]:.2f} s, regctl pull {times['cli'][-1]:.2f} s",
             flush=True,
         )
+    times.update({f"cpu_{k}": v for k, v in cpu.items()})
     return times
 
 
 def concurrent(served: Served, work: Path, size: int, n: int, runs: int) -> dict[str, Any]:
-    out: dict[str, Any] = {k: [] for k in ("curl", "api", "bundle", "cli", "shared")}
+    out: dict[str, Any] = {
+        k: [] for k in ("curl", "api", "bundle", "cli", "shared", "cpu_curl", "cpu_api")
+    }
     rel = PAYLOAD.format(name="mid")
     for r in range(runs):
         settle(work, n * size)
+        cpu0 = children_cpu()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(lambda i: curl(served, rel, work / f"c{i}.out"), range(n)))
         out["curl"].append(n * size / (time.perf_counter() - t0))
+        out["cpu_curl"].append(children_cpu() - cpu0)
         for i in range(n):
             (work / f"c{i}.out").unlink()
         mark = served.log_size()
-        out["api"].append(n * size / prestarted("api", served, "mid", work, n, size))
+        wall, used = prestarted("api", served, "mid", work, n, size)
+        out["api"].append(n * size / wall)
+        out["cpu_api"].append(used)
         sent = served.sent(mark)
         out["latest_reads"] = sum(1 for p, _ in sent if p.endswith("mid/LATEST.json"))
         out["payload_bytes"] = sum(b for p, b in sent if p == rel)
-        out["bundle"].append(n * size / prestarted("bundle", served, "mid", work, n, size))
+        out["bundle"].append(n * size / prestarted("bundle", served, "mid", work, n, size)[0])
         mark = served.log_size()
-        out["shared"].append(n * size / prestarted("shared", served, "mid", work, n, size))
+        out["shared"].append(n * size / prestarted("shared", served, "mid", work, n, size)[0])
         sent = served.sent(mark)
         out["shared_payload_bytes"] = sum(b for p, b in sent if p == rel)
         settle(work, n * size)
@@ -480,6 +506,11 @@ def report(
             verdict = (" ok" if ratio <= target else " MISSED") if target else ""
             print(f"    {label:34} {secs:6.2f} s  ratio {ratio:.2f}  ({note}){verdict}")
         print(f"    (pull per file / curl, per run: {', '.join(f'{x:.2f}' for x in per_run)})")
+        cc, ca, cb = med(s["cpu_curl"]), med(s["cpu_api"]), med(s["cpu_bundle"])
+        print(
+            f"    (client CPU time, no target: curl {cc:.2f} s, pull per file {ca:.2f} s = "
+            f"{ca / cc:.2f}x, pull --bundle {cb:.2f} s = {cb / cc:.2f}x; servers not counted)"
+        )
     if c:
         curl_bps = med(c["curl"])
         print(f"  {n} concurrent pulls of a {mid // MiB} MiB model, aggregate (median of "
@@ -496,6 +527,11 @@ def report(
             if key == "api":
                 extra += " ok" if ratio >= 0.6 else " MISSED"
             print(f"    {label:34} {med(c[key]) / MiB:6.0f} MiB/s{extra}")
+        cc, ca = med(c["cpu_curl"]), med(c["cpu_api"])
+        print(
+            f"    (client CPU time, no target: {n} curls {cc:.2f} s, {n} pulls per file "
+            f"{ca:.2f} s = {ca / cc:.2f}x; servers not counted)"
+        )
         print(
             f"    server log, {n} pulls per file: LATEST.json read {c['latest_reads']} times, "
             f"payload sent {c['payload_bytes'] / mid:.2f}x its size; one shared cache: "
