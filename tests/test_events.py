@@ -7,72 +7,41 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from registry_cli import ModelRegistry
+from tests.http_receiver import PostReceiver, free_port
 
 SECRET = "hook-secret-7f3a9c"  # never to be seen in output or audit
 
 
-class Receiver:
+class Receiver(PostReceiver):
     """Records every POST as (path, headers, body). Paths: /ok answers 200, /flaky 500
     then 200, /refuse 400, /moved 302 to /ok, /slow sleeps 2 s before answering."""
 
     def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.calls: list[tuple[str, dict[str, str], bytes]] = []
         self.flaky_failures = 1
-        outer = self
+        super().__init__(tls)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.calls.append((self.path, dict(self.headers), body))
-                status = 200
-                if self.path == "/flaky" and outer.flaky_failures > 0:
-                    outer.flaky_failures -= 1
-                    status = 500
-                elif self.path == "/refuse":
-                    status = 400
-                elif self.path == "/moved":
-                    status = 302
-                elif self.path == "/slow":
-                    time.sleep(2)
-                self.send_response(status)
-                if status == 302:
-                    self.send_header("Location", "/ok")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        scheme = "http"
-        if tls is not None:
-            import ssl
-
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-            scheme = "https"
-        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+    def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
+        self.calls.append((path, headers, body))
+        if path == "/flaky" and self.flaky_failures > 0:
+            self.flaky_failures -= 1
+            return 500, {}
+        if path == "/refuse":
+            return 400, {}
+        if path == "/moved":
+            return 302, {"Location": "/ok"}
+        if path == "/slow":
+            time.sleep(2)
+        return 200, {}
 
     def bodies(self, path: str = "/ok") -> list[dict]:
         return [json.loads(body) for p, _h, body in self.calls if p == path]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(autouse=True)
@@ -103,12 +72,6 @@ def verify(body: bytes, header: str, secret: str) -> bool:
     """The three lines a receiver uses (README, registry.yaml.example)."""
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class CliDriver:

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -18,14 +17,9 @@ import pytest
 
 from tests import _predict_models as pm
 from tests.conftest import regctl_cmd
+from tests.http_receiver import PostReceiver, free_port
 
 SIG = {"inputs": [{"shape": [None, pm.T, pm.F], "dtype": "float32"}], "batch_dim": 0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -97,38 +91,20 @@ def serve(root, tmp_path):
         srv.stop()
 
 
-class Receiver:
+class Receiver(PostReceiver):
     """A real HTTP callback receiver on 127.0.0.1: /ok records, /fail answers 500,
     /slow answers after 3 s (past the server's callback timeout)."""
 
     def __init__(self) -> None:
         self.received: list[dict] = []
-        outer = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.path == "/slow":
-                    time.sleep(3)
-                if self.path == "/ok":
-                    outer.received.append(json.loads(body))
-                self.send_response(500 if self.path == "/fail" else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
+    def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
+        if path == "/slow":
+            time.sleep(3)
+        if path == "/ok":
+            self.received.append(json.loads(body))
+        return (500 if path == "/fail" else 200), {}
 
 
 @pytest.fixture
