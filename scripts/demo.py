@@ -345,6 +345,56 @@ def step_distribution() -> None:
         print("\n".join(lines), flush=True)
 
 
+def step_server() -> None:
+    """Run a registry server: tokens, the remote CLI from a 'CI runner', HTTP reads, the web UI."""
+    import json
+
+    sys.path.insert(0, str(REPO))
+    from registry_cli.server.launch import ServeRegistryProcess
+
+    say("Registry server: tokens, then publish and promote from another machine over HTTP")
+    tokens = {}
+    for name, scope in (("ci", "publish"), ("release-mgr", "promote")):
+        made = regctl("token", "create", name, "--scope", scope, "--json", quiet=True)
+        tokens[name] = json.loads(made.stdout)["token"]
+        print(f"  token {name!r} ({scope}) created; only its hash is kept under .regctl/")
+    log_path = WORK / "serve-registry.log"
+    print("$ regctl serve-registry --host 127.0.0.1 --port 0 &", flush=True)
+    with ServeRegistryProcess(ROOT, log=log_path, env=ENV) as server:
+        url = server.url
+        remote = dict(ENV, REGCTL_URL=url)
+        remote.pop("REGCTL_ROOT", None)  # the 'CI runner' has no registry folder
+
+        def on_runner(token: str, *args: str) -> None:
+            print(f"$ REGCTL_URL={url} REGCTL_TOKEN=<{token}> regctl {' '.join(args)}", flush=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "registry_cli", *args],
+                env=dict(remote, REGCTL_TOKEN=tokens[token]),
+                capture_output=True,
+                text=True,
+            )
+            sys.stdout.write(proc.stdout + proc.stderr)
+            if proc.returncode != 0:
+                raise SystemExit(f"demo step failed with exit code {proc.returncode}")
+
+        w4 = fake_weights(WORK / "faq-bot" / "model.pt", seed=4)
+        on_runner("ci", "publish", "faq-bot", str(w4), "--metric", "accuracy=0.97",
+                  "--tag", "dataset=faq-2026-12")  # fmt: skip
+        on_runner("release-mgr", "promote", "faq-bot")
+        on_runner("ci", "show", "faq-bot@champion")
+        curl = shutil.which("curl")
+        if curl:
+            say("   ... any HTTP client reads the API and the served tree")
+            for path in ("/api/v1/resolve?ref=faq-bot@champion", "/dist/release/faq-bot/LATEST"):
+                print(f'$ curl -H "Authorization: Bearer <ci>" {url}{path}', flush=True)
+                subprocess.run([curl, "-sS", "-H", f"Authorization: Bearer {tokens['ci']}",
+                                f"{url}{path}"])  # fmt: skip
+                print(flush=True)
+        print(f"(the web UI is at {url}/ while the server runs: sign in with a token)")
+    say("   ... the audit names the tokens")
+    regctl("audit", "faq-bot", "--limit", "2")
+
+
 def main() -> None:
     if ROOT.exists():
         print(f"(removing the previous demo registry at {ROOT})")
@@ -353,6 +403,7 @@ def main() -> None:
     step_core()
     step_lifecycle()
     step_distribution()
+    step_server()
     step_formats()
     step_predict()
     say(f"Done. The registry is in {ROOT}; try: regctl --root {ROOT} list")
