@@ -25,7 +25,6 @@ LAYERS = {
     "predict": 3,
     "server": 3,
     "remote": 3,
-    "ops": 3,
     "importers": 3,
     "webui": 3,
     "client": 4,
