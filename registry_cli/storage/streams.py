@@ -11,10 +11,12 @@ costs, so a third thread would not go faster).
 The helper pays only when a core is free for it. With many transfers at once
 on few cores (20 pulls on 2 cores) every hand-off is paid in CPU and in wake-up
 latency: hashing on the caller's thread then took ~11 % less CPU and ~25 % less
-time (bench/bench_pull.py). So the sink looks every :data:`WINDOW` chunks at
-the CPU time its two threads got against the wall-clock time: below
-:data:`OVERLAP` cores it hashes on the caller's thread, and tries the helper
-again every :data:`PROBE` windows.
+time (bench/bench_pull.py). So the sink starts hashing on the caller's thread
+(a small file never starts the helper), tries the helper after one window of
+:data:`WINDOW` chunks, and at the end of each helper window compares the CPU
+time its two threads got with the wall-clock time: below :data:`OVERLAP` cores
+it goes back to the caller's thread for :data:`PROBE` windows, then tries again
+(so a transfer left alone when the others finish gets its second core back).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
 
 WINDOW = 8  # chunks between two looks at how well the helper overlaps
 OVERLAP = 1.2  # cores the two threads must get together for the helper to pay
-PROBE = 16  # windows hashed on the caller's thread before the helper is tried again
+PROBE = 4  # windows hashed on the caller's thread before the helper is tried again
 
 
 class HashingSink:
@@ -51,9 +53,10 @@ class HashingSink:
         self.size = size
         self._hasher = ThreadPoolExecutor(max_workers=1)
         self._pending: Future[None] | None = None
-        self._inline = False
+        # start on the caller's thread (a small file never starts a helper), then try it
+        self._inline = True
         self._chunks = 0
-        self._windows_inline = 0
+        self._windows_inline = PROBE - 1
         self._helper_cpu = 0.0  # CPU time of the helper's hashing so far (it alone writes it)
         self._mark = (time.perf_counter(), time.thread_time(), 0.0)
 
