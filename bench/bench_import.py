@@ -23,13 +23,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -38,55 +36,9 @@ sys.path.insert(0, str(REPO))
 
 from registry_cli import ModelRegistry  # noqa: E402
 from registry_cli.importers import SourceSpec, execute, make_plan, read_source  # noqa: E402
+from tests.mlflow_server import MlflowServer  # noqa: E402
 
 TARGET = 1.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    log = open(base / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{base / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(base / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=base,
-        env=dict(os.environ, HOME=str(base), MLFLOW_TRACKING_URI=""),
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit((base / "server.log").read_text()[-2000:])
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, uri
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("mlflow server did not start within 180 s")
 
 
 def populate(uri: str, versions: int, work: Path) -> str:
@@ -147,7 +99,11 @@ def main() -> int:
     versions = args.versions or (50 if args.small else 200)
     rounds = args.rounds or 3
     base = Path(tempfile.mkdtemp(prefix="bench-import-"))
-    proc, uri = start_server(base)
+    server = MlflowServer(base)
+    try:
+        uri = server.start()
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
     os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = uri
     try:
         import mlflow  # noqa: F401 - warm, as for both contenders
@@ -205,11 +161,7 @@ def main() -> int:
         )
         return 0 if ratio <= TARGET else 1
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+        server.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from registry_cli import ModelRegistry
 from registry_cli.cli.main import app
+from tests.mlflow_server import MlflowServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -170,85 +171,16 @@ def model_file(tmp_path) -> Path:
 
 
 # --------------------------------------------------------------------------- MLflow server
-def _free_loopback_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` on 127.0.0.1 for the whole test session; yields its URI.
 
     SQLite backend store and a proxied artifact store, both under a session temp
-    folder, one worker. Start-up takes ~30 s and ~3 GiB, so it is started once,
-    on first use, and shared: tests must not depend on what other tests logged
-    (create your own runs, experiments and uniquely named registered models with
-    ``mlflow.MlflowClient(uri)``). Stopped by its own process group at teardown.
+    folder, one worker (``tests/mlflow_server.py``). Start-up takes ~30 s and ~3 GiB,
+    so it is started once, on first use, and shared: tests must not depend on what
+    other tests logged (create your own runs, experiments and uniquely named
+    registered models with ``mlflow.MlflowClient(uri)``). Stopped by its own process
+    group at teardown.
     """
-    import contextlib
-    import signal
-    import time
-    import urllib.request
-
-    base = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_loopback_port()
-    uri = f"http://127.0.0.1:{port}"
-    log_path = base / "server.log"
-    env = dict(os.environ, HOME=str(base), MLFLOW_TRACKING_URI="")
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{base / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(base / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=base, env=env, start_new_session=True
-        )
-
-    def stop() -> None:
-        # the server's uvicorn and job workers share the group this fixture created
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=20)
-        with contextlib.suppress(ProcessLookupError):  # workers slower than the leader
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow server exited with {proc.returncode}:\n"
-                    + log_path.read_text(errors="replace")[-3000:]
-                )
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    "mlflow server did not answer /health within 180 s:\n"
-                    + log_path.read_text(errors="replace")[-3000:]
-                )
-            time.sleep(0.5)
+    with MlflowServer(tmp_path_factory.mktemp("mlflow-server")) as uri:
         yield uri
-    finally:
-        stop()
