@@ -512,3 +512,30 @@ def test_hashing_sink_hashes_in_order_whether_or_not_it_uses_the_helper(
     assert (tmp_path / "out").read_bytes() == data
     assert modes[0] is True  # the first window, on the caller's thread
     assert set(modes[1:]) == ({False} if overlap == 0.0 else {False, True})
+
+
+def test_the_pump_never_reuses_a_buffer_still_being_hashed(tmp_path, monkeypatch):
+    """With the helper hashing slowly, the receiving side runs ahead into reused
+    buffers; the sha256 must still be that of the bytes received."""
+    import io
+
+    from registry_cli.storage import streams
+
+    monkeypatch.setattr(streams, "WINDOW", 1)
+    monkeypatch.setattr(streams, "PROBE", 1)
+    monkeypatch.setattr(streams, "OVERLAP", 0.0)  # the helper from the second chunk on
+    slow = streams.HashingSink._hash
+
+    def slow_hash(self, data):
+        time.sleep(0.01)
+        slow(self, data)
+
+    monkeypatch.setattr(streams.HashingSink, "_hash", slow_hash)
+    data = os.urandom(6 * MiB + 12345)
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        size, digest = streams.pump(io.BytesIO(data).readinto, fd)
+    finally:
+        os.close(fd)
+    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "out").read_bytes() == data

@@ -67,7 +67,11 @@ class Transport(Protocol):
 
 def sink_for(fd: int, offset: int, prefix: _Hash | None) -> HashingSink:
     """A hashing sink that continues after ``offset`` bytes already in the file."""
-    os.ftruncate(fd, offset)
+    if os.fstat(fd).st_size != offset:
+        # only when needed: a truncation to 0, even of an empty file, makes ext4 start
+        # writing the whole file back inside close() (its replace-via-truncate guard,
+        # auto_da_alloc): ~0.45 s of a 1 GiB pull's 1.6 s, measured
+        os.ftruncate(fd, offset)
     os.lseek(fd, offset, os.SEEK_SET)
     return HashingSink(fd, prefix if offset else None, size=offset)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -42,6 +43,7 @@ WINDOW = 8  # chunks between two looks at how well the helper overlaps
 OVERLAP = 1.1  # cores the two threads must get together for the helper to pay (its
 # hand-offs cost ~10 % more CPU: below this the caller alone goes as fast, for less)
 PROBE = 4  # windows hashed on the caller's thread before the helper is tried again
+AHEAD = 2  # hashes queued at once: the caller may run two chunks ahead of the helper
 
 
 class HashingSink:
@@ -53,7 +55,7 @@ class HashingSink:
         self.digest = digest if digest is not None else hashlib.sha256()
         self.size = size
         self._hasher = ThreadPoolExecutor(max_workers=1)
-        self._pending: Future[None] | None = None
+        self._pending: deque[Future[None]] = deque()
         # start on the caller's thread (a small file never starts a helper), then try it
         self._inline = True
         self._chunks = 0
@@ -61,10 +63,10 @@ class HashingSink:
         self._helper_cpu = 0.0  # CPU time of the helper's hashing so far (it alone writes it)
         self._mark = (time.perf_counter(), time.thread_time(), 0.0)
 
-    def wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+    def wait(self, keep: int = 0) -> None:
+        """Wait until at most ``keep`` hashes are still queued."""
+        while len(self._pending) > keep:
+            self._pending.popleft().result()
 
     def _hash(self, data: memoryview) -> None:
         """On the helper thread: hash ``data`` and count the CPU time it took."""
@@ -74,14 +76,16 @@ class HashingSink:
 
     def submit(self, data: memoryview) -> None:
         """Write ``data``, then hash it or queue its hash; the caller must not reuse its
-        buffer until the next submit/wait (two buffers in turn are enough)."""
-        write_all(self.fd, data)  # meanwhile the previous chunk is being hashed
-        self.wait()
+        buffer until :data:`AHEAD` more submits or a wait (``AHEAD + 1`` buffers in turn
+        are enough)."""
+        write_all(self.fd, data)  # meanwhile earlier chunks are being hashed
         self.size += len(data)
         if self._inline:
+            self.wait()
             self.digest.update(data)
         else:
-            self._pending = self._hasher.submit(self._hash, data)
+            self.wait(keep=AHEAD - 1)  # the oldest buffer is free again
+            self._pending.append(self._hasher.submit(self._hash, data))
         self._chunks += 1
         if self._chunks % WINDOW == 0:
             self._choose()
@@ -126,14 +130,14 @@ def pump(
     sink: HashingSink | None = None,
     limit: int | None = None,
 ) -> tuple[int, str]:
-    """Copy a stream to ``fd`` in 1 MiB blocks with inline sha256 (double-buffered).
+    """Copy a stream to ``fd`` in 1 MiB blocks with inline sha256 (``AHEAD + 1`` buffers).
 
     ``sink`` continues an earlier hash (a resumed file); with ``limit`` the copy
     stops after that many bytes in total and one more byte is read to tell a
     stream that is longer than announced (its size is then ``limit + 1``).
     """
     sink = sink or HashingSink(fd)
-    buffers = [memoryview(bytearray(CHUNK)), memoryview(bytearray(CHUNK))]
+    buffers = [memoryview(bytearray(CHUNK)) for _ in range(AHEAD + 1)]
     turn = 0
     try:
         while True:
@@ -143,10 +147,10 @@ def pump(
             got = _fill(recv_into, view)
             if not got:
                 break
-            sink.submit(view[:got])  # waits for the buffer submitted two turns ago
+            sink.submit(view[:got])  # frees the buffer of AHEAD turns ago
             if progress is not None:
                 progress(got)
-            turn ^= 1
+            turn = (turn + 1) % len(buffers)
             if limit is not None and sink.size > limit:
                 break
     finally:
