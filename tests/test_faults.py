@@ -224,6 +224,23 @@ def test_unreadable_source_names_the_source_file(tmpfs):
     assert retry.returncode == 0, retry.stderr
 
 
+@needs_root
+def test_source_in_a_folder_nobody_may_search_is_permission_denied_not_missing(tmpfs):
+    root = tmpfs / "reg"
+    root.mkdir()
+    root.chmod(0o777)
+    src = blob(tmpfs / "private" / "w.pt", 1 * MB)
+    src.parent.chmod(0o700)  # root's folder: nobody may not look inside
+    proc = run("publish", "m", str(src), root=root, user="nobody")
+    assert proc.returncode == 2, proc.stderr
+    assert error_line(proc).startswith("error: cannot publish")
+    assert "permission denied" in error_line(proc) and "does not exist" not in proc.stderr
+    assert not (root / "audit.jsonl").exists()
+    src.parent.chmod(0o755)  # the fix
+    retry = run("publish", "m", str(src), root=root, user="nobody")
+    assert retry.returncode == 0, retry.stderr
+
+
 # ---------------------------------------------------------------- too many open files
 def run_with_fd_limit(limit: int, *args: str) -> subprocess.CompletedProcess[str]:
     def lower() -> None:

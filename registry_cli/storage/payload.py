@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from registry_cli.errors import BadInput, NotFound
+from registry_cli.storage import faults
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,12 @@ def plan_payload(
         raise BadInput("nothing to publish", hint="give one or more files or folders")
     planned: list[PlannedFile] = []
     for src in sources:
-        if not os.path.lexists(src):
-            raise NotFound(f"source path {src} does not exist")
+        try:
+            os.lstat(src)  # lexists() says False for a path in a folder we may not search
+        except FileNotFoundError:
+            raise NotFound(f"source path {src} does not exist") from None
+        except PermissionError as exc:
+            raise faults.translate(exc, "publish", src) or exc from None
         if not src.exists():
             raise BadInput(f"source path {src} is a broken symlink")
         st = src.stat()
