@@ -28,6 +28,7 @@ from registry_cli.storage import faults
 
 if TYPE_CHECKING:
     from registry_cli.core.config import Config
+    from registry_cli.core.contract import Registry
     from registry_cli.core.registry import ModelRegistry
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -78,7 +79,7 @@ class Context:
 
 
 def run(
-    root: str | None, config: str | None, open_registry: Callable[..., ModelRegistry]
+    root: str | None, config: str | None, open_registry: Callable[..., Registry]
 ) -> list[Check]:
     """Every check, in order. ``open_registry(root, config)`` opens the registry the
     way the commands do (the CLI's, so doctor finds what they find)."""

@@ -26,7 +26,9 @@ from registry_cli.storage import faults
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from registry_cli.core.contract import Registry
     from registry_cli.core.registry import ModelRegistry
+    from registry_cli.remote.registry import RemoteRegistry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,14 +76,14 @@ def refuse_remote(command: str | None, url: str) -> None:
         )
 
 
-def open_registry(root: str | None = None, config: str | None = None) -> ModelRegistry:
+def open_registry(root: str | None = None, config: str | None = None) -> Registry:
     """The registry a command works on: a :class:`RemoteRegistry` when a registry server
     is named (``--remote``, ``$REGCTL_URL``, else ``remote:`` in the config), else
     ``--root``/``--config`` (or the given ones) and the lookup of SPEC §2."""
     local = root is not None or STATE.command in REMOTE_AWARE
     if STATE.remote and not local:
         refuse_remote(STATE.command, STATE.remote)
-        return open_remote(STATE.remote, None)  # type: ignore[return-value]
+        return open_remote(STATE.remote, None)
     from registry_cli.core.registry import ModelRegistry
 
     reg = ModelRegistry(root or STATE.root, config=config or STATE.config, actor=STATE.actor)
@@ -89,11 +91,28 @@ def open_registry(root: str | None = None, config: str | None = None) -> ModelRe
     remote = reg.config.section("remote")
     if remote.get("url") and not local:
         refuse_remote(STATE.command, remote["url"])
-        return open_remote(remote["url"], remote)  # type: ignore[return-value]
+        return open_remote(remote["url"], remote)
     return reg
 
 
-def open_remote(url: str, section: Any) -> Any:
+def open_local(root: str | None = None, config: str | None = None) -> ModelRegistry:
+    """The registry root of a command that works only on the registry's machine
+    (init, verify, gc, dist, token, import, predict): :func:`open_registry`, which
+    refuses such a command when a registry server is named."""
+    return as_local(open_registry(root, config))
+
+
+def as_local(reg: Registry) -> ModelRegistry:
+    """``reg`` as the root it is, for what only a root can do (its store, its config)."""
+    from registry_cli.core.registry import ModelRegistry
+    from registry_cli.errors import BadInput
+
+    if not isinstance(reg, ModelRegistry):  # refuse_remote let a new command through
+        raise BadInput(f"regctl {STATE.command} does not work with a remote registry ({reg.root})")
+    return reg
+
+
+def open_remote(url: str, section: Any) -> RemoteRegistry:
     """A RemoteRegistry for ``url``; its token from --token-file, else $REGCTL_TOKEN,
     else the config's ``remote.token_file``."""
     from registry_cli.remote import RemoteRegistry

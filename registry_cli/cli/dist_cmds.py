@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from registry_cli.cli import common, completion
-from registry_cli.cli.common import JSON_HELP, command, open_registry, print_json
+from registry_cli.cli.common import JSON_HELP, command, open_local, print_json
 from registry_cli.errors import BadInput
 
 dist_app = typer.Typer(
@@ -19,7 +19,7 @@ dist_app = typer.Typer(
 
 def dist_rebuild(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Regenerate dist/ from models/: index.json, LATEST files and version links."""
-    report = open_registry().rebuild_dist()
+    report = open_local().rebuild_dist()
     if as_json:
         print_json(report.to_json())
         return

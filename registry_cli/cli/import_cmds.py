@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from registry_cli.cli import common
-from registry_cli.cli.common import JSON_HELP, command, note, open_registry, print_json
+from registry_cli.cli.common import JSON_HELP, command, note, open_local, print_json
 from registry_cli.errors import BadInput, IntegrityError
 
 
@@ -86,7 +86,7 @@ def import_registry(
     spec = SourceSpec(source=source, path=path, models=list(models), tracking_uri=tracking_uri)
     spec.check()
     spec.password = _password(spec, password_env, password_file)
-    reg = open_registry()
+    reg = open_local()
     found = read_source(spec, reg.config)
     try:
         plan = make_plan(reg, found)

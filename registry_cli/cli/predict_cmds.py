@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from registry_cli.cli import completion
-from registry_cli.cli.common import command, open_registry, print_json
+from registry_cli.cli.common import command, open_local, print_json
 from registry_cli.errors import BadInput, NotFound
 
 
@@ -61,7 +61,7 @@ def predict(
     with warnings.catch_warnings():
         if not debug_enabled():  # library chatter (mlflow, torch) would bury the output
             warnings.simplefilter("ignore")
-        model = load_reference(ref, open_registry, stage=stage)
+        model = load_reference(ref, open_local, stage=stage)
         result = predict_bytes(model, data, source="stdin" if input_ == "-" else input_)
     print_json(result)
 
@@ -124,7 +124,7 @@ def serve(
     """Serve NAME@alias over HTTP: GET /health, POST /reload, POST /predict, docs at /docs."""
     from registry_cli.predict.settings import resolve_settings
 
-    reg = open_registry()
+    reg = open_local()
     settings = resolve_settings(
         {
             "model": name,

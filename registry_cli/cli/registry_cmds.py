@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from registry_cli.cli import common, completion
-from registry_cli.cli.common import JSON_HELP, command, open_registry, print_json
+from registry_cli.cli.common import JSON_HELP, command, open_local, open_registry, print_json
 
 STAGE_HELP = "Make 'latest' mean this stage's LATEST (and restrict 'best' to it)."
 METRIC_HELP = "Metric for NAME:best (else best.metric in the config)."
@@ -24,7 +24,7 @@ def init(
     """Create a registry root with a commented registry.yaml."""
     if directory:
         common.STATE.root = directory
-    root = open_registry().init()
+    root = open_local().init()
     typer.echo(f"registry ready at {root}")
 
 
@@ -146,23 +146,31 @@ def publish(
     reg = open_registry()
     progress = common.progress_factory(f"{name} ")
     try:
-        if getattr(reg, "remote", False):  # a registry server uploads, imports and converts
-            server: Any = reg  # a RemoteRegistry: its publish also takes the source options
-            info = server.publish(
-                name,
-                paths or [],
-                progress=progress,
-                from_mlflow=from_mlflow,
-                tracking_uri=tracking_uri,
-                artifact_path=artifact_path,
-                convert=options,
-                **kwargs,
-            )
+        if not from_mlflow and options is None:
+            info = reg.publish(name, paths or [], progress=progress, **kwargs)
+        elif reg.remote:  # a registry server imports and converts itself
+            from registry_cli.remote.registry import RemoteRegistry
+
+            assert isinstance(reg, RemoteRegistry)  # the only remote Registry
+            if from_mlflow:
+                info = reg.publish_from_mlflow(
+                    name,
+                    from_mlflow,
+                    tracking_uri=tracking_uri,
+                    artifact_path=artifact_path,
+                    convert=options,
+                    progress=progress,
+                    **kwargs,
+                )
+            else:
+                info = reg.publish_with_conversion(
+                    name, paths or [], options=options, progress=progress, **kwargs
+                )
         elif from_mlflow:
             from registry_cli.formats.publish_sources import publish_from_mlflow
 
             info = publish_from_mlflow(
-                reg,
+                common.as_local(reg),
                 name,
                 from_mlflow,
                 tracking_uri=tracking_uri,
@@ -175,10 +183,13 @@ def publish(
             from registry_cli.formats.publish_sources import publish_with_conversion
 
             info = publish_with_conversion(
-                reg, name, paths or [], options=options, progress=progress, **kwargs
+                common.as_local(reg),
+                name,
+                paths or [],
+                options=options,
+                progress=progress,
+                **kwargs,
             )
-        else:
-            info = reg.publish(name, paths or [], progress=progress, **kwargs)
     finally:
         common.stop_progress(progress)
     if as_json:
@@ -259,14 +270,15 @@ def resolve(
     info = reg.get(ref, stage=stage, metric=metric, mode=mode, with_bundle=as_json)
     if as_json:
         print_json(info.to_json())
-    elif path and getattr(reg, "remote", False):  # the path on the registry's machine
+    elif path and reg.remote:  # the path on the registry's machine
         typer.echo(str(info.preferred_weight_path))
     elif path:
         from registry_cli.storage.layout import version_key
         from registry_cli.storage.open import local_version
 
         # on an s3 root the version is fetched into the cache (verified) first
-        local = local_version(reg.store, version_key(info.name, info.version))
+        store = common.as_local(reg).store
+        local = local_version(store, version_key(info.name, info.version))
         typer.echo(str(local / info.preferred_weight))
     else:
         typer.echo(info.vname)
@@ -307,7 +319,7 @@ def verify(
 
     progress = None if as_json else common.progress_factory()
     try:
-        report = open_registry().verify(name, progress("hashing", 0) if progress else None)
+        report = open_local().verify(name, progress("hashing", 0) if progress else None)
     finally:
         common.stop_progress(progress)
     if as_json:
@@ -322,7 +334,7 @@ def verify(
 
 def gc(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Remove leftovers of interrupted publishes (never a live one)."""
-    report = open_registry().gc()
+    report = open_local().gc()
     if as_json:
         print_json(report.to_json())
     else:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from registry_cli.cli import common
-from registry_cli.cli.common import JSON_HELP, command, open_registry, print_json
+from registry_cli.cli.common import JSON_HELP, command, open_local, print_json
 
 if TYPE_CHECKING:
     from registry_cli.core.registry import ModelRegistry
@@ -38,7 +38,7 @@ def serve_registry(
     from registry_cli.errors import BadInput
     from registry_cli.settings import SECTIONS
 
-    reg = open_registry()
+    reg = open_local()
     settings = SECTIONS["server"].resolve(
         {
             "host": host,
@@ -91,7 +91,7 @@ def token_create(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Create a token and print its secret once (only a hash is kept)."""
-    new = _tokens(open_registry()).create(name, scope, expires_days)
+    new = _tokens(open_local()).create(name, scope, expires_days)
     if as_json:
         print_json(new.to_json())
         return
@@ -102,7 +102,7 @@ def token_create(
 
 def token_list(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List tokens: name, scopes, created, by whom, expiry (never a secret)."""
-    tokens = _tokens(open_registry()).list_tokens()
+    tokens = _tokens(open_local()).list_tokens()
     if as_json:
         print_json([t.to_json() for t in tokens])
         return
@@ -120,7 +120,7 @@ def token_list(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) ->
 
 def token_revoke(name: str = typer.Argument(..., help="Token to revoke.")) -> None:
     """Revoke a token; the server refuses it from the next request on."""
-    _tokens(open_registry()).revoke(name)
+    _tokens(open_local()).revoke(name)
     typer.echo(f"revoked token {name}")
 
 

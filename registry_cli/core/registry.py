@@ -37,6 +37,7 @@ from registry_cli.core.config import (
     resolve_root_and_config,
     root_location,
 )
+from registry_cli.core.contract import PublishProgress, Registry
 from registry_cli.core.models import ModelStates
 from registry_cli.core.names import format_version, validate_alias, validate_key, vname
 from registry_cli.core.names import validate_model_name as _name
@@ -61,7 +62,7 @@ from registry_cli.storage.open import open_store
 from registry_cli.storage.store import AlreadyExists, Store
 
 if TYPE_CHECKING:
-    from registry_cli.core.publishing import Produced, PublishProgress
+    from registry_cli.core.publishing import Produced
     from registry_cli.core.served.documents import DistReport
 
 
@@ -76,7 +77,10 @@ def default_actor() -> str:
 
 
 class ModelRegistry:
-    """A registry root. Every public method maps to a CLI command."""
+    """A registry root. Every public method maps to a CLI command; the operations of
+    :class:`~registry_cli.core.contract.Registry` are the ones a server offers too."""
+
+    remote = False
 
     def __init__(
         self,
@@ -367,3 +371,6 @@ class ModelRegistry:
         from registry_cli.core import upkeep
 
         return upkeep.gc(self.store, self.states, self.served, self.actor)
+
+
+_conforms: type[Registry] = ModelRegistry  # mypy fails here when the contract drifts

@@ -92,6 +92,7 @@ class ModelSummary:
             "latest": self.latest,
             "aliases": self.aliases,
             "stages": self.stages,
+            "description": self.description,
         }
 
 

@@ -21,10 +21,11 @@ import json
 import os
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from registry_cli.core.contract import PublishProgress, Registry
 from registry_cli.core.types import AuditLog, ChangeResult, ModelSummary, VersionInfo
 from registry_cli.errors import (
     BadInput,
@@ -40,7 +41,10 @@ from registry_cli.remote.documents import (
 
 API = "/api/v1"
 CHUNK = 1 << 20
-Progress = Callable[[str, int], "Callable[[int], None] | None"]
+PUBLISH_KEYS = frozenset(
+    {"metrics", "params", "tags", "description", "stage", "set_latest", "set_alias",
+     "derived_from", "signature"}
+)  # fmt: skip
 
 
 class RemoteRegistry:
@@ -218,6 +222,7 @@ class RemoteRegistry:
                 latest=m.get("latest"),
                 aliases=dict(m.get("aliases") or {}),
                 stages=dict(m.get("stages") or {}),
+                description=m.get("description"),
             )
             for m in self._request("GET", "/models")
         ]
@@ -289,7 +294,7 @@ class RemoteRegistry:
     def publish(
         self,
         name: str,
-        paths: list[str | os.PathLike[str]] | None = None,
+        paths: Sequence[str | os.PathLike[str]] | None = None,
         *,
         metrics: dict[str, float] | None = None,
         params: dict[str, str] | None = None,
@@ -300,58 +305,73 @@ class RemoteRegistry:
         set_alias: bool = True,
         derived_from: str | None = None,
         signature: dict[str, Any] | None = None,
-        produced: Any = None,
-        progress: Progress | None = None,
-        from_mlflow: str | None = None,
-        tracking_uri: str | None = None,
-        artifact_path: str | None = None,
-        convert: Any = None,
+        progress: PublishProgress | None = None,
     ) -> VersionInfo:
-        """Upload ``paths`` (files and folders) as the next version of ``name``; or, with
-        ``from_mlflow``, have the server import it. ``convert`` is a ConversionOptions
-        (``arch``/``trust_pickle`` are refused by the server)."""
+        """Upload ``paths`` (files and folders) as the next version of ``name``."""
+        return self.publish_with_conversion(
+            name,
+            paths,
+            options=None,
+            metrics=metrics,
+            params=params,
+            tags=tags,
+            description=description,
+            stage=stage,
+            set_latest=set_latest,
+            set_alias=set_alias,
+            derived_from=derived_from,
+            signature=signature,
+            progress=progress,
+        )
+
+    def publish_with_conversion(
+        self,
+        name: str,
+        paths: Sequence[str | os.PathLike[str]] | None,
+        *,
+        options: Any,
+        progress: PublishProgress | None = None,
+        **meta: Any,
+    ) -> VersionInfo:
+        """:meth:`publish`, the server also converting with ``options`` (a
+        ConversionOptions; ``arch``/``trust_pickle`` are refused by the server)."""
         from registry_cli.core.names import validate_model_name
 
         validate_model_name(name)
-        if produced is not None:
-            raise BadInput("a remote publish takes files, not produced artifacts")
-        meta: dict[str, Any] = {
-            "metrics": dict(metrics or {}),
-            "params": dict(params or {}),
-            "tags": dict(tags or {}),
-            "description": description,
-            "derived_from": derived_from,
-            "signature": signature,
-            "stage": stage,
-            "no_latest": not set_latest,
-            "no_alias": not set_alias,
-        }
-        if convert is not None:
-            meta["convert"] = convert.target
-            meta["task"] = convert.task
-            meta["num_classes"] = convert.num_classes
-            if convert.arch is not None:
-                meta["arch"] = convert.arch
-            if convert.trust_pickle:
-                meta["trust_pickle"] = True
-        meta = {k: v for k, v in meta.items() if v is not None}
+        doc = _metadata(meta, options)
         target = f"{self._base}{API}/models/{quote(name, '/')}/-/versions"
-        if from_mlflow:
-            if paths:
-                raise BadInput("give either PATH... or --from-mlflow, not both")
-            meta.update(
-                {
-                    "from_mlflow": from_mlflow,
-                    "tracking_uri": tracking_uri,
-                    "artifact_path": artifact_path,
-                }
-            )
-            meta = {k: v for k, v in meta.items() if v is not None}
-            return version_info(self._request("POST", target[len(self._base + API) :], body=meta))
-        return version_info(self._upload(target, [Path(p) for p in paths or []], meta, progress))
+        return version_info(self._upload(target, [Path(p) for p in paths or []], doc, progress))
+
+    def publish_from_mlflow(
+        self,
+        name: str,
+        uri: str,
+        *,
+        tracking_uri: str | None = None,
+        artifact_path: str | None = None,
+        convert: Any = None,
+        progress: PublishProgress | None = None,
+        **meta: Any,
+    ) -> VersionInfo:
+        """Have the server import ``uri`` from MLflow as the next version of ``name``."""
+        from registry_cli.core.names import validate_model_name
+
+        validate_model_name(name)
+        doc = _metadata(meta, convert)
+        doc.update(
+            {"from_mlflow": uri, "tracking_uri": tracking_uri, "artifact_path": artifact_path}
+        )
+        doc = {k: v for k, v in doc.items() if v is not None}
+        return version_info(
+            self._request("POST", f"/models/{quote(name, '/')}/-/versions", body=doc)
+        )
 
     def _upload(
-        self, target: str, sources: list[Path], meta: dict[str, Any], progress: Progress | None
+        self,
+        target: str,
+        sources: list[Path],
+        meta: dict[str, Any],
+        progress: PublishProgress | None,
     ) -> Any:
         from registry_cli.remote.upload import plan_body, send_body  # not needed to read
 
@@ -380,3 +400,34 @@ class RemoteRegistry:
                 raise self._unreachable(exc) from None
             self.close()
         return self._decode(reply, raw)
+
+
+def _metadata(meta: dict[str, Any], convert: Any) -> dict[str, Any]:
+    """The ``metadata`` document of a publish from :meth:`RemoteRegistry.publish`'s
+    keyword arguments (and conversion options)."""
+    unknown = set(meta) - PUBLISH_KEYS
+    if unknown:
+        raise TypeError(f"publish() got unexpected keyword argument(s) {sorted(unknown)}")
+    doc: dict[str, Any] = {
+        "metrics": dict(meta.get("metrics") or {}),
+        "params": dict(meta.get("params") or {}),
+        "tags": dict(meta.get("tags") or {}),
+        "description": meta.get("description"),
+        "derived_from": meta.get("derived_from"),
+        "signature": meta.get("signature"),
+        "stage": meta.get("stage"),
+        "no_latest": not meta.get("set_latest", True),
+        "no_alias": not meta.get("set_alias", True),
+    }
+    if convert is not None:
+        doc["convert"] = convert.target
+        doc["task"] = convert.task
+        doc["num_classes"] = convert.num_classes
+        if convert.arch is not None:
+            doc["arch"] = convert.arch
+        if convert.trust_pickle:
+            doc["trust_pickle"] = True
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+_conforms: type[Registry] = RemoteRegistry  # mypy fails here when the contract drifts
