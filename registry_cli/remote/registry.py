@@ -228,8 +228,9 @@ class RemoteRegistry:
         ]
 
     def list_versions(self, name: str, *, stage: str | None = None) -> list[VersionInfo]:
-        doc = self._request("GET", f"/models/{quote(name, '/')}/-/versions", query={"stage": stage})
-        return [version_info({**v, "name": name}) for v in doc["versions"]]
+        path = f"/models/{quote(name, '/')}/-/versions"
+        doc = self._request("GET", path, query={"stage": stage, "full": "true"})
+        return [version_info(v) for v in doc["versions"]]
 
     def audit(self, name: str | None = None, limit: int | None = None) -> AuditLog:
         if limit is not None and limit < 0:

@@ -91,11 +91,16 @@ def list_versions(
     request: Request,
     name: str,
     stage: str | None = None,
+    full: bool = Query(False, description="each version's whole show document (no bundle)"),
     who: Principal = Depends(require("read")),
 ) -> dict[str, Any]:
-    """A model's versions (``regctl versions --json``)."""
+    """A model's versions (``regctl versions --json``; with ``full``, what
+    ``RemoteRegistry.list_versions`` returns: the documents of ``show --json``)."""
     items = _registry(request, who).list_versions(name, stage=stage)
-    return {"name": name, "versions": [v.to_summary_json() for v in items]}
+    return {
+        "name": name,
+        "versions": [v.to_json() if full else v.to_summary_json() for v in items],
+    }
 
 
 @router.get(MODEL + "/versions/{version}", tags=["read"])
