@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from registry_cli.core.registry import ModelRegistry
+from registry_cli.core.contract import Registry
 from registry_cli.core.types import ChangeResult
 from registry_cli.errors import BadInput, RegctlError
 from registry_cli.server.errors import status_of
@@ -34,7 +34,7 @@ Form = dict[str, str]
 class Action:
     title: str
     scope: str
-    perform: Callable[[ModelRegistry, str, Form], ChangeResult]
+    perform: Callable[[Registry, str, Form], ChangeResult]
 
 
 def _needed(form: Form, key: str, what: str) -> str:
@@ -44,7 +44,7 @@ def _needed(form: Form, key: str, what: str) -> str:
     return value
 
 
-def _promote(reg: ModelRegistry, name: str, f: Form) -> ChangeResult:
+def _promote(reg: Registry, name: str, f: Form) -> ChangeResult:
     return reg.promote(
         name,
         version=f.get("version") or None,
@@ -54,30 +54,30 @@ def _promote(reg: ModelRegistry, name: str, f: Form) -> ChangeResult:
     )
 
 
-def _rollback(reg: ModelRegistry, name: str, f: Form) -> ChangeResult:
+def _rollback(reg: Registry, name: str, f: Form) -> ChangeResult:
     return reg.rollback(name, to=f.get("to", "").strip() or None)
 
 
-def _archive(reg: ModelRegistry, name: str, f: Form) -> ChangeResult:
+def _archive(reg: Registry, name: str, f: Form) -> ChangeResult:
     return reg.archive(
         name, _needed(f, "version", "version"), reason=_needed(f, "reason", "reason")
     )
 
 
-def _alias_set(reg: ModelRegistry, name: str, f: Form) -> ChangeResult:
+def _alias_set(reg: Registry, name: str, f: Form) -> ChangeResult:
     return reg.set_alias(name, _needed(f, "alias", "alias"), _needed(f, "version", "version"))
 
 
-def _alias_rm(reg: ModelRegistry, name: str, f: Form) -> ChangeResult:
+def _alias_rm(reg: Registry, name: str, f: Form) -> ChangeResult:
     return reg.remove_alias(name, _needed(f, "alias", "alias"))
 
 
-def _tag(reg: ModelRegistry, name: str, f: Form) -> ChangeResult:
+def _tag(reg: Registry, name: str, f: Form) -> ChangeResult:
     key = _needed(f, "key", "tag name")
     return reg.tag(name, _needed(f, "version", "version"), {key: f.get("value", "")})
 
 
-def _tag_rm(reg: ModelRegistry, name: str, f: Form) -> ChangeResult:
+def _tag_rm(reg: Registry, name: str, f: Form) -> ChangeResult:
     return reg.tag(name, _needed(f, "version", "version"), remove=[_needed(f, "key", "tag name")])
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from registry_cli.core.registry import ModelRegistry
+from registry_cli.core.contract import Registry
 from registry_cli.core.types import VersionInfo
 from registry_cli.errors import RegctlError
 
@@ -67,14 +67,14 @@ class VersionFacts:
                     parse_parent(info.derived_from), dict(info.metrics)
                 )
 
-    def ensure(self, reg: ModelRegistry, model: str, numbers: Iterable[int]) -> None:
+    def ensure(self, reg: Registry, model: str, numbers: Iterable[int]) -> None:
         """Read the facts of ``model``'s versions ``numbers`` not known yet."""
         with self._lock:
             missing = [n for n in numbers if (model, n) not in self._known]
         if missing:
             self.learn(_read(reg, model, missing, strict=True))
 
-    def refresh(self, reg: ModelRegistry, entries: list[dict[str, Any]]) -> None:
+    def refresh(self, reg: Registry, entries: list[dict[str, Any]]) -> None:
         """Learn the versions published since the last call (``entries``: the audit log)."""
         with self._lock:
             if len(entries) < self._entries_seen:  # another root or a rewritten log
@@ -115,7 +115,7 @@ def _number(text: Any) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def _read(reg: ModelRegistry, model: str, numbers: list[int], *, strict: bool) -> list[VersionInfo]:
+def _read(reg: Registry, model: str, numbers: list[int], *, strict: bool) -> list[VersionInfo]:
     """The versions ``numbers`` of ``model``; ``strict=False`` skips what cannot be read."""
     try:
         if len(numbers) > BULK:

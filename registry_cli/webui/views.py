@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from registry_cli.core.contract import Registry
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.types import ModelSummary, VersionInfo
 from registry_cli.webui.chart import Chart, metric_charts
@@ -47,7 +48,7 @@ def matches(name: str, query: str) -> bool:
     return all(word in lowered for word in query.lower().split())
 
 
-def model_rows(reg: ModelRegistry, query: str = "") -> tuple[list[ModelRow], int]:
+def model_rows(reg: Registry, query: str = "") -> tuple[list[ModelRow], int]:
     """The models whose names match ``query`` (sorted by name), and how many exist."""
     every = reg.list_models()
     shown = [ModelRow(m) for m in every if matches(m.name, query)]
