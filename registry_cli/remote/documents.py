@@ -82,3 +82,37 @@ def error_from(status: int, doc: Any, url: str) -> RegctlError:
     if cls is None:
         return RemoteError(f"the registry server failed: {message}", hint=hint)
     return cls(message, hint=hint)
+
+
+PUBLISH_KEYS = frozenset(
+    {"metrics", "params", "tags", "description", "stage", "set_latest", "set_alias",
+     "derived_from", "signature"}
+)  # fmt: skip
+
+
+def publish_metadata(meta: dict[str, Any], convert: Any) -> dict[str, Any]:
+    """The ``metadata`` document of a publish from :meth:`RemoteRegistry.publish`'s
+    keyword arguments (and conversion options)."""
+    unknown = set(meta) - PUBLISH_KEYS
+    if unknown:
+        raise TypeError(f"publish() got unexpected keyword argument(s) {sorted(unknown)}")
+    doc: dict[str, Any] = {
+        "metrics": dict(meta.get("metrics") or {}),
+        "params": dict(meta.get("params") or {}),
+        "tags": dict(meta.get("tags") or {}),
+        "description": meta.get("description"),
+        "derived_from": meta.get("derived_from"),
+        "signature": meta.get("signature"),
+        "stage": meta.get("stage"),
+        "no_latest": not meta.get("set_latest", True),
+        "no_alias": not meta.get("set_alias", True),
+    }
+    if convert is not None:
+        doc["convert"] = convert.target
+        doc["task"] = convert.task
+        doc["num_classes"] = convert.num_classes
+        if convert.arch is not None:
+            doc["arch"] = convert.arch
+        if convert.trust_pickle:
+            doc["trust_pickle"] = True
+    return {k: v for k, v in doc.items() if v is not None}

@@ -1,17 +1,14 @@
 """``RemoteRegistry``: a registry server (``regctl serve-registry``) used like a root.
 
-The same methods, return types and exceptions as :class:`ModelRegistry` for
-publish, get/resolve, list_models, list_versions, promote, rollback, archive,
-set_alias, remove_alias, tag and audit (SPEC §9 "Remote use"). Error
-documents map back to the exceptions the core raises: 400 → BadInput,
-404 → NotFound, 409 → RuleViolation, 422 → IntegrityError; 401/403, 5xx and
-an unreachable server → RemoteError.
+It implements :class:`~registry_cli.core.contract.Registry` as ``ModelRegistry``
+does: the same methods, results and exceptions. Error documents map back to the
+core's exceptions (``registry_cli/error_codes.py``); 401/403, 5xx and an
+unreachable server are a RemoteError.
 
 Standard library only (``http.client``), one keep-alive connection, so
 ``regctl --remote URL resolve`` starts about as fast as a local resolve.
 Uploads stream each file from disk in 1 MiB pieces and hash it on the way;
-the ``metadata`` part goes last with those sha256, which the server checks
-before it publishes anything.
+the ``metadata`` part goes last with those sha256, which the server checks.
 """
 
 from __future__ import annotations
@@ -34,6 +31,7 @@ from registry_cli.errors import (
 from registry_cli.remote.documents import (
     change_result,
     error_from,
+    publish_metadata,
     quote,
     read_token_file,
     version_info,
@@ -41,10 +39,6 @@ from registry_cli.remote.documents import (
 
 API = "/api/v1"
 CHUNK = 1 << 20
-PUBLISH_KEYS = frozenset(
-    {"metrics", "params", "tags", "description", "stage", "set_latest", "set_alias",
-     "derived_from", "signature"}
-)  # fmt: skip
 
 
 class RemoteRegistry:
@@ -339,7 +333,7 @@ class RemoteRegistry:
         from registry_cli.core.names import validate_model_name
 
         validate_model_name(name)
-        doc = _metadata(meta, options)
+        doc = publish_metadata(meta, options)
         target = f"{self._base}{API}/models/{quote(name, '/')}/-/versions"
         return version_info(self._upload(target, [Path(p) for p in paths or []], doc, progress))
 
@@ -358,7 +352,7 @@ class RemoteRegistry:
         from registry_cli.core.names import validate_model_name
 
         validate_model_name(name)
-        doc = _metadata(meta, convert)
+        doc = publish_metadata(meta, convert)
         doc.update(
             {"from_mlflow": uri, "tracking_uri": tracking_uri, "artifact_path": artifact_path}
         )
@@ -401,34 +395,6 @@ class RemoteRegistry:
                 raise self._unreachable(exc) from None
             self.close()
         return self._decode(reply, raw)
-
-
-def _metadata(meta: dict[str, Any], convert: Any) -> dict[str, Any]:
-    """The ``metadata`` document of a publish from :meth:`RemoteRegistry.publish`'s
-    keyword arguments (and conversion options)."""
-    unknown = set(meta) - PUBLISH_KEYS
-    if unknown:
-        raise TypeError(f"publish() got unexpected keyword argument(s) {sorted(unknown)}")
-    doc: dict[str, Any] = {
-        "metrics": dict(meta.get("metrics") or {}),
-        "params": dict(meta.get("params") or {}),
-        "tags": dict(meta.get("tags") or {}),
-        "description": meta.get("description"),
-        "derived_from": meta.get("derived_from"),
-        "signature": meta.get("signature"),
-        "stage": meta.get("stage"),
-        "no_latest": not meta.get("set_latest", True),
-        "no_alias": not meta.get("set_alias", True),
-    }
-    if convert is not None:
-        doc["convert"] = convert.target
-        doc["task"] = convert.task
-        doc["num_classes"] = convert.num_classes
-        if convert.arch is not None:
-            doc["arch"] = convert.arch
-        if convert.trust_pickle:
-            doc["trust_pickle"] = True
-    return {k: v for k, v in doc.items() if v is not None}
 
 
 _conforms: type[Registry] = RemoteRegistry  # mypy fails here when the contract drifts
