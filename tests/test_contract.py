@@ -38,6 +38,7 @@ class Backend:
     reg: Registry
     cli_args: list[str]  # the global options that open this registry
     where: str  # the root's location as messages name it
+    root_reg: ModelRegistry  # the root itself (for a server: its root, on this machine)
 
     def cli(self, *args: str) -> Any:
         res = CliRunner().invoke(app, [*self.cli_args, *args])
@@ -66,11 +67,11 @@ def backend(request, tmp_path) -> Backend:
         srv = request.getfixturevalue("server")
         reg: Registry = RemoteRegistry(srv["url"], token=srv["token"])
         args = ["--remote", srv["url"], "--token-file", str(srv["token_file"])]
-        return Backend("remote", reg, args, str(srv["root"]))
+        return Backend("remote", reg, args, str(srv["root"]), ModelRegistry(srv["root"]))
     root: Any = request.getfixturevalue("s3_root") if request.param == "s3" else tmp_path / "reg"
     local = ModelRegistry(root)
     local.init()
-    return Backend(request.param, local, ["--root", str(root)], str(local.root))
+    return Backend(request.param, local, ["--root", str(root)], str(local.root), local)
 
 
 @pytest.fixture
@@ -190,6 +191,9 @@ def test_publish_with_every_metadata_key(backend, files, request, same_everywher
             "description": None,  # the model's own description (importers set it)
         }
     ]
+    # a model's own description (importers bring one) is listed by every backend
+    backend.root_reg.states.change(name, lambda state: setattr(state, "description", "model"))
+    assert [m.description for m in reg.list_models() if m.name == name] == ["model"]
     same_everywhere(
         {
             "publish": version_doc(info),
@@ -347,6 +351,8 @@ def _error_cases(name: str) -> list[tuple[str, Any, list[str], type[errors.Regct
          ["promote", name, "--force"], errors.BadInput),
         ("bad stage", lambda r: r.list_versions(name, stage="nope"),
          ["versions", name, "--stage", "nope"], errors.BadInput),
+        ("bad audit name", lambda r: r.audit("bad name!"), ["audit", "bad name!"],
+         errors.BadInput),
         ("negative limit", lambda r: r.audit(name, -1), ["audit", name, "--limit", "-1"],
          errors.BadInput),
         ("nothing to tag", lambda r: r.tag(name, "v1"), ["tag", name, "v1"], errors.BadInput),
@@ -398,11 +404,7 @@ def test_integrity_errors_are_the_same_class(backend, files, request, tmp_path):
     name = unique("integ", request)
     reg.publish(name, files[1:])
     key = f"models/{name}/v1/manifest.json"
-    if backend.kind == "remote":  # the server's own root, on this machine
-        ModelRegistry(request.getfixturevalue("server")["root"]).store.put(key, b"{not json")
-    else:
-        assert isinstance(reg, ModelRegistry)
-        reg.store.put(key, b"{not json")
+    backend.root_reg.store.put(key, b"{not json")
     with pytest.raises(errors.IntegrityError):
         reg.get(f"{name}:v1")
     assert backend.cli("show", f"{name}:v1").exit_code == 5
