@@ -410,6 +410,45 @@ def test_integrity_errors_are_the_same_class(backend, files, request, tmp_path):
     assert backend.cli("show", f"{name}:v1").exit_code == 5
 
 
+GATES = "gates:\n  release:\n    metrics: {acc: '>= 0.9'}\n    tags: [dataset]\n"
+
+
+@pytest.fixture(scope="module")
+def gated_server(tmp_path_factory):
+    """A second server, over a root whose release stage has a gate."""
+    tmp = tmp_path_factory.mktemp("gated")
+    (tmp / "registry").mkdir()
+    (tmp / "registry" / "registry.yaml").write_text(GATES)
+    tokens = make_root(tmp / "registry")
+    proc = ServeRegistryProcess(tmp / "registry", log=tmp / "server.log", env=server_env(tmp))
+    proc.start()
+    yield {"url": proc.url, "token": tokens["admin"]}
+    assert proc.stop() == 0
+
+
+@pytest.fixture(params=BACKENDS)
+def gated(request, tmp_path) -> Registry:
+    if request.param == "remote":
+        srv = request.getfixturevalue("gated_server")
+        return RemoteRegistry(srv["url"], token=srv["token"])
+    root: Any = request.getfixturevalue("s3_root") if request.param == "s3" else tmp_path / "g"
+    ModelRegistry(root).init()
+    ModelRegistry(root).store.put("registry.yaml", GATES.encode())
+    return ModelRegistry(root)
+
+
+def test_a_failed_gate_is_gate_failed_everywhere(gated, files, same_everywhere):
+    name = "c/gate"
+    gated.publish(name, files[1:], metrics={"acc": 0.5})
+    with pytest.raises(errors.GateFailed) as caught:
+        gated.promote(name)
+    exc = caught.value
+    assert len(exc.failures) == 2 and exc.exit_code == 4
+    forced = gated.promote(name, force=True, reason="known low")
+    assert forced.version == "v1" and gated.get(f"{name}@champion").vname == "v1"
+    same_everywhere({"error": [exc.message, exc.hint, exc.failures], "forced": norm(forced)})
+
+
 def test_remote_failures_are_remote_errors(server, tmp_path):
     """Only a server can refuse a token or be unreachable: RemoteError, exit 6."""
     for reg in (

@@ -9,7 +9,7 @@ from typing import Any
 
 from registry_cli.core.types import ChangeResult, VersionInfo
 from registry_cli.error_codes import ERRORS
-from registry_cli.errors import BadInput, RegctlError, RemoteError
+from registry_cli.errors import BadInput, GateFailed, RegctlError, RemoteError
 
 
 def quote(text: str, safe: str = "") -> str:
@@ -78,6 +78,9 @@ def error_from(status: int, doc: Any, url: str) -> RegctlError:
             f"the registry server refused the request: {message}",
             hint=hint or "check $REGCTL_TOKEN / --token-file",
         )
+    failures = error.get("failures")
+    if error.get("code") == "refused" and isinstance(failures, list):
+        return GateFailed(message, [str(f) for f in failures], hint=hint)
     cls = ERRORS.get(str(error.get("code")))
     if cls is None:
         return RemoteError(f"the registry server failed: {message}", hint=hint)

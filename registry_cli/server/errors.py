@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry_cli.error_codes import CODES, status_of
-from registry_cli.errors import RegctlError
+from registry_cli.errors import GateFailed, RegctlError
 from registry_cli.storage import faults
 
 log = logging.getLogger("uvicorn.error")
@@ -53,7 +53,12 @@ def error_response(
 
 
 def regctl_response(exc: RegctlError) -> JSONResponse:
-    return error_response(status_of(exc), exc.message, exc.hint)
+    response = error_response(status_of(exc), exc.message, exc.hint)
+    if isinstance(exc, GateFailed):  # each failed condition, for the client's GateFailed
+        body = {"error": {"code": "refused", "message": exc.message, "hint": exc.hint,
+                          "failures": list(exc.failures)}}  # fmt: skip
+        response = JSONResponse(body, status_code=response.status_code)
+    return response
 
 
 def install(app: FastAPI) -> None:
