@@ -30,6 +30,7 @@ __all__ = [
     "ModelRegistry",
     "NotFound",
     "RegctlError",
+    "Registry",
     "RemoteError",
     "RemoteRegistry",
     "RuleViolation",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from registry_cli.core.contract import Registry
     from registry_cli.core.registry import ModelRegistry
     from registry_cli.remote import RemoteRegistry
 
@@ -47,6 +49,10 @@ def __getattr__(name: str) -> Any:
         from registry_cli.core.registry import ModelRegistry
 
         return ModelRegistry
+    if name == "Registry":  # the protocol both registries implement
+        from registry_cli.core.contract import Registry
+
+        return Registry
     if name == "RemoteRegistry":
         from registry_cli.remote import RemoteRegistry
 
