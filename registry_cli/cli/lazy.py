@@ -47,6 +47,10 @@ class LazyCommands(MutableMapping[str, click.Command]):
         self._built.pop(name, None)
         self._pending[name] = (build, summary)
 
+    def converted(self) -> list[str]:
+        """The names converted so far, in the order of definition."""
+        return [name for name in self._order if name in self._built]
+
     def summary(self, name: str) -> click.Command | None:
         if name in self._built:
             return self._built[name]
