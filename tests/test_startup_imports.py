@@ -58,6 +58,7 @@ NEVER = (
     "registry_cli.core.publishing",
     "registry_cli.core.events",
     "registry_cli.core.upkeep",
+    "registry_cli.core.webhooks",  # parsed from registry.yaml only
     "rich.console",  # plain output: no Rich console
 )
 
