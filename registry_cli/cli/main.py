@@ -11,10 +11,12 @@ import os
 import typer
 
 from registry_cli.cli import common, completion
+from registry_cli.cli.lazy import LazyGroup, lazy_command
 from registry_cli.errors import RegctlError
 
 app = typer.Typer(
     name="regctl",
+    cls=LazyGroup,
     help="A model registry on a plain filesystem: immutable checksummed versions, "
     "candidate → champion → rollback, dev → release, FTP distribution.",
     no_args_is_help=True,
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     try:
-        app(args=argv, prog_name="regctl")
+        # app() would convert every command to run one (see cli/lazy.py)
+        lazy_command(app)(args=argv, prog_name="regctl")
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)

@@ -12,15 +12,17 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from registry_cli.core.gates import StageGate, parse_condition
 from registry_cli.core.names import ALIAS_RE, validate_key
-from registry_cli.core.webhooks import Webhook, WebhookConfigError, parse_webhooks
 from registry_cli.errors import ConfigError
 from registry_cli.settings import SECTIONS, Loaded
 from registry_cli.storage import layout
 from registry_cli.storage.store import Missing, Store
+
+if TYPE_CHECKING:
+    from registry_cli.core.webhooks import Webhook
 
 DEFAULT_STAGES = ("dev", "release")
 COMPRESSION_NAMES = {"stored": 0, "none": 0, "fast": 1, "default": 6, "best": 9}
@@ -212,6 +214,8 @@ def load_config_file(path: Path) -> Config:
         data["remote"] = {"url": data["remote"]}
     for name, spec in SECTIONS.items():
         cfg.sections[name] = spec.load(data.get(name), path, functools.partial(loc.line, name))
+    from registry_cli.core.webhooks import WebhookConfigError, parse_webhooks  # with a file only
+
     try:
         cfg.webhooks = parse_webhooks(data.get("webhooks"))
     except WebhookConfigError as exc:

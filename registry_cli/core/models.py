@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -161,6 +160,8 @@ class ModelStates:
                     if then is not None:
                         then(state, result)
                     return state, result
+            import random  # only on a conflict, not for every command
+
             time.sleep(min(0.5, 0.005 * 2**attempt) * random.random())
         raise RegctlError(
             f"gave up committing to {name!r} after {MAX_ATTEMPTS} conflicting writers",

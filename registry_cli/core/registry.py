@@ -22,7 +22,7 @@ the methods that use them, so ``regctl resolve`` loads none of them.
 from __future__ import annotations
 
 import contextlib
-import getpass
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +43,6 @@ from registry_cli.core.names import format_version, validate_alias, validate_key
 from registry_cli.core.names import validate_model_name as _name
 from registry_cli.core.refs import BestBy, Ref, parse_ref, resolve_number
 from registry_cli.core.rules import Decision, Rule, Rules
-from registry_cli.core.served.tree import ServedTree
 from registry_cli.core.state import ModelState
 from registry_cli.core.types import (
     AuditLog,
@@ -64,12 +63,15 @@ from registry_cli.storage.store import AlreadyExists, Store
 if TYPE_CHECKING:
     from registry_cli.core.publishing import Produced
     from registry_cli.core.served.documents import DistReport
+    from registry_cli.core.served.tree import ServedTree
 
 
 def default_actor() -> str:
     env = os.environ.get("REGCTL_ACTOR")
     if env:
         return env
+    import getpass  # and termios: only when $REGCTL_ACTOR is not set
+
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
@@ -105,7 +107,6 @@ class ModelRegistry:
         self.layout = Layout(self.store.local_path(""))  # the local cache on an s3 root
         self.states = ModelStates(self.store)
         self.versions = VersionReader(self.store, self.stages)
-        self.served = ServedTree(self.store, self.stages)
         self.rules = Rules(self.config, self.versions)
 
     @classmethod
@@ -118,6 +119,13 @@ class ModelRegistry:
         """Find the root and config as the CLI does (flags, then env vars, then files)."""
         found_root, found_config = resolve_root_and_config(root, config)
         return cls(found_root, config=found_config, actor=actor)
+
+    @functools.cached_property
+    def served(self) -> ServedTree:
+        """The served tree ``dist/``, loaded on first use: reading commands never touch it."""
+        from registry_cli.core.served.tree import ServedTree
+
+        return ServedTree(self.store, self.stages)
 
     @property
     def stages(self) -> tuple[str, ...]:

@@ -1,9 +1,10 @@
 """The REST API of SPEC §9: reads and lifecycle changes, each one core call.
 
 A model name may contain ``/``, so ``/-/`` separates it from what follows;
-the ``modelname`` path convertor matches names only (a segment never is
-``-``), which keeps that split unambiguous. Replies are the CLI's ``--json``
-documents. Every change is made by a registry whose actor is the token's name.
+a name never has a ``-`` segment, which keeps that split unambiguous, and the
+``modelname`` path convertor checks the name as the CLI does. Replies are the
+CLI's ``--json`` documents. Every change is made by a registry whose actor is the
+token's name.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import Convertor, register_url_convertor
 
+from registry_cli.core.names import validate_model_name
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.server.auth import Principal, require
 from registry_cli.server.context import ServerContext
@@ -22,10 +24,15 @@ from registry_cli.version import __version__
 
 
 class ModelNameConvertor(Convertor[str]):
-    regex = r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*"
+    """Everything before ``/-/`` is the name: any segments but ``-`` (which a name never
+    has). A name that breaks the naming rules is refused here, in the route match,
+    with the CLI's message (400 bad_input), not left to fall through to 404 "no such
+    route"; a valid name of no model is the handler's 404 not_found."""
+
+    regex = r"(?!-(?:/|$))[^/]*(?:/(?!-(?:/|$))[^/]*)*"
 
     def convert(self, value: str) -> str:
-        return value
+        return validate_model_name(value)
 
     def to_string(self, value: str) -> str:
         return value

@@ -7,7 +7,6 @@ so on two cores the copy costs about as much as the hash alone.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +17,8 @@ Progress = Callable[[int], None]
 
 def hash_file(path: Path, progress: Progress | None = None) -> tuple[int, str]:
     """Return ``(size, sha256 hex)`` of a file, streaming."""
+    import hashlib  # here: importing this module (for Progress) must not load OpenSSL
+
     digest = hashlib.sha256()
     size = 0
     buf = bytearray(CHUNK)

@@ -11,16 +11,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry_cli.settings import S3
 from registry_cli.storage.fs_store import FsStore
-from registry_cli.storage.s3_client import S3Options, is_s3_url
 from registry_cli.storage.store import Store
+
+if TYPE_CHECKING:
+    from registry_cli.storage.s3_client import S3Options
 
 
 def s3_options(config_section: Mapping[str, Any] | None = None) -> S3Options:
     """The ``s3:`` settings: environment first, then the config file."""
+    from registry_cli.storage.s3_client import S3Options
+
     got = S3.resolve({}, config_section)
     return S3Options(
         endpoint_url=got["endpoint_url"],
@@ -48,8 +52,11 @@ def open_store(
     *,
     cache_root: Path | None = None,
 ) -> Store:
-    """The store of a root: ``s3://BUCKET/PREFIX`` or a folder path."""
-    if is_s3_url(location):
+    """The store of a root: ``s3://BUCKET/PREFIX`` or a folder path.
+
+    The S3 modules load only for an s3 root (a folder command needs none of them),
+    so the scheme is tested here, as ``s3_client.is_s3_url`` does."""
+    if isinstance(location, str) and location.startswith("s3://"):
         from registry_cli.storage.s3_store import S3Store
 
         return S3Store(
