@@ -60,8 +60,9 @@ class LazyCommands(MutableMapping[str, click.Command]):
 
     def __getitem__(self, name: str) -> click.Command:
         if name not in self._built:
-            build, _summary = self._pending.pop(name)  # KeyError for an unknown name
+            build, _summary = self._pending[name]  # KeyError for an unknown name
             self._built[name] = build()
+            del self._pending[name]
         return self._built[name]
 
     def __setitem__(self, name: str, command: click.Command) -> None:
