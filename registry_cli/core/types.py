@@ -92,7 +92,6 @@ class ModelSummary:
             "latest": self.latest,
             "aliases": self.aliases,
             "stages": self.stages,
-            "description": self.description,
         }
 
 

@@ -89,8 +89,11 @@ def health(request: Request) -> dict[str, Any]:
 
 @router.get("/api/v1/models", tags=["read"])
 def list_models(request: Request, who: Principal = Depends(require("read"))) -> list[Any]:
-    """Every model (``regctl list --json``)."""
-    return [m.to_json() for m in _registry(request, who).list_models()]
+    """Every model (``regctl list --json``, with each model's ``description`` too, so a
+    remote ``list_models`` returns what a local one does)."""
+    return [
+        {**m.to_json(), "description": m.description} for m in _registry(request, who).list_models()
+    ]
 
 
 @router.get(MODEL + "/versions", tags=["read"])
