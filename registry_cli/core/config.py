@@ -40,6 +40,7 @@ TOP_KEYS = {
     "server",
     "remote",
     "s3",
+    "fleet",
 }
 
 
