@@ -476,12 +476,10 @@ FLEET = Section(
     (
         Setting("device", TEXT, None, "--device", ("REGCTL_DEVICE",)),
         Setting("ring", TEXT, "default", "--ring", ("REGCTL_RING",)),
-        Setting("report_url", TEXT, None, "--report-url", ("REGCTL_REPORT_URL",)),
-        Setting("report_token_env", TEXT, None, "--report-token-env"),
+        Setting("report_url", TEXT, None, None, ("REGCTL_REPORT_URL",)),
+        Setting("report_token_env", TEXT, None),
         Setting("outbox_max", POSITIVE_INT, 1000, None, ("REGCTL_FLEET_OUTBOX_MAX",)),
-        Setting(
-            "step_interval_s", POSITIVE_SECONDS, 60.0, None, ("REGCTL_FLEET_STEP_INTERVAL",)
-        ),
+        Setting("step_interval_s", POSITIVE_SECONDS, 60.0, None, ("REGCTL_FLEET_STEP_INTERVAL",)),
     ),
     {"report_token": "is not allowed (no secrets in the config); use report_token_env"},
 )

@@ -151,6 +151,40 @@ def fleet_ingest(
     typer.echo(f"{done['accepted']} report(s) stored, {done['duplicates']} already known")
 
 
+def pull_reporter(
+    cfg: Any,
+    setup: Any,
+    report: bool,
+    report_file: Path | None,
+    device: str | None,
+    ring: str | None,
+    alias: str | None,
+    version: str,
+) -> Any:
+    """The reporter of ``regctl pull`` (None when it does not report)."""
+    import os
+
+    from registry_cli.core.names import validate_alias
+
+    if alias is not None:
+        validate_alias(alias)
+        if version != "latest":
+            raise BadInput("give --alias or --version, not both")
+    configured = cfg.section("fleet").get("report_url") or os.environ.get("REGCTL_REPORT_URL")
+    if not (report or report_file or configured):
+        return None
+    from registry_cli.pull.fleet import reporter_from
+
+    puller = setup.puller
+    return reporter_from(
+        cfg,
+        {"device": device, "ring": ring, "report_file": report_file},
+        source=puller.source,
+        cache_root=puller.cache_root,
+        fallback_token=getattr(puller, "_token", None),
+    )
+
+
 # ---------------------------------------------------------------- rollout
 def rollout_start(
     name: str = typer.Argument(..., help="Model name.", autocompletion=completion.model_names),
