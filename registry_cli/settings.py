@@ -479,6 +479,7 @@ FLEET = Section(
         Setting("report_url", TEXT, None, None, ("REGCTL_REPORT_URL",)),
         Setting("report_token_env", TEXT, None),
         Setting("outbox_max", POSITIVE_INT, 1000, None, ("REGCTL_FLEET_OUTBOX_MAX",)),
+        Setting("report_interval_s", POSITIVE_SECONDS, 60.0, "--report-interval"),
         Setting("step_interval_s", POSITIVE_SECONDS, 60.0, None, ("REGCTL_FLEET_STEP_INTERVAL",)),
     ),
     {"report_token": "is not allowed (no secrets in the config); use report_token_env"},

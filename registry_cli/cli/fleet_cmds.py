@@ -185,6 +185,28 @@ def pull_reporter(
     )
 
 
+def serve_reporter(
+    reg: Any,
+    report_file: Path | None,
+    device: str | None,
+    ring: str | None,
+    interval: float | None,
+) -> tuple[Any, float]:
+    """The reporter of ``regctl serve --report`` and its health report period."""
+    from registry_cli.pull.cache import default_cache_root
+    from registry_cli.pull.fleet import reporter_from
+    from registry_cli.settings import SECTIONS
+
+    flags = {"device": device, "ring": ring, "report_interval_s": interval}
+    period = SECTIONS["fleet"].resolve(flags, reg.config.section("fleet"))["report_interval_s"]
+    section = reg.config.section("pull")
+    cache = Path(section["cache_dir"]) if section.get("cache_dir") else default_cache_root()
+    reporter = reporter_from(
+        reg.config, {**flags, "report_file": report_file}, source=None, cache_root=cache
+    )
+    return reporter, period
+
+
 # ---------------------------------------------------------------- rollout
 def rollout_start(
     name: str = typer.Argument(..., help="Model name.", autocompletion=completion.model_names),
