@@ -258,3 +258,13 @@ def test_api_status_matches_the_cli_document(api):
     doc = api.get("/api/v1/fleet/status?name=demo&stale=2h", headers=_auth(api, "read")).json()
     assert doc["stale_s"] == 7200 and doc["models"][0]["devices"] == 2
     assert api.get("/api/v1/fleet/status?stale=x", headers=_auth(api, "read")).status_code == 400
+
+
+def test_status_on_a_folder_root_follows_no_link_out_of_the_root(tmp_path, model_file):
+    reg = published(tmp_path / "registry", model_file)
+    Fleet(reg).ingest(report("real"))
+    outside = tmp_path / "secret.json"
+    outside.write_text(json.dumps({"format_version": 1, "device": "leak"}))
+    folder = tmp_path / "registry" / "fleet" / "models" / "demo" / "-" / "devices"
+    (folder / "leak.json").symlink_to(outside)
+    assert set(devices(reg)) == {"real"}
