@@ -245,3 +245,31 @@ def test_a_real_server_refuses_bad_reports_and_stores_nothing(fleet):
         assert reply.status_code == status, reply.text
     assert list(FleetStore(ModelRegistry(fleet.root).store).devices("bad")) == []
     assert not (fleet.root / "fleet").exists()
+
+
+def test_remote_ingest_and_exit_codes(fleet, tmp_path):
+    fleet.two_released("far")
+    fleet.start()
+    out = tmp_path / "offline.jsonl"
+    res = fleet.regctl(
+        "pull", "far", "--from", str(fleet.root), "--cache-dir", str(tmp_path / "c"),
+        "--device", "ship-1", "--ring", "sea", "--report-file", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert fleet.remote("fleet", "ingest", str(out)).returncode == 6  # promote may not report
+    url = fleet.server.url
+    res = fleet.regctl("--remote", url, "fleet", "ingest", str(out), "--json", token="report")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"accepted": 1, "duplicates": 0}
+    res = fleet.regctl("--remote", url, "fleet", "ingest", str(out), "--json", token="report")
+    assert json.loads(res.stdout) == {"accepted": 0, "duplicates": 1}
+    status = json.loads(fleet.remote("fleet", "status", "far", "--ring", "sea", "--json").stdout)
+    assert status["models"][0]["rings"][0]["devices"] == 1
+    res = fleet.remote("rollout", "start", "far", "--version", "v3", "--rings", "a")
+    assert res.returncode == 3 and res.stderr.startswith("error: ")
+    ModelRegistry(fleet.root).publish("far", [fleet.model_file])  # v3, only in dev
+    res = fleet.remote("rollout", "start", "far", "--version", "v3", "--rings", "a")
+    assert res.returncode == 4 and "not an active version" in res.stderr
+    assert fleet.remote("rollout", "status", "nope").returncode == 3
+    res = fleet.regctl("--remote", fleet.server.url, "rollout", "step", "far", token="report")
+    assert res.returncode == 6  # a report token may not promote (403)

@@ -231,3 +231,43 @@ def test_the_python_client_reports_as_its_device(tmp_path, model_file):
     assert model["rings"][0]["on_target"] == 1
     with pytest.raises(BadInput):
         ModelRegistryClient(root, cache_dir=tmp_path / "c").report(bundle, "healthy")
+
+
+# ---------------------------------------------------------------- the reporter
+def test_the_outbox_is_bounded_and_counts_what_it_drops(tmp_path, capsys):
+    from registry_cli.pull.fleet import Reporter
+    from tests.http_receiver import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    rep = Reporter(device="d", ring="r", outbox=tmp_path / "outbox", url=dead, outbox_max=2)
+    assert [rep.report("demo", "v1", "healthy") for _ in range(4)] == ["queued"] * 4
+    assert len(rep.waiting()) == 2 and rep.dropped() == 2
+    assert "2 report(s) dropped so far" in capsys.readouterr().err
+
+
+def test_a_refused_report_is_not_kept_and_the_outbox_goes_with_the_next(tmp_path):
+    from tests.http_receiver import PostReceiver
+
+    class Answer(PostReceiver):
+        status = 403
+        bodies: list = []
+
+        def answer(self, path, headers, body):
+            self.bodies.append(json.loads(body))
+            return self.status, {}
+
+    from registry_cli.pull.fleet import Reporter
+
+    server = Answer()
+    try:
+        rep = Reporter(device="d", ring="r", outbox=tmp_path / "o", url=server.url, token="t")
+        assert rep.report("demo", "v1", "healthy") == "refused"
+        assert rep.waiting() == []
+        server.status = 503
+        assert rep.report("demo", "v1", "healthy") == "queued"
+        server.status = 200
+        assert rep.report("demo", "v1", "running") == "sent"
+        assert [len(b) for b in server.bodies] == [1, 1, 2]  # the queued one went along
+        assert rep.waiting() == []
+    finally:
+        server.close()
