@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from registry_cli.core.config import Config, resolve_root_and_config
+from registry_cli.errors import BadInput
 from registry_cli.pull import PullResult, Source, configure
+from registry_cli.pull.fleet import Reporter, manifest_sha256, pull_and_report, reporter_from
 
 __all__ = [
     "FtpModelClientConfig",
@@ -97,7 +99,14 @@ class ModelRegistryClient:
         timeout: float | None = None,
         config: str | os.PathLike[str] | Config | None = None,
         token_env: str | None = None,
+        device: str | None = None,
+        ring: str | None = None,
+        report: bool = False,
+        report_file: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``report``/``report_file`` (or ``fleet.report_url`` in the config) make every
+        :meth:`get` report ``pulled`` or ``failed`` as ``device`` in ``ring``
+        (docs/fleet.md); :meth:`report` sends what the caller observes (``healthy``)."""
         cfg = config if isinstance(config, Config) else resolve_root_and_config(None, config)[1]
         setup = configure(
             cfg,
@@ -114,19 +123,57 @@ class ModelRegistryClient:
         self._puller = setup.puller
         self.default_stage = setup.stage
         self._lock = threading.Lock()
+        self.reporter: Reporter | None = None
+        if report or report_file or cfg.section("fleet").get("report_url"):
+            self.reporter = reporter_from(
+                cfg,
+                {"device": device, "ring": ring, "report_file": report_file and Path(report_file)},
+                source=self._puller.source,
+                cache_root=self._puller.cache_root,
+                fallback_token=self._puller._token,
+            )
 
     @property
     def cache_root(self) -> Path:
         return self._puller.cache_root
 
     def get(
-        self, stage: str, name: str, version: str | int = "latest", *, offline: bool = False
+        self,
+        stage: str,
+        name: str,
+        version: str | int = "latest",
+        *,
+        offline: bool = False,
+        alias: str | None = None,
     ) -> ModelBundle:
-        """Return the version (``"latest"``, ``"v3"``, ``3``), downloading it only if needed."""
+        """Return the version (``"latest"``, ``"v3"``, ``3``, or the one ``alias`` names,
+        e.g. ``ring-canary``), downloading it only if needed."""
         with self._lock:
-            return ModelBundle.from_result(
-                self._puller.pull(name, stage=stage, version=version, offline=offline)
+            result = pull_and_report(
+                self._puller,
+                self.reporter,
+                name,
+                stage=stage,
+                version=version,
+                alias=alias,
+                offline=offline,
             )
+            return ModelBundle.from_result(result)
+
+    def report(
+        self, bundle: ModelBundle, state: str, detail: str | dict[str, Any] | None = None
+    ) -> str:
+        """Report ``state`` (``running``, ``healthy``, ``unhealthy``...) for a pulled bundle:
+        ``sent``, ``queued`` (in the outbox), ``written`` (report_file) or ``refused``."""
+        if self.reporter is None:
+            raise BadInput("this client does not report", hint="create it with report=True")
+        return self.reporter.report(
+            bundle.name,
+            bundle.version,
+            state,
+            manifest_sha256=manifest_sha256(bundle.path),
+            detail=detail,
+        )
 
     def cached_versions(self, stage: str, name: str) -> list[str]:
         """Intact cached versions, newest first."""

@@ -61,7 +61,8 @@ REMOTE_COMMANDS = frozenset(
     {"publish", "promote", "rollback", "archive", "alias", "tag", "list", "versions", "show",
      "resolve", "audit"}
 )  # fmt: skip
-REMOTE_AWARE = frozenset({"doctor"})  # checks the server named; otherwise works on the root
+REMOTE_AWARE = frozenset({"doctor", "fleet", "rollout"})  # decide for themselves (doctor
+# checks the server named; fleet and rollout talk to it: cli/fleet_cmds.py)
 
 
 def refuse_remote(command: str | None, url: str) -> None:

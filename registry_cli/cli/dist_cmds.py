@@ -166,6 +166,19 @@ def pull(
     timeout: float | None = typer.Option(
         None, "--timeout", help="Network timeout in seconds (default 30)."
     ),
+    alias: str | None = typer.Option(
+        None, "--alias", help="Follow this alias (aliases.json of the stage), e.g. ring-canary."
+    ),
+    report: bool = typer.Option(
+        False, "--report", help="Report the pull to the registry server (fleet.report_url)."
+    ),
+    report_file: Path | None = typer.Option(
+        None, "--report-file", metavar="FILE", help="Append the report to FILE instead."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="This device's id in reports (default: the host name)."
+    ),
+    ring: str | None = typer.Option(None, "--ring", help="This device's ring (default: default)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Download and verify a version into the local cache (file by file, resumable, or
@@ -184,12 +197,20 @@ def pull(
         "timeout_s": timeout,
     }
     setup = configure(cfg, flags, prompt=_prompt_password)
+    from registry_cli.cli.fleet_cmds import pull_reporter  # off the start-up path
+
+    reporter = pull_reporter(cfg, setup, report, report_file, device, ring, alias, version)
     progress = None if as_json else common.progress_factory(f"{name} ")
     try:
-        result = setup.puller.pull(
+        from registry_cli.pull.fleet import pull_and_report
+
+        result = pull_and_report(
+            setup.puller,
+            reporter,
             name,
             stage=setup.stage,
             version=version,
+            alias=alias,
             offline=offline,
             progress=progress,
             bundle=bundle,

@@ -98,6 +98,7 @@ def main_options(
 def _register() -> None:
     from registry_cli.cli import (
         dist_cmds,
+        fleet_cmds,
         import_cmds,
         lifecycle_cmds,
         ops_cmds,
@@ -113,6 +114,7 @@ def _register() -> None:
     ops_cmds.register(app)
     server_cmds.register(app)
     import_cmds.register(app)
+    fleet_cmds.register(app)
 
 
 _register()

@@ -120,6 +120,19 @@ def serve(
         metavar="SECONDS",
         help="With --follow: how often to read the alias (default 5; serve.poll_interval_s).",
     ),
+    report: bool = typer.Option(
+        False, "--report", help="Report what runs to the registry server (fleet.report_url)."
+    ),
+    report_file: Path | None = typer.Option(
+        None, "--report-file", metavar="FILE", help="Append the reports to FILE instead."
+    ),
+    report_interval: float | None = typer.Option(
+        None, "--report-interval", metavar="SECONDS", help="Health report period (default 60)."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="This device's id in reports (default: the host name)."
+    ),
+    ring: str | None = typer.Option(None, "--ring", help="This device's ring (default: default)."),
 ) -> None:
     """Serve NAME@alias over HTTP: GET /health, POST /reload, POST /predict, docs at /docs."""
     from registry_cli.predict.settings import resolve_settings
@@ -150,10 +163,17 @@ def serve(
         ) from None
     from registry_cli.predict.service import alias_version, load_alias
 
+    reporter, interval = None, 60.0
+    if report or report_file:
+        from registry_cli.cli.fleet_cmds import serve_reporter
+
+        reporter, interval = serve_reporter(reg, report_file, device, ring, report_interval)
     server.run(
         settings,
         lambda a: load_alias(reg, settings.model, a),
         resolve=lambda a: alias_version(reg, settings.model, a),
+        reporter=reporter,
+        report_interval_s=interval,
     )
 
 

@@ -42,6 +42,7 @@ TOP_KEYS = {
     "server",
     "remote",
     "s3",
+    "fleet",
 }
 
 

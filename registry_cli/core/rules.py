@@ -75,7 +75,7 @@ class Rules:
                 set_latest=set_latest,
                 now=utc_now(),
             )
-            changes["_stages"] = [changes["stage"]]
+            changes["_stages"] = list(self.stages)  # aliases.json of every stage
             return number, changes
 
         return rule
@@ -84,7 +84,7 @@ class Rules:
         def rule(state: ModelState) -> Decision:
             number = self.version(state, to) if to is not None else None
             changes = lifecycle.rollback(state, self.stages, to=number)
-            changes["_stages"] = [self.stages[-1]]
+            changes["_stages"] = list(self.stages)  # LATEST of the last; every aliases.json
             return state.aliases.get("champion") or number, changes
 
         return rule
@@ -103,13 +103,18 @@ class Rules:
     def set_alias(self, alias: str, version: str | int) -> Rule:
         def rule(state: ModelState) -> Decision:
             number = self.version(state, version)
-            return number, lifecycle.set_alias(state, alias, number)
+            changes = lifecycle.set_alias(state, alias, number)
+            changes["_stages"] = list(self.stages)  # aliases.json
+            return number, changes
 
         return rule
 
     def remove_alias(self, alias: str) -> Rule:
         def rule(state: ModelState) -> Decision:
-            return state.aliases.get(alias), lifecycle.remove_alias(state, alias)
+            number = state.aliases.get(alias)
+            changes = lifecycle.remove_alias(state, alias)
+            changes["_stages"] = list(self.stages)  # aliases.json
+            return number, changes
 
         return rule
 

@@ -36,7 +36,7 @@ FOLDER = ".regctl/tokens"
 KEY = f"{FOLDER}/tokens.json"
 LOCK = f"{FOLDER}/.lock"
 FORMAT_VERSION = 1
-SCOPES = ("read", "publish", "promote", "admin")
+SCOPES = ("read", "publish", "promote", "admin", "report")
 PREFIX = "rgt_"
 
 # What each scope allows besides itself (SPEC §9).
@@ -45,6 +45,7 @@ _IMPLIES: dict[str, frozenset[str]] = {
     "publish": frozenset({"read", "publish"}),
     "promote": frozenset({"read", "promote"}),
     "admin": frozenset(SCOPES),
+    "report": frozenset({"read", "report"}),  # devices: read, and post fleet reports
 }
 
 

@@ -11,7 +11,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-EVENTS = ("publish", "promote", "rollback", "archive", "alias", "tag")
+EVENTS = ("publish", "promote", "rollback", "archive", "alias", "tag", "rollout")
 ACTION_EVENTS = {
     "publish": "publish",
     "promote": "promote",
@@ -20,6 +20,10 @@ ACTION_EVENTS = {
     "alias-set": "alias",
     "alias-rm": "alias",
     "tag": "tag",
+    "rollout-start": "rollout",  # rollouts in rings (docs/fleet.md)
+    "rollout-advance": "rollout",
+    "rollout-complete": "rollout",
+    "rollout-abort": "rollout",
 }
 """Audit action → webhook event. Other actions (gc, token-*) are not events."""
 

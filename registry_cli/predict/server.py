@@ -178,6 +178,8 @@ def create_app(
     *,
     retry_at_start: bool = True,
     resolve: Resolver | None = None,
+    reporter: Any = None,
+    report_interval_s: float = 60.0,
 ) -> Any:
     """The ASGI app (FastAPI wrapped in the body limit). ``load(alias)`` loads a model;
     with ``settings.follow``, ``resolve(alias)`` is polled for the version to serve."""
@@ -201,8 +203,14 @@ def create_app(
                 daemon=True,
                 args=(resolve, settings.poll_interval_s, stop),
             ).start()
+        if reporter is not None:  # serve --report (docs/fleet.md)
+            from registry_cli.predict import fleet_report
+
+            stop_reports = fleet_report.start(slot, reporter, settings.model, report_interval_s)
         yield
         stop.set()
+        if reporter is not None:
+            stop_reports.set()
 
     app = FastAPI(
         title=f"regctl serve: {settings.model}",
@@ -320,7 +328,13 @@ def create_app(
     return BodyLimit(app, settings.max_body_bytes)
 
 
-def run(settings: ServeSettings, load: Loader, resolve: Resolver | None = None) -> None:
+def run(
+    settings: ServeSettings,
+    load: Loader,
+    resolve: Resolver | None = None,
+    reporter: Any = None,
+    report_interval_s: float = 60.0,
+) -> None:
     """Serve until interrupted (SIGINT/SIGTERM end it gracefully)."""
     import uvicorn
 
@@ -328,7 +342,13 @@ def run(settings: ServeSettings, load: Loader, resolve: Resolver | None = None) 
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(
-        create_app(settings, load, resolve=resolve),
+        create_app(
+            settings,
+            load,
+            resolve=resolve,
+            reporter=reporter,
+            report_interval_s=report_interval_s,
+        ),
         log_level="info",
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,

@@ -19,6 +19,7 @@ from registry_cli.server.context import ServerContext
 from registry_cli.server.errors import ApiError
 from registry_cli.webui.access import Access, Identity, UiDeps
 from registry_cli.webui.actions import add_actions
+from registry_cli.webui.fleet_views import add_fleet
 from registry_cli.webui.pages import add_pages
 from registry_cli.webui.render import Renderer
 
@@ -32,6 +33,7 @@ def create_router(deps: UiDeps) -> APIRouter:
     ui = Renderer()
     add_pages(router, gate, ui)
     add_actions(router, gate, ui)
+    add_fleet(router, gate, ui)  # the fleet page of a model (docs/fleet.md)
     return router
 
 

@@ -6,6 +6,8 @@
                          "published_at"}
       index.json        {"format_version", "kind", "name", "stage", "latest", "versions":
                          [{"version", "status", "sha256", "size", "published_at"}, ...]}
+      aliases.json      {alias: "vN"} for the aliases on versions of this stage
+                        (``pull --alias``; docs/fleet.md)
       versions/vN/      bundle.tar.gz, manifest.json, payload/...
 
 ``dist/`` is derived from ``models/`` and can always be regenerated
@@ -49,7 +51,7 @@ from registry_cli.errors import BadInput, IntegrityError, RegctlError
 from registry_cli.storage import layout
 from registry_cli.storage.store import Missing, Store
 
-MODEL_FILES = ("LATEST", "LATEST.json", "index.json", "versions")
+MODEL_FILES = ("LATEST", "LATEST.json", "index.json", "aliases.json", "versions")
 RESYNC_ROUNDS = 20  # sync again while later commits keep moving the state
 
 
@@ -133,7 +135,9 @@ class ServedTree:
         by_version = {e.version: e for e in entries}
         if latest not in by_version:
             latest = None
+        aliases = {a: format_version(v) for a, v in state.all_aliases().items() if v in by_version}
         return {
+            "aliases.json": (json.dumps(aliases, indent=2, sort_keys=True) + "\n").encode(),
             "index.json": index_bytes(state.name, stage, latest, entries),
             "LATEST.json": latest_bytes(state.name, stage, by_version[latest]) if latest else None,
             "LATEST": f"{format_version(latest)}\n".encode() if latest else None,
