@@ -140,13 +140,19 @@ def clear_cookie(request: Request, response: Response, name: str) -> None:
 async def form_of(request: Request) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body (the only kind the UI posts)."""
     body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return {}
-    try:
-        pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return dict(pairs)
+    form: dict[str, str] = {}
+    if len(body) <= MAX_FORM_BYTES:
+        try:
+            form = dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except (UnicodeDecodeError, ValueError):
+            form = {}
+    request.state.form = form  # for the error page, which shows a refused form again
+    return form
+
+
+def parsed_form(request: Request) -> dict[str, str]:
+    """The form :func:`form_of` read from this request (empty if none was read)."""
+    return getattr(request.state, "form", {})
 
 
 def local_path(target: str | None, default: str = "/") -> str:
