@@ -333,3 +333,18 @@ def test_an_unexpected_fault_is_500_without_a_traceback(site, monkeypatch):
     assert "error: unexpected RuntimeError" in shown and "hint: see the server's log" in shown
     assert "secret internals" not in reply.text and "Traceback" not in reply.text
     assert "text/html" in reply.headers["content-type"]
+
+
+def test_every_form_carries_its_own_token_and_sign_out_ends_the_session(site, client):
+    session_csrf = sign_in(client, site.tokens["promote"])
+    page = client.get("/sign-in").text  # signed in: the header's sign-out form and sign-in's
+    forms = dict(
+        re.findall(r'<form[^>]*action="([^"]+)".*?name="csrf" value="([^"]+)"', page, re.S)
+    )
+    assert forms["/sign-out"] == session_csrf
+    assert forms["/sign-in"] != session_csrf
+    confirm = client.get(f"/models/{PPE}/-/act/rollback").text
+    assert csrf_of(confirm.split('action="/models/')[1]) == session_csrf
+    reply = client.post("/sign-out", data={"csrf": forms["/sign-out"]}, headers=SAME)
+    assert reply.status_code == 303
+    assert client.get("/").status_code == 303  # signed out

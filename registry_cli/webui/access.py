@@ -5,8 +5,10 @@
   it never appears in a URL, a cookie or the session table.
 * The session cookie is HttpOnly, SameSite=Strict, ``Secure`` under TLS, and
   carries only a random id (see :mod:`registry_cli.webui.sessions`).
-* Every POST form carries a CSRF token: the session's, or before sign-in a
-  random value also set in a short-lived cookie (double submit).
+* Every POST is first checked for where it came from (``Sec-Fetch-Site`` and
+  ``Origin``, in :func:`registry_cli.webui.failures.cross_site`, for every
+  route), and every POST form also carries a CSRF token: the session's, or
+  before sign-in a random value also set in a short-lived cookie (double submit).
 * Each request re-checks that the session's token still exists with the
   same secret and has not expired, so a revoke ends the session at once.
 """

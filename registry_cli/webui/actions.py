@@ -4,10 +4,11 @@ Each action has a confirmation page (``GET .../-/act/ACTION``: it shows what wil
 happen and collects the reason; it writes nothing) and a POST to the same
 address that makes one core call with a registry whose actor is the token's
 name, so the audit says who did it. A POST is refused (403, nothing changes)
-without a live session, with a missing or wrong CSRF token, or when the
-token's scope does not allow the action. A refusal of the core (a failed
-gate, a lifecycle rule) is shown on the confirmation page with the same
-message and hint the CLI prints.
+from another site, without a live session, with a missing or wrong CSRF token,
+or when the token's scope does not allow the action. A refusal of the core (a
+failed gate, a lifecycle rule, bad input) is raised like any other; the UI's one
+error handler shows it on the confirmation page again, with the same message
+and hint the CLI prints.
 """
 
 from __future__ import annotations

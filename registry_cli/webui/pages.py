@@ -147,7 +147,7 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
             path=request.url.path,
             anonymous_read=gate.deps.anonymous_read,
             next=access.local_path(nxt),
-            csrf=csrf,
+            signin_csrf=csrf,
             error=error,
             signed_out=request.query_params.get("signed_out") == "1",
         )
