@@ -348,3 +348,18 @@ def test_every_form_carries_its_own_token_and_sign_out_ends_the_session(site, cl
     reply = client.post("/sign-out", data={"csrf": forms["/sign-out"]}, headers=SAME)
     assert reply.status_code == 303
     assert client.get("/").status_code == 303  # signed out
+
+
+def test_anonymous_read_shows_pages_but_acting_needs_a_session(site):
+    before = site.snapshot()
+    with TestClient(build_app(site.root, anonymous_read=True), follow_redirects=False) as c:
+        page = c.get(f"/models/{PPE}/-/versions/v7")
+        assert page.status_code == 200 and "Reading anonymously" in page.text
+        assert "/-/act/" not in page.text
+        reply = c.get(f"/models/{PPE}/-/act/promote?version=v7")
+        assert reply.status_code == 303 and reply.headers["location"].startswith("/sign-in")
+        reply = c.post(f"/models/{PPE}/-/act/promote", data={"version": "v7"}, headers=SAME)
+        assert reply.status_code == 403
+        missing = c.get(f"/models/{PPE}/-/versions/v7/files/payload/nope.bin")
+        assert missing.status_code == 404 and "error: no file" in problem_text(missing.text)
+    assert site.snapshot() == before
