@@ -1,4 +1,4 @@
-"""The web UI of SPEC §11, served by ``regctl serve-registry`` at ``/``.
+"""The web UI, served by ``regctl serve-registry`` at ``/``.
 
 HTML rendered on the server from Jinja2 templates shipped in this package,
 every asset served by regctl itself, readable without JavaScript. The UI
@@ -19,6 +19,7 @@ from registry_cli.server.context import ServerContext
 from registry_cli.server.errors import ApiError
 from registry_cli.webui.access import Access, Identity, UiDeps
 from registry_cli.webui.actions import add_actions
+from registry_cli.webui.failures import Failures
 from registry_cli.webui.fleet_views import add_fleet
 from registry_cli.webui.pages import add_pages
 from registry_cli.webui.render import Renderer
@@ -28,11 +29,12 @@ __all__ = ["UiDeps", "Identity", "create_router", "router_for"]
 
 def create_router(deps: UiDeps) -> APIRouter:
     """Every page, action and asset of the UI."""
-    router = APIRouter(include_in_schema=False)
     gate = Access(deps)
     ui = Renderer()
+    failures = Failures(gate, ui)
+    router = APIRouter(include_in_schema=False, route_class=failures.route_class())
     add_pages(router, gate, ui)
-    add_actions(router, gate, ui)
+    add_actions(router, gate, ui, failures)
     add_fleet(router, gate, ui)  # the fleet page of a model (docs/fleet.md)
     return router
 

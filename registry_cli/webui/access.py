@@ -5,8 +5,10 @@
   it never appears in a URL, a cookie or the session table.
 * The session cookie is HttpOnly, SameSite=Strict, ``Secure`` under TLS, and
   carries only a random id (see :mod:`registry_cli.webui.sessions`).
-* Every POST form carries a CSRF token: the session's, or before sign-in a
-  random value also set in a short-lived cookie (double submit).
+* Every POST is first checked for where it came from (``Sec-Fetch-Site`` and
+  ``Origin``, in :func:`registry_cli.webui.failures.cross_site`, for every
+  route), and every POST form also carries a CSRF token: the session's, or
+  before sign-in a random value also set in a short-lived cookie (double submit).
 * Each request re-checks that the session's token still exists with the
   same secret and has not expired, so a revoke ends the session at once.
 """
@@ -140,13 +142,19 @@ def clear_cookie(request: Request, response: Response, name: str) -> None:
 async def form_of(request: Request) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body (the only kind the UI posts)."""
     body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return {}
-    try:
-        pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return dict(pairs)
+    form: dict[str, str] = {}
+    if len(body) <= MAX_FORM_BYTES:
+        try:
+            form = dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except (UnicodeDecodeError, ValueError):
+            form = {}
+    request.state.form = form  # for the error page, which shows a refused form again
+    return form
+
+
+def parsed_form(request: Request) -> dict[str, str]:
+    """The form :func:`form_of` read from this request (empty if none was read)."""
+    return getattr(request.state, "form", {})
 
 
 def local_path(target: str | None, default: str = "/") -> str:

@@ -4,10 +4,11 @@ Each action has a confirmation page (``GET .../-/act/ACTION``: it shows what wil
 happen and collects the reason; it writes nothing) and a POST to the same
 address that makes one core call with a registry whose actor is the token's
 name, so the audit says who did it. A POST is refused (403, nothing changes)
-without a live session, with a missing or wrong CSRF token, or when the
-token's scope does not allow the action. A refusal of the core (a failed
-gate, a lifecycle rule) is shown on the confirmation page with the same
-message and hint the CLI prints.
+from another site, without a live session, with a missing or wrong CSRF token,
+or when the token's scope does not allow the action. A refusal of the core (a
+failed gate, a lifecycle rule, bad input) is raised like any other; the UI's one
+error handler shows it on the confirmation page again, with the same message
+and hint the CLI prints.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from registry_cli.errors import BadInput, RegctlError
 from registry_cli.server.errors import status_of
 from registry_cli.webui import access
 from registry_cli.webui.access import Access, Viewer
+from registry_cli.webui.failures import Failures, Refused, SignInFirst
 from registry_cli.webui.render import Renderer, redirect
 
 Form = dict[str, str]
@@ -115,7 +117,7 @@ def describe(result: ChangeResult) -> str:
     return head + (": " + "; ".join(parts) if parts else "")
 
 
-def add_actions(router: APIRouter, gate: Access, ui: Renderer) -> None:
+def add_actions(router: APIRouter, gate: Access, ui: Renderer, failures: Failures) -> None:
     path = "/models/{name:modelname}/-/act/{action}"
 
     def confirm_page(
@@ -147,57 +149,49 @@ def add_actions(router: APIRouter, gate: Access, ui: Renderer) -> None:
             back=_back(name, values.get("version")),
         )
 
-    def refused(why: str, viewer: Viewer | None = None) -> Response:
-        return ui.page(
-            "refused.html", 403, viewer=viewer, notice=None, path="", why=why, anonymous_read=False
-        )
+    def allowed(viewer: Viewer, action: str) -> Action:
+        if action not in ACTIONS:
+            raise Refused(f"unknown action {action!r}", viewer)
+        spec = ACTIONS[action]
+        if not viewer.may(spec.scope):
+            raise Refused(_scope_message(viewer, spec.scope), viewer)
+        return spec
 
     @router.get(path)
     def confirm(request: Request, name: str, action: str) -> Response:
         if action not in ACTIONS:
-            return refused(f"unknown action {action!r}")
+            raise Refused(f"unknown action {action!r}")
         session = gate.session_of(request)
         if session is None:
-            return redirect(access.sign_in_url(request))
+            raise SignInFirst()
         viewer = Viewer(session.token_name, session.scopes, session)
-        if not viewer.may(ACTIONS[action].scope):
-            return refused(_scope_message(viewer, ACTIONS[action].scope), viewer)
+        allowed(viewer, action)
         values = {k: request.query_params.get(k, "") for k in FIELDS}
-        try:
-            return confirm_page(request, viewer, name, action, values)
-        except RegctlError as exc:
-            return ui.page(
-                "error.html",
-                status_of(exc),
-                viewer=viewer,
-                notice=None,
-                path="",
-                anonymous_read=gate.deps.anonymous_read,
-                error=exc,
-            )
+        return confirm_page(request, viewer, name, action, values)
 
-    @router.post(path)
+    @router.post(path, name="act")
     async def act(request: Request, name: str, action: str) -> Response:
         form = await access.form_of(request)
         session = gate.session_of(request)
         if session is None:
-            return refused("no live session: sign in first")
+            raise Refused("no live session: sign in first")
         if not session.csrf_ok(form.get("csrf")):
-            return refused("the form's CSRF token is missing or wrong; nothing was changed")
+            raise Refused("the form's CSRF token is missing or wrong")
         viewer = Viewer(session.token_name, session.scopes, session)
-        if action not in ACTIONS:
-            return refused(f"unknown action {action!r}", viewer)
-        spec = ACTIONS[action]
-        if not viewer.may(spec.scope):
-            return refused(_scope_message(viewer, spec.scope), viewer)
+        spec = allowed(viewer, action)
         values = {k: form.get(k, "") for k in FIELDS}
         reg = gate.deps.registry(viewer.name)  # the audit records the token's name
-        try:
-            result = await run_in_threadpool(spec.perform, reg, name, values)
-        except RegctlError as exc:
-            return await run_in_threadpool(confirm_page, request, viewer, name, action, values, exc)
+        result = await run_in_threadpool(spec.perform, reg, name, values)
         session.notice = describe(result)
         return redirect(_back(name, values.get("version")))
+
+    def form_again(request: Request, viewer: Viewer, exc: RegctlError) -> Response:
+        """A refused action: its confirmation page again, with the problem and the values."""
+        params = request.path_params
+        values = {k: access.parsed_form(request).get(k, "") for k in FIELDS}
+        return confirm_page(request, viewer, params["name"], params["action"], values, exc)
+
+    failures.form_pages["act"] = form_again
 
 
 def _scope_message(viewer: Viewer, scope: str) -> str:

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Request, Response
 from registry_cli.core.types import VersionInfo
 from registry_cli.errors import RegctlError
 from registry_cli.server.auth import Principal
-from registry_cli.server.errors import status_of
 from registry_cli.server.files import version_file
 from registry_cli.webui import access, views
 from registry_cli.webui.access import Access, Viewer
 from registry_cli.webui.facts import VersionFacts
+from registry_cli.webui.failures import Refused, SignInFirst
 from registry_cli.webui.render import Renderer, redirect
 
 
@@ -41,12 +41,11 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
             **ctx,
         )
 
-    def failure(request: Request, viewer: Viewer, exc: RegctlError) -> Response:
-        return show(request, viewer, "error.html", status_of(exc), error=exc)
-
-    def reader(request: Request) -> Viewer | Response:
+    def reader(request: Request) -> Viewer:
         viewer = gate.viewer(request)
-        return viewer if viewer is not None else redirect(access.sign_in_url(request))
+        if viewer is None:
+            raise SignInFirst()
+        return viewer
 
     @router.get("/static/{name}")
     def static(request: Request, name: str) -> Response:
@@ -55,39 +54,24 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
     @router.get("/")
     def models(request: Request, q: str = "") -> Response:
         viewer = reader(request)
-        if isinstance(viewer, Response):
-            return viewer
-        try:
-            reg = gate.deps.registry(viewer.name)
-            rows, total = views.model_rows(reg, q)
-        except RegctlError as exc:
-            return failure(request, viewer, exc)
+        reg = gate.deps.registry(viewer.name)
+        rows, total = views.model_rows(reg, q)
         return show(request, viewer, "models.html", rows=rows, total=total, q=q, stages=reg.stages)
 
     @router.get("/models/{name:modelname}")
     def model(request: Request, name: str, page: str | None = None) -> Response:
         viewer = reader(request)
-        if isinstance(viewer, Response):
-            return viewer
-        try:
-            reg = gate.deps.registry(viewer.name)
-            entries = reg.audit().entries
-            data = views.model_page(reg, name, _int(page), facts, entries)
-        except RegctlError as exc:
-            return failure(request, viewer, exc)
+        reg = gate.deps.registry(viewer.name)
+        entries = reg.audit().entries
+        data = views.model_page(reg, name, _int(page), facts, entries)
         return show(request, viewer, "model.html", m=data)
 
     @router.get("/models/{name:modelname}/-/versions/{version}")
     def version(request: Request, name: str, version: str, compare: str | None = None) -> Response:
         viewer = reader(request)
-        if isinstance(viewer, Response):
-            return viewer
-        try:
-            reg = gate.deps.registry(viewer.name)
-            info = reg.get(f"{name}:{version}")
-            state = reg.model_state(name)
-        except RegctlError as exc:
-            return failure(request, viewer, exc)
+        reg = gate.deps.registry(viewer.name)
+        info = reg.get(f"{name}:{version}")
+        state = reg.model_state(name)
         comparison, compare_error = None, None
         if compare and compare.strip():
             other_ref = compare.strip()
@@ -117,8 +101,6 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
     @router.get("/models/{name:modelname}/-/versions/{version}/files/{path:path}")
     def download(request: Request, name: str, version: str, path: str) -> Response:
         viewer = reader(request)
-        if isinstance(viewer, Response):
-            return viewer
         who = Principal(viewer.name, viewer.scopes, anonymous=not viewer.signed_in)
         return version_file(request, name, version, path, who=who)
 
@@ -131,13 +113,7 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
         page: str | None = None,
     ) -> Response:
         viewer = reader(request)
-        if isinstance(viewer, Response):
-            return viewer
-        try:
-            reg = gate.deps.registry(viewer.name)
-            log = reg.audit()
-        except RegctlError as exc:
-            return failure(request, viewer, exc)
+        log = gate.deps.registry(viewer.name).audit()
         data = views.audit_view(
             log.entries, model=model.strip(), action=action, actor=actor, page=_int(page)
         )
@@ -171,7 +147,7 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
             path=request.url.path,
             anonymous_read=gate.deps.anonymous_read,
             next=access.local_path(nxt),
-            csrf=csrf,
+            signin_csrf=csrf,
             error=error,
             signed_out=request.query_params.get("signed_out") == "1",
         )
@@ -182,7 +158,7 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
     async def sign_in(request: Request) -> Response:
         form = await access.form_of(request)
         if not access.csrf_matches(request.cookies.get(access.SIGNIN_COOKIE), form.get("csrf")):
-            return _refused(ui, "the sign-in form expired or did not come from this site")
+            raise Refused("the sign-in form expired or did not come from this site")
         identity, session_id = await gate.sign_in(request, form.get("token", ""))
         nxt = access.local_path(form.get("next"))
         if identity is None:
@@ -199,17 +175,11 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
         form = await access.form_of(request)
         session = gate.session_of(request)
         if session is None or not session.csrf_ok(form.get("csrf")):
-            return _refused(ui, "no live session, or the form did not come from this site")
+            raise Refused("no live session, or the form did not come from this site")
         gate.sign_out(request)
         response = redirect("/sign-in?signed_out=1")
         access.clear_cookie(request, response, access.SESSION_COOKIE)
         return response
-
-
-def _refused(ui: Renderer, why: str) -> Response:
-    return ui.page(
-        "refused.html", 403, viewer=None, notice=None, path="", why=why, anonymous_read=False
-    )
 
 
 def _commands(info: VersionInfo, base: str) -> dict[str, str]:

@@ -15,7 +15,9 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from jinja2 import Environment, PackageLoader
+from jinja2 import Environment, PackageLoader, pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup, escape
 
 from registry_cli.version import __version__
 from registry_cli.webui import views
@@ -73,6 +75,7 @@ class Renderer:
             asset=self.asset_url,
             regctl_version=__version__,
             details_text=views.details_text,
+            csrf_field=csrf_field,
         )
 
     def asset_url(self, name: str) -> str:
@@ -96,6 +99,17 @@ class Renderer:
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
         return Response(found.data, media_type=found.media_type, headers=headers)
+
+
+@pass_context
+def csrf_field(context: Context, form: str = "session") -> Markup:
+    """The hidden CSRF input of a form: the session's, or the sign-in form's own."""
+    viewer = context.get("viewer")
+    if form == "sign-in":
+        token = context.get("signin_csrf") or ""
+    else:
+        token = viewer.csrf if viewer is not None else ""
+    return Markup('<input type="hidden" name="csrf" value="%s">') % escape(token)
 
 
 def page_headers() -> dict[str, str]:
