@@ -281,3 +281,26 @@ def test_index_with_many_versions_stays_compact(tmp_path):
     assert data.count(b"\n") < 10010
     doc, parsed = dist_documents.parse_index(data, "x")
     assert parsed == entries and doc["latest"] == "v10000"
+
+
+def test_a_writer_killed_before_its_rename_leaves_no_drift_and_gc_removes_it(
+    reg, root, tmp_path, cli
+):
+    """A served-tree writer SIGKILLed between its temporary write and the rename leaves
+    ``.index.json.tmp-PID-HEX``: not part of the tree (verify is clean), and gc removes it
+    once its process is gone and it is old enough that no other machine still writes it."""
+    publish(reg, "m", tmp_path, 1)
+    mdir = root / "dist/dev/m"
+    young = mdir / f".index.json.tmp-{os.getpid()}-0123abcd"  # this process: alive
+    young.write_text("{half")
+    dead = mdir / ".LATEST.json.tmp-999999999-89abcdef"  # no such process
+    dead.write_text("{half")
+    old = 1_000_000_000
+    os.utime(dead, (old, old))
+    assert cli("verify").exit_code == 0, cli("verify").stdout
+    res = cli("gc", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert not dead.exists()
+    assert young.exists()  # its writer may still rename it into place
+    assert str(dead) in json.loads(res.stdout)["removed"]
+    assert cli("verify").exit_code == 0

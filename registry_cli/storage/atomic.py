@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import stat
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -29,6 +31,36 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ``.NAME.TAG-PID-HEX8``: what :func:`temp_sibling` (and a served-tree folder copy) names
+TEMP_SIBLING_RE = re.compile(r"\A\..+\.[a-z]+-(?P<pid>\d+)-[0-9a-f]{8}\Z")
+
+
+def is_temp_sibling(entry: str) -> bool:
+    """True for the temporary name of a write not yet renamed into place."""
+    return TEMP_SIBLING_RE.match(entry) is not None
+
+
+def temp_sibling_abandoned(path: Path, min_age_s: float = 3600.0) -> bool:
+    """A temporary sibling whose writer is gone: its process no longer runs on this
+    machine and it is older than ``min_age_s`` (another machine sharing the folder may
+    still be writing a younger one)."""
+    found = TEMP_SIBLING_RE.match(path.name)
+    if found is None:
+        return False
+    try:
+        age = time.time() - os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return False
+    try:
+        os.kill(int(found.group("pid")), 0)
+        running = True
+    except ProcessLookupError:
+        running = False
+    except PermissionError:
+        running = True  # another user's live process
+    return not running and age >= min_age_s
 
 
 def temp_sibling(path: Path, tag: str = "tmp") -> Path:

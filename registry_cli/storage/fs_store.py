@@ -20,13 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from registry_cli.storage import locks
+from registry_cli.storage import layout, locks
 from registry_cli.storage.atomic import (
     atomic_write_bytes,
     fsync_dir,
+    is_temp_sibling,
     make_read_only,
     remove_tree,
     temp_sibling,
+    temp_sibling_abandoned,
 )
 from registry_cli.storage.hashing import Progress, hash_file
 from registry_cli.storage.layout import inside
@@ -147,8 +149,10 @@ class FsStore(Store):
         return "dir" if stat.S_ISDIR(st.st_mode) else "file"
 
     def children(self, key: str) -> list[str]:
+        """The entries of a folder, without the temporary names of writes in flight (or
+        of writers killed before their rename: gc removes those)."""
         try:
-            return sorted(os.listdir(self.path(key)))
+            return sorted(e for e in os.listdir(self.path(key)) if not is_temp_sibling(e))
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -207,6 +211,14 @@ class FsStore(Store):
         out = []
         for name in self.children(SCRATCH):
             out.append((f"{SCRATCH}/{name}", locks.is_held(self.path(SCRATCH) / name / ".alive")))
+        # a writer of the served tree killed between its temporary write and the rename
+        for dirpath, dirnames, filenames in os.walk(self.path(layout.DIST)):
+            for entry in dirnames + filenames:
+                if is_temp_sibling(entry):
+                    path = Path(dirpath, entry)
+                    key = path.relative_to(self.root).as_posix()
+                    out.append((key, not temp_sibling_abandoned(path)))
+            dirnames[:] = [d for d in dirnames if not is_temp_sibling(d)]
         return out
 
     # -- the served tree ------------------------------------------------
