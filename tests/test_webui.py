@@ -1,4 +1,4 @@
-"""The web UI (SPEC §11) in a real browser: headless Chromium driven by Playwright against
+"""The web UI (see docs/webui.md) in a real browser: headless Chromium driven by Playwright against
 a real `regctl serve-registry` process on a loopback port.
 
 The browser is the system Chromium (Playwright's own download does not work on these

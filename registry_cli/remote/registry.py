@@ -2,7 +2,7 @@
 
 The same methods, return types and exceptions as :class:`ModelRegistry` for
 publish, get/resolve, list_models, list_versions, promote, rollback, archive,
-set_alias, remove_alias, tag and audit (SPEC §9 "Remote use"). Error
+set_alias, remove_alias, tag and audit (see docs/server.md). Error
 documents map back to the exceptions the core raises: 400 → BadInput,
 404 → NotFound, 409 → RuleViolation, 422 → IntegrityError; 401/403, 5xx and
 an unreachable server → RemoteError.

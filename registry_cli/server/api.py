@@ -1,4 +1,4 @@
-"""The REST API of SPEC §9: reads and lifecycle changes, each one core call.
+"""The REST API (docs/server.md): reads and lifecycle changes, each one core call.
 
 A model name may contain ``/``, so ``/-/`` separates it from what follows;
 the ``modelname`` path convertor matches names only (a segment never is
