@@ -1,4 +1,4 @@
-"""``regctl doctor``: is this machine fit to hold a registry? (SPEC §14)
+"""``regctl doctor``: is this machine fit to hold a registry? (see docs/operations.md)
 
 Each check returns one :class:`Check` (``ok``/``warn``/``fail``, a detail and,
 when not ok, the fix). What regctl relies on is tried for real where the root
@@ -277,7 +277,7 @@ def _flock(path: Path) -> Check:
 
 # ---------------------------------------------------------------- dist/, cache, extras, MLflow
 def check_served_tree(ctx: Context) -> list[Check]:
-    """Re-hash the versions and compare dist/ with models/ (the verify of SPEC §5)."""
+    """Re-hash the versions and compare dist/ with models/ (as ``regctl verify``)."""
     reg = ctx.registry
     if reg is None or ctx.root is None or not (ctx.root / "models").is_dir():
         return [Check("served tree", OK, "no models yet (nothing to check)")]

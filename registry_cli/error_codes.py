@@ -1,4 +1,4 @@
-"""The error codes of the registry server's error documents (SPEC §9), in one table
+"""The error codes of the registry server's error documents (see docs/server.md), in one table
 that both sides read: the server (``registry_cli/server/errors.py``) turns a core
 error into a status and code, the remote client (``registry_cli/remote/documents.py``)
 turns the code back into the core error. Pure: imports only the errors.
@@ -19,7 +19,7 @@ from registry_cli.errors import (
 # (core error, HTTP status, code), checked in this order: a subclass stands before its
 # base (a MachineFault is a BadInput). Any other RegctlError is 500 ``internal``.
 ERROR_STATUS: tuple[tuple[type[RegctlError], int, str], ...] = (
-    (MachineFault, 507, "fault"),  # the machine said no: the server keeps running (SPEC §14)
+    (MachineFault, 507, "fault"),  # the machine said no; the server keeps running
     (NotFound, 404, "not_found"),
     (BadInput, 400, "bad_input"),
     (RuleViolation, 409, "refused"),

@@ -1,4 +1,4 @@
-"""One rooted exception hierarchy; each class carries the exit code of SPEC §5.
+"""One rooted exception hierarchy; each class carries its exit code (see docs/concepts.md).
 
 Every error also inherits the builtin it resembles, so library users can catch
 ``FileNotFoundError``/``ValueError``/... without knowing regctl's types.

@@ -52,7 +52,7 @@ def isolated_env(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- backends
 # The core, lifecycle, audit and verify/gc suites run against both backends: a folder
-# and an s3:// root on moto's S3 server (SPEC §10). A test that is about folders by
+# and an s3:// root on moto's S3 server (docs/object-storage.md). A test that is about folders by
 # nature (permissions, flock, disk faults, local paths) says so with
 # @pytest.mark.folder_only("why") and runs on the folder only.
 BOTH_BACKENDS = {"test_publish", "test_read", "test_lifecycle", "test_config_audit_verify"}

@@ -166,7 +166,7 @@ class StaticServer:
 
 
 def add_manifest_sha256(dist: Path) -> None:
-    """Give a served tree the ``manifest_sha256`` keys of SPEC §8 (for trees written
+    """Give a served tree the ``manifest_sha256`` keys (see docs/layout.md) (for trees written
     before the writer records them)."""
     import hashlib
 

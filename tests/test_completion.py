@@ -1,5 +1,5 @@
 """Shell completion through Typer's completion environment variables, in a real process,
-against a root with nested model names (SPEC §14)."""
+against a root with nested model names (see docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``regctl doctor`` against a healthy root, a read-only one, a broken config, drift in
-dist/ and an unreachable MLflow server (SPEC §14)."""
+dist/ and an unreachable MLflow server (see docs/operations.md)."""
 
 from __future__ import annotations
 

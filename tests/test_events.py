@@ -1,4 +1,4 @@
-"""Webhooks (SPEC §12): a real HTTP receiver on a loopback port checks body, signature
+"""Webhooks (see docs/events.md): a real HTTP receiver on a loopback port checks body, signature
 and event order for changes made by the CLI and the library; a receiver that is down,
 slow, refusing or flaky never fails the change; secrets never show."""
 
@@ -338,7 +338,7 @@ def test_no_http_code_is_imported_without_a_matching_hook(tmp_path, root, model_
 def test_changes_made_through_the_registry_server_are_posted_by_the_server(
     tmp_path, receiver, model_file
 ):
-    """SPEC §12: the process that made the change delivers it, here `serve-registry`."""
+    """The process that made the change delivers it (docs/events.md), here `serve-registry`."""
     from registry_cli import RemoteRegistry
     from registry_cli.core.tokens import Tokens
     from registry_cli.server.launch import ServeRegistryProcess

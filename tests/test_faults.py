@@ -1,4 +1,4 @@
-"""Faults of the machine, produced for real (SPEC §14): a small tmpfs for no space, a
+"""Faults of the machine, produced for real (see docs/operations.md): a small tmpfs for no space, a
 read-only remount, a non-root user for permission denied.
 
 Each case proves the exit code (2), the one-line message naming the operation and
@@ -139,7 +139,7 @@ def test_no_space_in_the_cache_names_the_cache_and_leaves_it_clean(tmpfs, tmp_pa
     assert proc.returncode == 2, proc.stderr
     line = error_line(proc)
     assert f"not enough space in {cache} to pull m" in line, line
-    # partial data only where SPEC §8 keeps it for a resume: hidden or *.incomplete paths
+    # partial data only where a pull keeps it to resume (docs/pull.md): hidden or *.incomplete
     assert [p for p in files_in(cache) if not partial(p.relative_to(cache))] == []
     (tmpfs / "filler").unlink()  # the fix: free space
     retry = run(*args)

@@ -1,4 +1,4 @@
-"""`regctl serve --follow` (SPEC §12): a real server process follows its alias while a
+"""`regctl serve --follow` (see docs/events.md): a real server process follows its alias while a
 client sends requests continuously and the real CLI promotes and rolls back."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Lifecycle rules of SPEC §3, end to end through the CLI, checked with the library."""
+"""The lifecycle rules (docs/concepts.md), end to end through the CLI, checked with the library."""
 
 from __future__ import annotations
 

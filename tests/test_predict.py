@@ -269,7 +269,7 @@ def test_mlflow_column_schema_checked_by_width_and_fed_as_dataframe(reg, cli, tm
 
 
 def test_prepare_rules_for_batches_dtypes_and_static_batch_dims():
-    """The input rules of SPEC §8 'Signatures', at the library level."""
+    """The input rules (docs/predictions.md#signatures), at the library level."""
     from registry_cli.errors import BadInput
     from registry_cli.predict.inputs import prepare
 
@@ -349,7 +349,8 @@ def torch_input_specs(path) -> list[dict]:
 
 
 def test_publish_records_an_exported_programs_signature_without_torch(reg, cli, tmp_path, pt2):
-    """SPEC §8: recorded as the program has it, read at publish from the archive."""
+    """An exported program's signature (docs/predictions.md): recorded as the program has it,
+    read at publish from the archive."""
     import subprocess
     import sys
 

@@ -117,7 +117,7 @@ def test_source_urls():
         pull_mod.parse_source("ftp://mlops:secret@host:2121")
     with pytest.raises(BadInput, match="unsupported source"):
         pull_mod.parse_source("gopher://host/x")
-    s3 = pull_mod.parse_source("s3://ml-models/registry")  # a root: its dist/ (SPEC §10)
+    s3 = pull_mod.parse_source("s3://ml-models/registry")  # a root: its dist/
     assert (s3.kind, s3.host, s3.base, s3.display) == (
         "s3",
         "ml-models",

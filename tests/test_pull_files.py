@@ -1,4 +1,4 @@
-"""Per-file pull (SPEC §8): manifest authenticated by ``manifest_sha256``, each payload file
+"""Per-file pull (docs/pull.md): manifest authenticated by ``manifest_sha256``, each payload file
 fetched once and checked, resume (HTTP Range + If-Range, FTP REST), parallel files,
 http(s):// sources with a token, and the bundle as the fallback."""
 
@@ -212,7 +212,7 @@ def test_https_needs_the_ca(tree, root, cli, tmp_path):
 
 
 def test_s3_without_credentials_is_one_line_exit_6(cli, monkeypatch, tmp_path):
-    """s3:// sources (SPEC §10; pulls from a bucket: tests/test_s3.py): no credentials is
+    """s3:// sources (see docs/object-storage.md): no credentials is
     one line with a hint, exit 6, and nothing in the cache."""
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)

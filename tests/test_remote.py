@@ -1,4 +1,4 @@
-"""Remote use (SPEC §9): `regctl --remote URL ...` and `RemoteRegistry` against a real
+"""Remote use (see docs/server.md): `regctl --remote URL ...` and `RemoteRegistry` against a real
 `regctl serve-registry`, with the same output and exit codes as on the registry's machine."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Remote use beyond plain uploads: HTTPS with a private CA, and a publish from MLflow
-that the registry server imports itself (the JSON body of SPEC §9)."""
+that the registry server imports itself (the JSON body of a publish, docs/server.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The registry in object storage (SPEC §10) against moto's S3 server on loopback.
+"""The registry in object storage (see docs/object-storage.md) against moto's S3 server on loopback.
 
 The shared suites (test_publish, test_read, test_lifecycle, test_config_audit_verify)
 run on an s3 root too (see conftest.py); this file covers what only s3 has:

@@ -476,7 +476,7 @@ def test_pyfunc_logged_to_mlflow_imported_and_served(
 
 
 def test_a_machine_fault_while_reloading_is_507_and_the_old_model_keeps_serving():
-    """SPEC §14: a server logs a fault of the machine, answers 507/503 and keeps running."""
+    """A server logs a fault of the machine, answers 507/503, keeps running (docs/operations.md)."""
     import errno
 
     from fastapi.testclient import TestClient

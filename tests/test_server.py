@@ -1,4 +1,4 @@
-"""`regctl serve-registry` (SPEC §9): a real server process on a loopback port, talked to
+"""`regctl serve-registry` (see docs/server.md): a real server process on a loopback port, talked to
 with httpx and curl. Routes, scopes, error documents, downloads and path safety.
 
 One server (and root) per module, shared by the tests: each test uses its own model names.

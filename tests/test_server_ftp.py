@@ -1,4 +1,4 @@
-"""The FTP control plane of `regctl serve-registry` (SPEC §9): an admin token starts,
+"""The FTP control plane of `regctl serve-registry` (see docs/server.md): an admin token starts,
 lists and stops `regctl serve-ftp` children; the password goes by environment only."""
 
 from __future__ import annotations

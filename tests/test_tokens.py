@@ -1,4 +1,4 @@
-"""API tokens (SPEC §9): `regctl token create|list|revoke` and the token book of the core."""
+"""API tokens (docs/server.md): `regctl token create|list|revoke` and the token book of the core."""
 
 from __future__ import annotations
 

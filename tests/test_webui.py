@@ -1,4 +1,5 @@
-"""The web UI (SPEC §11) in a real browser: headless Chromium driven by Playwright against
+"""The web UI (see docs/webui.md) in a real browser: headless Chromium driven by Playwright
+against
 a real `regctl serve-registry` process on a loopback port: what a person sees. The
 security checks that need no browser (CSRF, escaping, cookies, sign-in, error pages)
 run in-process in tests/test_webui_security.py.

@@ -56,7 +56,7 @@ def debug_enabled() -> bool:
 
 
 # Commands that talk to a registry server when --remote (or $REGCTL_URL, or remote: in
-# the config) is set (SPEC §9); any other command is refused then (exit 2).
+# the config) is set (see docs/server.md); any other command is refused then (exit 2).
 REMOTE_COMMANDS = frozenset(
     {"publish", "promote", "rollback", "archive", "alias", "tag", "list", "versions", "show",
      "resolve", "audit"}
@@ -80,7 +80,7 @@ def refuse_remote(command: str | None, url: str) -> None:
 def open_registry(root: str | None = None, config: str | None = None) -> Registry:
     """The registry a command works on: a :class:`RemoteRegistry` when a registry server
     is named (``--remote``, ``$REGCTL_URL``, else ``remote:`` in the config), else
-    ``--root``/``--config`` (or the given ones) and the lookup of SPEC §2."""
+    ``--root``/``--config`` (or the given ones) and the lookup order of docs/configuration.md."""
     local = root is not None or STATE.command in REMOTE_AWARE
     if STATE.remote and not local:
         refuse_remote(STATE.command, STATE.remote)

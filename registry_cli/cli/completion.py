@@ -81,7 +81,7 @@ def _finish(values: Iterable[str], incomplete: str) -> list[str]:
 
 def _root(ctx: click.Context) -> tuple[Path, Config]:
     """The folder root and config the command would use (``--root``/``--config`` typed
-    earlier, the environment, the config lookup of SPEC §2). Not the whole
+    earlier, the environment, the config lookup of docs/configuration.md). Not the whole
     :class:`ModelRegistry`: its import and a full listing would double the time the
     shell waits. A registry server or an object-store root completes nothing."""
     from registry_cli.core.config import resolve_root_and_config

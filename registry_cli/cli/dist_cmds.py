@@ -87,7 +87,7 @@ def serve_ftp(
     from registry_cli.ftp.settings import server_settings
 
     root, cfg = _load_config()
-    if isinstance(root, str):  # an s3://BUCKET/PREFIX root (SPEC §10)
+    if isinstance(root, str):  # an s3://BUCKET/PREFIX root (see docs/object-storage.md)
         from registry_cli.errors import BadInput
 
         raise BadInput(

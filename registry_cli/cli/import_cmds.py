@@ -1,4 +1,4 @@
-"""``regctl import``: move whole registries in from the systems regctl replaces (SPEC §13)."""
+"""``regctl import``: move whole registries in from the systems regctl replaces (docs/import.md)."""
 
 from __future__ import annotations
 

@@ -141,7 +141,7 @@ def publish(
     if kwargs["signature"] is None and not from_mlflow and not convert:
         from registry_cli.formats.publish_sources import program_signature
 
-        # a torch.export program brings its own (SPEC §8), read here without torch
+        # a torch.export program brings its own (docs/predictions.md), read here without torch
         kwargs["signature"] = program_signature(list(paths or []))
     reg = open_registry()
     progress = common.progress_factory(f"{name} ")

@@ -1,4 +1,4 @@
-"""``regctl serve-registry`` and ``regctl token create|list|revoke`` (SPEC §9)."""
+"""``regctl serve-registry`` and ``regctl token create|list|revoke`` (see docs/server.md)."""
 
 from __future__ import annotations
 

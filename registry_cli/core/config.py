@@ -1,6 +1,6 @@
 """``registry.yaml``: where it is found, how it is read and validated.
 
-Lookup (SPEC §2): ``--config``, ``$REGCTL_CONFIG``, ``<cwd>/registry.yaml``,
+Lookup (see docs/configuration.md): ``--config``, ``$REGCTL_CONFIG``, ``<cwd>/registry.yaml``,
 then ``<root>/registry.yaml``. Root: ``--root``, ``$REGCTL_ROOT``, ``root:``
 in the config (relative to the config file's folder), else ``./registry``.
 Every error names the file and, where the YAML parser knows it, the line.
@@ -245,7 +245,7 @@ def find_config_path(explicit: str | os.PathLike[str] | None, root: Path | None)
 
 
 def is_object_store(root: object) -> TypeGuard[str]:
-    """An ``s3://BUCKET/PREFIX`` root (SPEC §10): kept as a URL string, never a Path."""
+    """An ``s3://BUCKET/PREFIX`` root (docs/object-storage.md): a URL string, never a Path."""
     return isinstance(root, str) and root.startswith("s3://")
 
 
@@ -260,7 +260,7 @@ def resolve_root_and_config(
     root: str | os.PathLike[str] | None = None,
     config: str | os.PathLike[str] | None = None,
 ) -> tuple[Path | str, Config]:
-    """Apply the lookup order of SPEC §2 and return ``(root, config)``; an object-store
+    """Apply the lookup order of docs/configuration.md; return ``(root, config)``. An object-store
     root is an ``s3://`` URL string (its ``registry.yaml`` is read through the store)."""
     explicit_root = root or os.environ.get("REGCTL_ROOT")
     if is_object_store(explicit_root):

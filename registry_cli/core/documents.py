@@ -24,7 +24,7 @@ class ManifestFormatError(ValueError):
 
 
 def preferred_weight(paths: list[str]) -> str:
-    """Pick the file a client should load (SPEC §8 'Preferred weight').
+    """Pick the file a client should load (see docs/layout.md#a-version).
 
     ``model-standard.pt`` anywhere first, then a runnable program (``.pt2`` or
     TorchScript), then the first ``.pt/.pth/.safetensors/.onnx``, else ``payload``.

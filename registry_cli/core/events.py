@@ -1,4 +1,4 @@
-"""Events (SPEC §12): what happens after a change is committed.
+"""Events (see docs/events.md): what happens after a change is committed.
 
 The registry calls :func:`committed` once per committed change, after the
 model lock is released, with the change's audit entry. Each webhook whose

@@ -1,4 +1,4 @@
-"""Stage gates (SPEC §3 rule 3): conditions a version must meet to enter a stage.
+"""Stage gates (see docs/concepts.md): conditions a version must meet to enter a stage.
 
 A lifecycle rule, kept beside the others in the core; ``core/config.py`` only
 parses the ``gates:`` section into these values.

@@ -1,4 +1,4 @@
-"""Lifecycle rules of SPEC §3 as pure functions on :class:`ModelState`.
+"""The lifecycle rules (docs/concepts.md) as pure functions on :class:`ModelState`.
 
 Each function checks its rule, mutates the state it is given and returns the
 ``details`` for the audit line. Nothing here touches disk: the registry calls
@@ -154,7 +154,7 @@ def promote(
 
 
 def rollback(state: ModelState, stages: tuple[str, ...], *, to: int | None) -> dict[str, Any]:
-    """Rule 4 with the history stack of SPEC §8."""
+    """Rule 4 with the rollback history stack (docs/concepts.md)."""
     last = stages[-1]
     champion = state.aliases.get("champion")
     changes: dict[str, Any] = {"stage": last}

@@ -1,6 +1,6 @@
 """Validation of everything a user names: models, versions, aliases, stages, metadata keys.
 
-Checked at the door, before anything touches disk (SPEC §2).
+Checked at the door, before anything touches disk (see docs/concepts.md).
 """
 
 from __future__ import annotations

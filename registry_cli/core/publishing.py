@@ -1,4 +1,4 @@
-"""Publishing a version (SPEC §3 rule 1), crash-safe and concurrent.
+"""Publishing a version (see docs/concepts.md#lifecycle-rules), crash-safe and concurrent.
 
 1. validate every input, before anything is written;
 2. copy and hash the payload, write manifest, ``version.yaml`` and bundle

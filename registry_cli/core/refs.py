@@ -68,7 +68,7 @@ def resolve_number(
     best: BestBy = BestBy(None),
     metrics_of: Callable[[int], dict[str, Any]] | None = None,
 ) -> int:
-    """The version number ``ref`` names in ``state`` (SPEC §5, §8 'Bare references').
+    """The version number ``ref`` names in ``state`` (see docs/concepts.md).
 
     ``metrics_of(v)`` reads a version's recorded metrics; only ``best`` needs it.
     """

@@ -7,7 +7,7 @@ A façade built from parts, each in its own module:
 * ``core/publishing.py`` — the publish pipeline;
 * ``core/refs.py`` — references, resolved by pure functions;
 * ``core/rules.py`` — each lifecycle command as a rule over a model's state;
-* ``core/lifecycle.py`` and ``core/gates.py`` — SPEC §3 as pure functions;
+* ``core/lifecycle.py`` and ``core/gates.py`` — the lifecycle rules (docs/concepts.md), pure;
 * ``core/served/`` — the served tree ``dist/``, updated after each commit;
 * ``core/upkeep.py`` — ``verify`` and ``gc``;
 * ``core/events.py`` — what happens once a change is committed (webhooks).
@@ -92,8 +92,9 @@ class ModelRegistry:
         actor: str | None = None,
         store: Store | None = None,
     ) -> None:
-        """``config`` is a parsed :class:`Config`; a path (or None) is looked up as SPEC §2
-        says. ``store`` replaces the folder store of ``root`` (another backend)."""
+        """``config`` is a parsed :class:`Config`; a path (or None) is looked up as
+        docs/configuration.md says. ``store`` replaces the folder store of ``root``
+        (another backend)."""
         self.root: Path | str  # an s3://BUCKET/PREFIX URL for an object-store root
         if isinstance(config, Config):
             self.root = root_location(root or config.root or "registry")
@@ -200,7 +201,7 @@ class ModelRegistry:
         return self.versions.info(done.state, done.number)
 
     def _announce(self, entry: dict[str, Any]) -> None:
-        """After the lock is released: webhooks (SPEC §12), when any are configured."""
+        """After the lock is released: webhooks (see docs/events.md), when any are configured."""
         if self.config.webhooks:
             from registry_cli.core import events
 

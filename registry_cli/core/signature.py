@@ -1,4 +1,4 @@
-"""Input signatures: what shape and dtype a model takes (SPEC §8 'Signatures')."""
+"""Input signatures: what shape and dtype a model takes (see docs/predictions.md#signatures)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API tokens of a registry server (SPEC §9): create, list, revoke, authenticate.
+"""API tokens of a registry server (see docs/server.md): create, list, revoke, authenticate.
 
 Storage: one document ``.regctl/tokens/tokens.json`` through the :class:`Store`,
 holding for each token its name, scopes, creation facts, expiry and the
@@ -39,7 +39,7 @@ FORMAT_VERSION = 1
 SCOPES = ("read", "publish", "promote", "admin", "report")
 PREFIX = "rgt_"
 
-# What each scope allows besides itself (SPEC §9).
+# What each scope allows besides itself (see docs/server.md).
 _IMPLIES: dict[str, frozenset[str]] = {
     "read": frozenset({"read"}),
     "publish": frozenset({"read", "publish"}),

@@ -1,4 +1,4 @@
-"""The ``webhooks:`` section of registry.yaml (SPEC §12): parsed and validated at load.
+"""The ``webhooks:`` section of registry.yaml (see docs/events.md): parsed and validated at load.
 
 Pure (stdlib only), so ``core/config.py`` can use it without importing any HTTP
 code; delivery lives in ``core/events.py``.

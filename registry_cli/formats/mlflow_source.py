@@ -1,4 +1,4 @@
-"""Fetch a model or artifact from an MLflow tracking server (SPEC §5 ``--from-mlflow``).
+"""Fetch a model or artifact from an MLflow tracking server (docs/predictions.md).
 
 Accepted sources: ``runs:/RUN_ID/PATH``, a bare ``RUN_ID`` with ``--artifact-path``,
 ``models:/NAME@ALIAS`` and ``models:/NAME/N``. The tracking URI comes from

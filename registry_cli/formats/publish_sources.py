@@ -203,7 +203,7 @@ def publish_from_mlflow(
 def program_signature(paths: list[str | os.PathLike[str]]) -> dict[str, Any] | None:
     """The input signature of the ``torch.export`` program among ``paths``, or None.
 
-    SPEC §8: an exported program's signature is recorded as the program has it,
+    As docs/predictions.md says: an exported program's signature is recorded as the program has it,
     read from the archive without importing torch. Only when that program is what
     predict will run: exactly one ``.pt2`` archive, no MLflow model (``MLmodel``)
     and no TorchScript archive beside it. Never raises: a source it cannot read is

@@ -1,4 +1,4 @@
-"""Convert a PyTorch checkpoint to ``model-standard.pt`` (SPEC §6, §8).
+"""Convert a PyTorch checkpoint to ``model-standard.pt`` (see docs/predictions.md).
 
 The standard file is a plain ``torch.save`` dict that loads with
 ``torch.load(..., weights_only=True)``::
@@ -223,7 +223,7 @@ def _strip_wrapper_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:
 def standard_document(
     ckpt: LoadedCheckpoint, *, task: str | None, num_classes: int | None, arch: str | None
 ) -> dict[str, Any]:
-    """The dict saved as ``model-standard.pt`` (keys fixed by SPEC §8)."""
+    """The dict saved as ``model-standard.pt`` (its keys are listed in docs/predictions.md)."""
     import torch
 
     if num_classes is None and isinstance(ckpt.meta.get("num_classes"), int):

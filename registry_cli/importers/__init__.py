@@ -1,4 +1,4 @@
-"""Move in: import whole registries from the systems regctl replaces (SPEC §13).
+"""Move in: import whole registries from the systems regctl replaces (see docs/import.md).
 
 One module reads each source into a :class:`~registry_cli.importers.source.SourceRegistry`
 (``mlflow``, ``ftp_tree``, ``yaml_registry``, ``sqlite_registry``), writing

@@ -1,6 +1,6 @@
 """Prediction inputs and outputs: parse, check against the signature, make JSON.
 
-The check runs *before* the model (SPEC §7): input ``X`` of the signature's
+The check runs *before* the model (see docs/predictions.md): input ``X`` of the signature's
 rank is a batch; ``X`` one rank lower is one example, batched automatically
 when the batch dimension is dynamic (``None``) and unbatched in the reply.
 Shape or dtype mismatches raise :class:`BadInput` naming expected vs got.

@@ -1,6 +1,6 @@
 """Find and load what is runnable in a version folder or a pulled bundle folder.
 
-Both hold ``manifest.json`` and ``payload/``. In order (SPEC §7, §8):
+Both hold ``manifest.json`` and ``payload/``. In order (see docs/predictions.md):
 
 1. the manifest's ``standard_artifacts`` ``exported_program`` / ``torchscript``
    (written by ``publish --convert torch-standard --arch``);

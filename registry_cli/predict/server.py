@@ -1,4 +1,4 @@
-"""``regctl serve``: the HTTP inference server (SPEC §7) on FastAPI + uvicorn.
+"""``regctl serve``: the HTTP inference server (see docs/predictions.md) on FastAPI + uvicorn.
 
 - ``GET /health``: ``status``, ``model_loaded``, ``model_alias``, ``model_version``.
 - ``POST /reload`` ``{"alias": ...}``: loads the new model *fully*, then swaps
@@ -13,7 +13,7 @@ At start a background thread retries loading ``NAME@alias`` every
 ``load_interval_s`` for up to ``load_timeout_s`` while ``/health`` reports
 ``model_loaded: false``; afterwards ``/reload`` can still load.
 
-With ``follow`` (SPEC §12) another thread polls the alias every
+With ``follow`` (see docs/events.md) another thread polls the alias every
 ``poll_interval_s`` and swaps in the version it moved to (``predict/slot.py``).
 """
 

@@ -44,7 +44,7 @@ def load_alias(registry: ModelRegistry, name: str, alias: str) -> LoadedModel:
 
 def local_folder(registry: ModelRegistry, info: VersionInfo) -> Path:
     """The version's folder; on an s3 root, its copy in the local cache, fetched and
-    verified against the manifest first (SPEC §10)."""
+    verified against the manifest first (see docs/object-storage.md)."""
     from registry_cli.storage.layout import version_key
     from registry_cli.storage.open import local_version
 
@@ -67,6 +67,6 @@ def alias_version(registry: ModelRegistry, name: str, alias: str) -> str | None:
 
 
 def predict_bytes(model: LoadedModel, data: bytes, *, source: str = "input") -> dict[str, Any]:
-    """Run ``model`` on JSON or ``.npy`` bytes; the SPEC's ``predict`` JSON document."""
+    """Run ``model`` on JSON or ``.npy`` bytes; the ``predict`` JSON document."""
     x = load_input_bytes(data, source=source)
     return {"model": model.name, "version": model.version, "prediction": model.predict(x)}

@@ -4,7 +4,7 @@ A request reads :attr:`ModelSlot.current` once, so requests in flight finish on
 the model they started with; loads (start-up retries, ``/reload``, ``--follow``)
 run one at a time under a lock that readers never take.
 
-``follow`` (SPEC §12) polls which version the alias names every interval (the
+``follow`` (see docs/events.md) polls which version the alias names every interval (the
 model's state only: cheap) and, when it moved, loads the new version in its own
 thread and swaps it in. A version that fails to load leaves the old model
 serving and ``last_error`` set; it is not tried again until the alias moves

@@ -1,6 +1,6 @@
 """Pull a version file by file: one write per byte, resumable, a few files at once.
 
-Used when the served tree records ``manifest_sha256`` (SPEC §8) and ``--bundle``
+Used when the served tree records ``manifest_sha256`` (see docs/pull.md) and ``--bundle``
 is not asked for:
 
 1. fetch ``versions/vN/manifest.json``, check it against ``manifest_sha256``

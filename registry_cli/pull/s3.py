@@ -2,7 +2,7 @@
 
 ``PREFIX`` is a registry root in the bucket (its ``dist/`` is read) or, when
 its last segment is ``dist``, the served tree itself. The endpoint and the
-credentials come as for an s3 root (SPEC §10: ``$REGCTL_S3_ENDPOINT_URL``,
+credentials come as for an s3 root (see docs/object-storage.md: ``$REGCTL_S3_ENDPOINT_URL``,
 else ``$AWS_ENDPOINT_URL``; the AWS chain). boto3 is imported only here and in
 ``storage/s3_client.py``, when an ``s3://`` source is used.
 

@@ -4,8 +4,8 @@ or a folder.
 A folder may be a registry root (its ``dist/`` is used) or a served tree. An
 ``http(s)://`` URL is a ``regctl serve-registry`` root (its ``/dist/``) or any
 static web server of a served tree. A password inside a URL is refused: it
-would end up in shell history and ``ps``. ``s3://`` is refused for now (exit 2):
-this regctl has no object-store support yet (SPEC §10).
+would end up in shell history and ``ps``. ``s3://BUCKET/PREFIX``
+reads a registry root or served tree in a bucket (see docs/object-storage.md).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def parse_source(text: str | os.PathLike[str], *, relative_to: Path | None = Non
     raw = os.fspath(text)
     if "://" in raw:
         parts = urllib.parse.urlsplit(raw)
-        if parts.scheme == "s3":  # a registry root or served tree in a bucket (SPEC §10)
+        if parts.scheme == "s3":  # a root or served tree in a bucket (docs/object-storage.md)
             from registry_cli.storage.s3_client import parse_s3_url
 
             bucket, prefix = parse_s3_url(raw)

@@ -1,4 +1,4 @@
-"""``RemoteRegistry``: a registry server used like a root (SPEC §9 "Remote use")."""
+"""``RemoteRegistry``: a registry server used like a root (see docs/server.md)."""
 
 from registry_cli.remote.registry import RemoteRegistry
 

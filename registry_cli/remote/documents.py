@@ -1,4 +1,4 @@
-"""Documents of the registry server turned back into the core's results (SPEC §8/§9)."""
+"""Documents of the registry server turned back into the core's results (see docs/server.md)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def change_result(doc: dict[str, Any]) -> ChangeResult:
 
 
 def error_from(status: int, doc: Any, url: str) -> RegctlError:
-    """The exception an error document of the server stands for (SPEC §9 codes)."""
+    """The exception an error document of the server stands for (see docs/server.md)."""
     error = doc.get("error") if isinstance(doc, dict) else None
     if not isinstance(error, dict):
         return RemoteError(f"the registry server {url} answered HTTP {status}")

@@ -1,4 +1,4 @@
-"""The REST API of SPEC §9: reads and lifecycle changes, each one core call.
+"""The REST API (docs/server.md): reads and lifecycle changes, each one core call.
 
 A model name may contain ``/``, so ``/-/`` separates it from what follows;
 a name never has a ``-`` segment, which keeps that split unambiguous, and the

@@ -1,6 +1,6 @@
 """The app factory: one FastAPI app from routers (API, uploads, files, FTP control).
 
-A later router (the web UI of SPEC §11) plugs in with ``app.include_router``
+A later router (the web UI, docs/webui.md) plugs in with ``app.include_router``
 and checks tokens with :func:`registry_cli.server.auth.authenticate`.
 """
 
@@ -18,7 +18,7 @@ from registry_cli.server.context import ServerContext
 from registry_cli.version import __version__
 
 DESCRIPTION = (
-    "The REST API of a regctl registry (SPEC §9). Every request but /api/v1/health "
+    "The REST API of a regctl registry (see docs/server.md). Every request but /api/v1/health "
     "carries `Authorization: Bearer TOKEN` (regctl token create); a model name may "
     "contain '/', so '/-/' separates it from what follows."
 )
@@ -49,5 +49,5 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(files.router)
     app.include_router(ftp_control.router)
     fleet_api.install(app)  # fleet reports, status, rollouts (docs/fleet.md)
-    app.include_router(webui.router_for(ctx))  # the web UI at / (SPEC §11)
+    app.include_router(webui.router_for(ctx))  # the web UI at / (see docs/webui.md)
     return app

@@ -1,4 +1,4 @@
-"""Who is asking, and may they (SPEC §9 tokens and scopes).
+"""Who is asking, and may they (see docs/server.md).
 
 :func:`authenticate` is the one check every route (and the web UI) uses: it
 takes the bearer token of a request and the scope the action needs and

@@ -1,4 +1,4 @@
-"""The error documents of the API: ``{"error": {"code", "message", "hint"}}`` (SPEC §9).
+"""The error documents of the API: ``{"error": {"code", "message", "hint"}}`` (see docs/server.md).
 
 Every refusal the core raises maps to one status and code, the same way the CLI
 maps it to an exit code; the table is ``registry_cli/error_codes.py``, which the

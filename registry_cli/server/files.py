@@ -1,5 +1,5 @@
 """Downloads: ``/dist/{stage}/{name}/...`` (the served tree, as over FTP) and one
-payload file of a version (SPEC §9 HTTP rules).
+payload file of a version (see docs/server.md).
 
 No path leaves its base: a request path is refused (404) when any segment,
 decoded as often as it still decodes, is ``.``/``..``/empty or holds a

@@ -1,4 +1,4 @@
-"""The FTP control plane (SPEC §9): an admin token starts, lists and stops
+"""The FTP control plane (see docs/server.md): an admin token starts, lists and stops
 ``regctl serve-ftp`` children serving this root's ``dist/``.
 
 Each child is started with :class:`registry_cli.ftp.launch.ServeFtpProcess`;

@@ -1,5 +1,5 @@
 """The ``metadata`` of a publish over HTTP: checked, then turned into the keyword
-arguments of :meth:`ModelRegistry.publish` (SPEC §9 "Publish over HTTP")."""
+arguments of :meth:`ModelRegistry.publish` (see docs/server.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Publishing over HTTP (SPEC §9 "Publish over HTTP").
+"""Publishing over HTTP (see docs/server.md).
 
 ``multipart/form-data``: ``file`` parts, each part's filename its path inside
 the payload, plus an optional ``metadata`` part (JSON). The body is parsed as

@@ -1,4 +1,4 @@
-"""Faults of the machine (SPEC §14): the disk says no, and the user must fix it.
+"""Faults of the machine (see docs/operations.md): the disk says no, and the user must fix it.
 
 No space or quota (ENOSPC, EDQUOT), a read-only filesystem (EROFS), permission
 denied (EACCES, EPERM), too many open files (EMFILE, ENFILE) and locks that do
@@ -224,7 +224,7 @@ def translated(
 
 
 def http_status(exc: BaseException) -> int | None:
-    """The reply a server gives for a machine fault (SPEC §14): 507 Insufficient
+    """The reply a server gives for a machine fault (see docs/operations.md): 507 Insufficient
     Storage for no space or quota, 503 Service Unavailable for the rest; None when
     ``exc`` is not a machine fault. The server logs the fault and keeps running."""
     if not is_fault(exc):

@@ -1,4 +1,4 @@
-"""Where everything lives under a registry root (SPEC §4), and safe path joins.
+"""Where everything lives under a registry root (see docs/layout.md), and safe path joins.
 
 <root>/
   registry.yaml        optional config

@@ -3,7 +3,7 @@
 boto3 is imported here and only when an ``s3://`` root is used, so ``regctl
 --help`` and every folder command start as fast as before.
 
-The probe (SPEC §10): before the first conditional write of a process, a
+The probe (see docs/object-storage.md): before the first conditional write of a process, a
 store must show it honours both preconditions — a second create-if-absent of
 the same key gets 412 and a replace with a stale ``If-Match`` gets 412.
 Otherwise it is refused (exit 6, naming the endpoint) unless the config says

@@ -1,6 +1,8 @@
-"""A registry root in S3-compatible object storage: :class:`Store` over boto3 (SPEC §10).
+"""A registry root in S3-compatible object storage: :class:`Store` over boto3
+(docs/object-storage.md).
 
-Keys of §4 live under ``s3://BUCKET/PREFIX/``; folders are implicit. No locks:
+Keys laid out as docs/layout.md describes live under ``s3://BUCKET/PREFIX/``; folders are
+implicit. No locks:
 
 * ``create`` is ``PutObject`` with ``If-None-Match: *`` (412 → AlreadyExists),
   ``replace`` is ``PutObject`` with ``If-Match: <ETag>`` (412 → Conflict): the

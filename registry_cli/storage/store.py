@@ -1,7 +1,7 @@
 """The storage seam: every byte the core reads or writes goes through a :class:`Store`.
 
 Keys are ``/``-separated paths relative to the registry root
-(``models/team/ppe/model.yaml``), laid out as SPEC §4 says. A store offers
+(``models/team/ppe/model.yaml``), laid out as docs/layout.md describes. A store offers
 plain reads and writes plus the two conditional writes every commit is made of:
 
 * ``create(key, data)``: create-if-absent (S3 ``If-None-Match: *``); raises
@@ -66,7 +66,7 @@ class Tagged:
 
 
 class Store(ABC):
-    """A registry root: a folder today, an object-store prefix next (SPEC §10)."""
+    """A registry root: a folder today, an object-store prefix next (see docs/object-storage.md)."""
 
     #: how the root is named to users (a path or a URL)
     location: str

@@ -1,4 +1,4 @@
-"""The web UI, served by ``regctl serve-registry`` at ``/``.
+"""The web UI (docs/webui.md), served by ``regctl serve-registry`` at ``/``.
 
 HTML rendered on the server from Jinja2 templates shipped in this package,
 every asset served by regctl itself, readable without JavaScript. The UI

@@ -1,4 +1,4 @@
-"""Drift between ``dist/`` and ``models/``, for ``regctl verify`` (SPEC §8: exit 5)."""
+"""Drift between ``dist/`` and ``models/``, for ``regctl verify`` (see docs/layout.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The documents of the served tree: ``index.json``, ``LATEST.json`` (SPEC §4, §8).
+"""The documents of the served tree: ``index.json``, ``LATEST.json`` (see docs/layout.md).
 
 Shared by the writer (``tree.py``), the drift check (``check.py``) and every
 reader (``regctl pull``, importers).
@@ -29,7 +29,7 @@ class IndexEntry:
     sha256: str
     size: int
     published_at: str
-    manifest_sha256: str | None = None  # sha256 of versions/vN/manifest.json (SPEC §8)
+    manifest_sha256: str | None = None  # sha256 of versions/vN/manifest.json (see docs/pull.md)
 
     def to_doc(self) -> dict[str, Any]:
         doc = {

@@ -1,4 +1,4 @@
-"""The served tree ``dist/`` (SPEC §4): what FTP/HTTP clients and ``pull --from PATH`` read.
+"""The served tree ``dist/`` (docs/layout.md): what FTP/HTTP clients and ``pull --from PATH`` read.
 
     dist/<stage>/<name>/
       LATEST            "v5\\n"
