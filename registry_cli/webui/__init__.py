@@ -35,7 +35,7 @@ def create_router(deps: UiDeps) -> APIRouter:
     router = APIRouter(include_in_schema=False, route_class=failures.route_class())
     add_pages(router, gate, ui)
     add_actions(router, gate, ui, failures)
-    add_fleet(router, gate, ui)  # the fleet page of a model (docs/fleet.md)
+    add_fleet(router, gate, ui, failures)  # the fleet page of a model (docs/fleet.md)
     return router
 
 

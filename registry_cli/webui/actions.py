@@ -153,36 +153,26 @@ def add_actions(router: APIRouter, gate: Access, ui: Renderer, failures: Failure
         if action not in ACTIONS:
             raise Refused(f"unknown action {action!r}", viewer)
         spec = ACTIONS[action]
-        if not viewer.may(spec.scope):
-            raise Refused(_scope_message(viewer, spec.scope), viewer)
+        require(viewer, spec.scope)
         return spec
 
     @router.get(path)
     def confirm(request: Request, name: str, action: str) -> Response:
         if action not in ACTIONS:
             raise Refused(f"unknown action {action!r}")
-        session = gate.session_of(request)
-        if session is None:
-            raise SignInFirst()
-        viewer = Viewer(session.token_name, session.scopes, session)
+        viewer = signed_in(gate, request)
         allowed(viewer, action)
         values = {k: request.query_params.get(k, "") for k in FIELDS}
         return confirm_page(request, viewer, name, action, values)
 
     @router.post(path, name="act")
     async def act(request: Request, name: str, action: str) -> Response:
-        form = await access.form_of(request)
-        session = gate.session_of(request)
-        if session is None:
-            raise Refused("no live session: sign in first")
-        if not session.csrf_ok(form.get("csrf")):
-            raise Refused("the form's CSRF token is missing or wrong")
-        viewer = Viewer(session.token_name, session.scopes, session)
+        viewer, form = await posted(gate, request)
         spec = allowed(viewer, action)
         values = {k: form.get(k, "") for k in FIELDS}
         reg = gate.deps.registry(viewer.name)  # the audit records the token's name
         result = await run_in_threadpool(spec.perform, reg, name, values)
-        session.notice = describe(result)
+        tell(viewer, describe(result))
         return redirect(_back(name, values.get("version")))
 
     def form_again(request: Request, viewer: Viewer, exc: RegctlError) -> Response:
@@ -194,11 +184,39 @@ def add_actions(router: APIRouter, gate: Access, ui: Renderer, failures: Failure
     failures.form_pages["act"] = form_again
 
 
-def _scope_message(viewer: Viewer, scope: str) -> str:
-    return (
-        f"token {viewer.name!r} (scopes: {', '.join(viewer.scopes)}) may not {scope}; "
-        f"sign in with a token with the {scope!r} or 'admin' scope"
-    )
+def signed_in(gate: Access, request: Request) -> Viewer:
+    """The signed-in viewer of a confirmation page (anyone else is sent to sign in)."""
+    session = gate.session_of(request)
+    if session is None:
+        raise SignInFirst()
+    return Viewer(session.token_name, session.scopes, session)
+
+
+async def posted(gate: Access, request: Request) -> tuple[Viewer, Form]:
+    """The viewer and form of an action's POST: a live session and its CSRF token."""
+    form = await access.form_of(request)
+    session = gate.session_of(request)
+    if session is None:
+        raise Refused("no live session: sign in first")
+    if not session.csrf_ok(form.get("csrf")):
+        raise Refused("the form's CSRF token is missing or wrong")
+    return Viewer(session.token_name, session.scopes, session), form
+
+
+def tell(viewer: Viewer, notice: str) -> None:
+    """Show ``notice`` on the viewer's next page (once)."""
+    if viewer.session is not None:
+        viewer.session.notice = notice
+
+
+def require(viewer: Viewer, scope: str) -> None:
+    """Refuse unless the viewer's token has ``scope``."""
+    if not viewer.may(scope):
+        raise Refused(
+            f"token {viewer.name!r} (scopes: {', '.join(viewer.scopes)}) may not {scope}; "
+            f"sign in with a token with the {scope!r} or 'admin' scope",
+            viewer,
+        )
 
 
 def _back(name: str, version: str | None) -> str:

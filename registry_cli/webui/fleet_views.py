@@ -4,10 +4,12 @@ rollout's controls.
 
 ``GET /models/{name}/-/fleet`` shows the page. Each control (start, step, pause,
 resume, abort) is a confirmation page, ``GET .../-/fleet/act/ACTION``, which
-writes nothing, and a POST to the same address, refused (403, nothing changed)
-without a live session, with a missing or wrong CSRF token, or without the
-``promote`` scope, like every other action of the UI. A refusal of the core is
-shown on the confirmation page with the CLI's message and hint.
+writes nothing, and a POST to the same address, checked as every action of the
+UI is (:mod:`registry_cli.webui.actions`): refused (403, nothing changed) from
+another site, without a live session, with a missing or wrong CSRF token, or
+without the ``promote`` scope. Views raise; the UI's one error handler
+(:mod:`registry_cli.webui.failures`) shows a refusal of the core on the
+confirmation page again, with the CLI's message and hint.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from starlette.concurrency import run_in_threadpool
 
 from registry_cli.core.fleet import Fleet
 from registry_cli.core.fleet_reports import parse_duration
+from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.rollout import Rollouts
-from registry_cli.errors import RegctlError
+from registry_cli.errors import BadInput, RegctlError
 from registry_cli.server.errors import status_of
 from registry_cli.webui import access
 from registry_cli.webui.access import Access, Viewer
+from registry_cli.webui.actions import Form, posted, require, signed_in, tell
+from registry_cli.webui.failures import Failures, Refused, SignInFirst
 from registry_cli.webui.render import Renderer, redirect
 
 ACTIONS = {
@@ -38,7 +43,7 @@ FIELDS = ("version", "rings", "min_healthy", "soak", "min_devices")
 DEFAULTS = {"rings": "canary,all", "min_healthy": "0.95", "soak": "30m", "min_devices": "1"}
 
 
-def fleet_page(reg: Any, name: str, stale: str) -> dict[str, Any]:
+def fleet_page(reg: ModelRegistry, name: str, stale: str) -> dict[str, Any]:
     """The page's data: the model's fleet status and its rollout (or None)."""
     doc = Fleet(reg).status(name, stale_s=parse_duration(stale or "1h", "stale"))
     model = doc["models"][0]
@@ -61,12 +66,10 @@ def fleet_page(reg: Any, name: str, stale: str) -> dict[str, Any]:
     }
 
 
-def _perform(reg: Any, name: str, action: str, form: dict[str, str]) -> dict[str, Any]:
+def _perform(reg: ModelRegistry, name: str, action: str, form: Form) -> dict[str, Any]:
     rollouts = Rollouts(reg)
     if action != "start":
         return getattr(rollouts, action)(name)
-    from registry_cli.errors import BadInput
-
     try:
         min_healthy = float(form.get("min_healthy") or DEFAULTS["min_healthy"])
         min_devices = int(form.get("min_devices") or DEFAULTS["min_devices"])
@@ -83,7 +86,7 @@ def _perform(reg: Any, name: str, action: str, form: dict[str, str]) -> dict[str
     )
 
 
-def add_fleet(router: APIRouter, gate: Access, ui: Renderer) -> None:
+def add_fleet(router: APIRouter, gate: Access, ui: Renderer, failures: Failures) -> None:
     base = "/models/{name:modelname}/-/fleet"
 
     def page(request: Request, viewer: Viewer, status: int = 200, **ctx: Any) -> Response:
@@ -99,34 +102,14 @@ def add_fleet(router: APIRouter, gate: Access, ui: Renderer) -> None:
             **ctx,
         )
 
-    def refused(why: str, viewer: Viewer | None = None) -> Response:
-        return ui.page(
-            "refused.html", 403, viewer=viewer, notice=None, path="", why=why, anonymous_read=False
-        )
-
-    def failure(request: Request, viewer: Viewer, exc: RegctlError) -> Response:
-        return ui.page(
-            "error.html",
-            status_of(exc),
-            viewer=viewer,
-            notice=None,
-            path=request.url.path,
-            anonymous_read=gate.deps.anonymous_read,
-            error=exc,
-        )
-
-    @router.get(base)
-    def show(request: Request, name: str, stale: str = "1h") -> Response:
-        viewer = gate.viewer(request)
-        if viewer is None:
-            return redirect(access.sign_in_url(request))
-        try:
-            data = fleet_page(gate.deps.registry(viewer.name), name, stale)
-        except RegctlError as exc:
-            return failure(request, viewer, exc)
-        return page(request, viewer, f=data, confirm=None)
-
-    def confirm_page(request, viewer, name, action, values, error=None) -> Response:
+    def confirm_page(
+        request: Request,
+        viewer: Viewer,
+        name: str,
+        action: str,
+        values: Form,
+        error: RegctlError | None = None,
+    ) -> Response:
         data = fleet_page(gate.deps.registry(viewer.name), name, "1h")
         return page(
             request,
@@ -137,47 +120,42 @@ def add_fleet(router: APIRouter, gate: Access, ui: Renderer) -> None:
             error=error,
         )
 
+    def allowed(viewer: Viewer, action: str) -> None:
+        if action not in ACTIONS:
+            raise Refused(f"unknown action {action!r}", viewer)
+        require(viewer, "promote")
+
+    @router.get(base)
+    def show(request: Request, name: str, stale: str = "1h") -> Response:
+        viewer = gate.viewer(request)
+        if viewer is None:
+            raise SignInFirst()
+        data = fleet_page(gate.deps.registry(viewer.name), name, stale)
+        return page(request, viewer, f=data, confirm=None)
+
     @router.get(base + "/act/{action}")
     def confirm(request: Request, name: str, action: str) -> Response:
         if action not in ACTIONS:
-            return refused(f"unknown action {action!r}")
-        session = gate.session_of(request)
-        if session is None:
-            return redirect(access.sign_in_url(request))
-        viewer = Viewer(session.token_name, session.scopes, session)
-        if not viewer.may("promote"):
-            return refused(_scope_message(viewer), viewer)
+            raise Refused(f"unknown action {action!r}")
+        viewer = signed_in(gate, request)
+        allowed(viewer, action)
         values = {k: request.query_params.get(k, DEFAULTS.get(k, "")) for k in FIELDS}
-        try:
-            return confirm_page(request, viewer, name, action, values)
-        except RegctlError as exc:
-            return failure(request, viewer, exc)
+        return confirm_page(request, viewer, name, action, values)
 
-    @router.post(base + "/act/{action}")
+    @router.post(base + "/act/{action}", name="fleet-act")
     async def act(request: Request, name: str, action: str) -> Response:
-        form = await access.form_of(request)
-        session = gate.session_of(request)
-        if session is None:
-            return refused("no live session: sign in first")
-        if not session.csrf_ok(form.get("csrf")):
-            return refused("the form's CSRF token is missing or wrong; nothing was changed")
-        viewer = Viewer(session.token_name, session.scopes, session)
-        if action not in ACTIONS:
-            return refused(f"unknown action {action!r}", viewer)
-        if not viewer.may("promote"):
-            return refused(_scope_message(viewer), viewer)
+        viewer, form = await posted(gate, request)
+        allowed(viewer, action)
         values = {k: form.get(k, "") for k in FIELDS}
         reg = gate.deps.registry(viewer.name)  # the audit records the token's name
-        try:
-            result = await run_in_threadpool(_perform, reg, name, action, values)
-        except RegctlError as exc:
-            return await run_in_threadpool(confirm_page, request, viewer, name, action, values, exc)
-        session.notice = f"{result['action']} {name}:{result['version']}: {result['message']}"
+        result = await run_in_threadpool(_perform, reg, name, action, values)
+        tell(viewer, f"{result['action']} {name}:{result['version']}: {result['message']}")
         return redirect(f"/models/{urllib.parse.quote(name)}/-/fleet")
 
+    def form_again(request: Request, viewer: Viewer, exc: RegctlError) -> Response:
+        """A refused control: its confirmation page again, with the problem and the values."""
+        params = request.path_params
+        values = {k: access.parsed_form(request).get(k, "") for k in FIELDS}
+        return confirm_page(request, viewer, params["name"], params["action"], values, exc)
 
-def _scope_message(viewer: Viewer) -> str:
-    return (
-        f"token {viewer.name!r} (scopes: {', '.join(viewer.scopes)}) may not promote; "
-        "sign in with a token with the 'promote' or 'admin' scope"
-    )
+    failures.form_pages["fleet-act"] = form_again
