@@ -13,25 +13,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.convertors import Convertor, register_url_convertor
 
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.server.auth import Principal, require
 from registry_cli.server.context import ServerContext
+from registry_cli.urlpaths import MODELNAME  # noqa: F401 (registers {name:modelname})
 from registry_cli.version import __version__
-
-
-class ModelNameConvertor(Convertor[str]):
-    regex = r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("modelname", ModelNameConvertor())
 
 MODEL = "/api/v1/models/{name:modelname}/-"
 router = APIRouter()

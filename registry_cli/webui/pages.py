@@ -9,10 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from registry_cli.core.types import VersionInfo
+from registry_cli.error_codes import status_of
 from registry_cli.errors import RegctlError
-from registry_cli.server.auth import Principal
-from registry_cli.server.errors import status_of
-from registry_cli.server.files import version_file
 from registry_cli.webui import access, views
 from registry_cli.webui.access import Access, Viewer
 from registry_cli.webui.facts import VersionFacts
@@ -119,8 +117,7 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
         viewer = reader(request)
         if isinstance(viewer, Response):
             return viewer
-        who = Principal(viewer.name, viewer.scopes, anonymous=not viewer.signed_in)
-        return version_file(request, name, version, path, who=who)
+        return gate.deps.version_file(request, name, version, path, viewer)
 
     @router.get("/audit")
     def audit(
