@@ -43,6 +43,7 @@ lint: install
 	$(BIN)/ruff check registry_cli tests bench scripts
 	$(BIN)/ruff format --check registry_cli tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python bench/run_all.py

@@ -53,3 +53,22 @@ def status_of(exc: RegctlError) -> int:
         if isinstance(exc, cls):
             return status
     return 500
+
+
+class ApiError(Exception):
+    """A refusal decided by the HTTP layer itself (auth, size, paths), with its status;
+    both HTTP faces (the API and the web UI) render it."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        hint: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.hint = hint
+        self.headers = headers or {}

@@ -192,7 +192,7 @@ def api(tmp_path, model_file):
     from fastapi.testclient import TestClient
 
     from registry_cli.core.config import Config
-    from registry_cli.server.app import create_app
+    from registry_cli.httpapp import create_app
     from registry_cli.server.context import ServerContext
 
     root = tmp_path / "registry"

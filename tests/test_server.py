@@ -308,7 +308,7 @@ def test_internal_errors_are_500_without_a_traceback(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
     from registry_cli.core.registry import ModelRegistry as Reg
-    from registry_cli.server.app import create_app
+    from registry_cli.httpapp import create_app
     from registry_cli.server.context import ServerContext
 
     root = tmp_path / "r"

@@ -35,7 +35,7 @@ SAME = {"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"}
 
 def build_app(root: Path, *, anonymous_read: bool = False) -> FastAPI:
     """The whole HTTP app of one registry (API, files and UI), as serve-registry builds it."""
-    from registry_cli.server.app import create_app
+    from registry_cli.httpapp import create_app
     from registry_cli.server.context import ServerContext
 
     config = ModelRegistry(root).config

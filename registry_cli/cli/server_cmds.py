@@ -56,8 +56,8 @@ def serve_registry(
             f"no API tokens in {reg.root}: nobody could use the server",
             hint="create one first: regctl token create NAME --scope read (or --anonymous-read)",
         )
+    from registry_cli.httpapp import serve
     from registry_cli.server.context import ServerContext
-    from registry_cli.server.run import serve
 
     ctx = ServerContext(
         reg.root,

@@ -14,31 +14,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.convertors import Convertor, register_url_convertor
 
-from registry_cli.core.names import validate_model_name
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.server.auth import Principal, require
 from registry_cli.server.context import ServerContext
+from registry_cli.urlpaths import MODELNAME  # noqa: F401 (registers {name:modelname})
 from registry_cli.version import __version__
-
-
-class ModelNameConvertor(Convertor[str]):
-    """Everything before ``/-/`` is the name: any segments but ``-`` (which a name never
-    has). A name that breaks the naming rules is refused here, in the route match,
-    with the CLI's message (400 bad_input), not left to fall through to 404 "no such
-    route"; a valid name of no model is the handler's 404 not_found."""
-
-    regex = r"(?!-(?:/|$))[^/]*(?:/(?!-(?:/|$))[^/]*)*"
-
-    def convert(self, value: str) -> str:
-        return validate_model_name(value)
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("modelname", ModelNameConvertor())
 
 MODEL = "/api/v1/models/{name:modelname}/-"
 router = APIRouter()

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from registry_cli.core.config import Config
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.tokens import Tokens
+from registry_cli.server.ftp_children import FtpChildren
 from registry_cli.server.readcache import ReadCache
-
-if TYPE_CHECKING:
-    from registry_cli.server.ftp_control import FtpChildren
 
 
 @dataclass

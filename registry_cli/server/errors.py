@@ -15,29 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry_cli.error_codes import CODES, status_of
+from registry_cli.error_codes import CODES, ApiError, status_of
 from registry_cli.errors import GateFailed, RegctlError
 from registry_cli.storage import faults
 
 log = logging.getLogger("uvicorn.error")
-
-
-class ApiError(Exception):
-    """A refusal decided by the HTTP layer itself (auth, size, paths)."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        hint: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.hint = hint
-        self.headers = headers or {}
 
 
 def error_response(

@@ -26,6 +26,7 @@ from registry_cli.server.auth import Principal, require
 from registry_cli.server.context import ServerContext
 from registry_cli.server.errors import ApiError
 from registry_cli.storage import layout
+from registry_cli.urlpaths import MODELNAME  # noqa: F401 (registers {name:modelname})
 
 router = APIRouter()
 

@@ -147,9 +147,8 @@ async def _stepper(ctx: ServerContext, interval: float) -> None:
             log.warning("rollout step failed: %s: %s", type(exc).__name__, exc)
 
 
-def install(app: FastAPI) -> None:
-    """Add the fleet routes, and the rollout stepper to the app's lifespan."""
-    app.include_router(router)
+def add_stepper(app: FastAPI) -> None:
+    """Run the rollout stepper for as long as the app runs (its lifespan)."""
     ctx: ServerContext = app.state.ctx
     interval = SECTIONS["fleet"].resolve(config=ctx.config.section("fleet"))["step_interval_s"]
     inner = app.router.lifespan_context

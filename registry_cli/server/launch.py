@@ -4,7 +4,8 @@ connections: the launcher used by the tests and the benchmark.
     with ServeRegistryProcess(root, "--max-upload-size", "1MiB", log=Path("srv.log")) as srv:
         srv.url ...   # http://127.0.0.1:PORT, the port the server picked itself (--port 0)
 
-Starting, waiting and stopping are ``registry_cli.serving.ServeProcess``'s.
+Starting, waiting and stopping are ``registry_cli.serving.ServeProcess``'s; the app
+the child serves is composed by ``registry_cli.httpapp``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +18,18 @@ from registry_cli.serving import bind
 log = logging.getLogger("uvicorn.error")
 
 
-def serve(
+def serve_app(
     ctx: ServerContext,
+    create_app: Callable[[ServerContext], Any],
     host: str,
     port: int,
     *,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
 ) -> None:
-    """Serve until SIGTERM or Ctrl-C; prints ``serving ... on URL`` once it accepts."""
+    """Serve ``create_app(ctx)`` (the composed app: ``registry_cli.httpapp``) until SIGTERM
+    or Ctrl-C; prints ``serving ... on URL`` once it accepts."""
     import uvicorn
-
-    from registry_cli.server.app import create_app
 
     if bool(tls_cert) != bool(tls_key):
         raise BadInput("give both --tls-cert and --tls-key, or neither")

@@ -50,6 +50,7 @@ from registry_cli.server.metadata import (
     publish_from_mlflow_body,
     publish_kwargs,
 )
+from registry_cli.urlpaths import MODELNAME  # noqa: F401 (registers {name:modelname})
 
 router = APIRouter()
 log = logging.getLogger("uvicorn.error")

@@ -1,4 +1,5 @@
-"""Bulk transfers of an :class:`~registry_cli.storage.s3_store.S3Store`: a staged version
+"""Bulk transfers of an S3 store (any :class:`Bucket`, in practice
+:class:`~registry_cli.storage.s3_store.S3Store`, which calls this module): a staged version
 folder going up, a version coming down into the local cache.
 
 Up (:func:`upload_folder`): every file at once on a thread pool; a file above
@@ -24,9 +25,10 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from registry_cli.errors import IntegrityError
 from registry_cli.storage import s3_client as sc
@@ -35,8 +37,7 @@ from registry_cli.storage.hashing import CHUNK, Progress
 from registry_cli.storage.layout import check_key_parts
 from registry_cli.storage.store import AlreadyExists, Missing
 
-if TYPE_CHECKING:
-    from registry_cli.storage.s3_store import S3Store
+T = TypeVar("T")
 
 PART = 16 << 20  # multipart part size; files above it go up in parts
 THREADS = 8
@@ -45,8 +46,31 @@ REMOTE_SCRATCH_TTL_S = 24 * 3600  # another host's scratch marker counts as aliv
 PROBE_TTL_S = 600  # a probe object younger than this may belong to a running probe
 
 
+class Bucket(Protocol):
+    """What a transfer needs of its store: the bucket, its client and keyed requests.
+
+    Declared here so that this module depends on no store class; ``S3Store`` has it all.
+    """
+
+    bucket: str
+    location: str
+
+    @property
+    def client(self) -> Any: ...
+
+    def k(self, key: str) -> str: ...
+
+    def call(self, what: str, key: str, fn: Callable[[], T]) -> T: ...
+
+    def read(self, key: str) -> bytes: ...
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def pages(self, prefix: str, delimiter: str | None) -> Iterator[dict[str, Any]]: ...
+
+
 # -- up ------------------------------------------------------------------------
-def upload_folder(store: S3Store, staging: Path, key: str) -> None:
+def upload_folder(store: Bucket, staging: Path, key: str) -> None:
     """Upload every regular file below ``staging`` to ``key/<relative path>``."""
     files = sorted(p for p in staging.rglob("*") if p.is_file() and not p.is_symlink())
     small = [p for p in files if p.stat().st_size <= PART]
@@ -63,7 +87,7 @@ def upload_folder(store: S3Store, staging: Path, key: str) -> None:
             fut.result()
 
 
-def _put_new(store: S3Store, path: Path, key: str) -> None:
+def _put_new(store: Bucket, path: Path, key: str) -> None:
     data = path.read_bytes()
     try:
         store.call(
@@ -79,7 +103,7 @@ def _put_new(store: S3Store, path: Path, key: str) -> None:
         raise
 
 
-def _put_multipart(store: S3Store, path: Path, key: str, pool: ThreadPoolExecutor) -> None:
+def _put_multipart(store: Bucket, path: Path, key: str, pool: ThreadPoolExecutor) -> None:
     full = store.k(key)
     client = store.client
     upload = store.call(
@@ -120,7 +144,7 @@ def _put_multipart(store: S3Store, path: Path, key: str, pool: ThreadPoolExecuto
 
 # -- down ----------------------------------------------------------------------
 def download_version(
-    store: S3Store, vkey: str, target: Path, progress: Progress | None = None
+    store: Bucket, vkey: str, target: Path, progress: Progress | None = None
 ) -> Path:
     """``manifest.json`` and the payload of the version ``vkey`` into ``target``."""
     if (target / VERIFIED).is_file():
@@ -169,7 +193,7 @@ def download_version(
 
 # -- leftovers -----------------------------------------------------------------
 def leftovers(
-    store: S3Store, scratch: str, uploads_key: str
+    store: Bucket, scratch: str, uploads_key: str
 ) -> tuple[list[tuple[str, bool]], dict[str, str]]:
     """``(key, alive)`` of scratch markers, probe objects and multipart uploads under
     ``models/``; and upload id → object key for the uploads (``gc`` aborts by id)."""
@@ -206,7 +230,7 @@ def leftovers(
     return out, uploads
 
 
-def _objects(store: S3Store, folder: str) -> list[tuple[str, float]]:
+def _objects(store: Bucket, folder: str) -> list[tuple[str, float]]:
     base = store.k(folder) + "/"
     found = []
     for page in store.pages(base, None):

@@ -48,6 +48,8 @@ class UiDeps:
     registry: Callable[[str], ModelRegistry]  # actor (a token's name) -> registry
     verify: Callable[[str], Awaitable[Identity | None]]  # None after the failure delay
     still_live: Callable[[Identity], tuple[str, ...] | None]  # current scopes, or None
+    # (request, name, version, payload path, viewer) -> the file, as the API sends it
+    version_file: Callable[[Request, str, str, str, Viewer], Response]
     anonymous_read: bool = False
 
 

@@ -22,8 +22,8 @@ from starlette.concurrency import run_in_threadpool
 
 from registry_cli.core.contract import Registry
 from registry_cli.core.types import ChangeResult
+from registry_cli.error_codes import status_of
 from registry_cli.errors import BadInput, RegctlError
-from registry_cli.server.errors import status_of
 from registry_cli.webui import access
 from registry_cli.webui.access import Access, Viewer
 from registry_cli.webui.failures import Failures, Refused, SignInFirst

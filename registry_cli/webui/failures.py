@@ -27,9 +27,8 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from registry_cli.error_codes import status_of
+from registry_cli.error_codes import ApiError, status_of
 from registry_cli.errors import RegctlError
-from registry_cli.server.errors import ApiError
 from registry_cli.storage import faults
 from registry_cli.webui import access
 from registry_cli.webui.access import Access, Viewer

@@ -24,8 +24,8 @@ from registry_cli.core.fleet import Fleet
 from registry_cli.core.fleet_reports import parse_duration
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.rollout import Rollouts
+from registry_cli.error_codes import status_of
 from registry_cli.errors import BadInput, RegctlError
-from registry_cli.server.errors import status_of
 from registry_cli.webui import access
 from registry_cli.webui.access import Access, Viewer
 from registry_cli.webui.actions import Form, posted, require, signed_in, tell

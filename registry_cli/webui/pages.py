@@ -10,8 +10,6 @@ from fastapi import APIRouter, Request, Response
 
 from registry_cli.core.types import VersionInfo
 from registry_cli.errors import RegctlError
-from registry_cli.server.auth import Principal
-from registry_cli.server.files import version_file
 from registry_cli.webui import access, views
 from registry_cli.webui.access import Access, Viewer
 from registry_cli.webui.facts import VersionFacts
@@ -101,8 +99,7 @@ def add_pages(router: APIRouter, gate: Access, ui: Renderer) -> None:
     @router.get("/models/{name:modelname}/-/versions/{version}/files/{path:path}")
     def download(request: Request, name: str, version: str, path: str) -> Response:
         viewer = reader(request)
-        who = Principal(viewer.name, viewer.scopes, anonymous=not viewer.signed_in)
-        return version_file(request, name, version, path, who=who)
+        return gate.deps.version_file(request, name, version, path, viewer)
 
     @router.get("/audit")
     def audit(

@@ -1,0 +1,22 @@
+"""The ``pull:`` section: ``regctl pull`` (where from, the cache, credentials)."""
+
+from __future__ import annotations
+
+from registry_cli.settings.engine import PATH, TEXT, TIMEOUT, Kind, Section, Setting
+from registry_cli.settings.secrets import NO_PLAINTEXT
+
+SOURCE = Kind("ftp://USER@HOST:PORT, ftps://..., https://... or a folder", TEXT.parse)
+PULL = Section(
+    "pull",
+    (
+        Setting("from", SOURCE, None, "--from"),
+        Setting("stage", TEXT, None, "--stage"),
+        Setting("cache_dir", PATH, None, "--cache-dir", ("REGCTL_CACHE_DIR",)),
+        Setting("password_env", TEXT, None, "--password-env"),
+        Setting("password_file", PATH, None, "--password-file"),
+        Setting("token_env", TEXT, None, "--token-env"),
+        Setting("ca_cert", PATH, None, "--ca-cert"),
+        Setting("timeout_s", TIMEOUT, 30.0, "--timeout"),
+    ),
+    {**NO_PLAINTEXT, "token": "is not allowed (no secrets in the config); use token_env"},
+)
