@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from registry_cli import webui
-from registry_cli.server import api, errors, files, ftp_control, uploads
+from registry_cli.server import api, errors, files, ftp_control, mlflow_api, uploads
 from registry_cli.server.context import ServerContext
 from registry_cli.version import __version__
 
@@ -48,5 +48,6 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(uploads.router)
     app.include_router(files.router)
     app.include_router(ftp_control.router)
+    app.include_router(mlflow_api.router)  # MLflow's registry API (docs/mlflow.md)
     app.include_router(webui.router_for(ctx))  # the web UI at / (SPEC §11)
     return app
