@@ -82,8 +82,13 @@ def create_model(call: Call) -> dict[str, Any]:
         call.reg.model_state(name)
     except NotFound:
         now = int(time.time() * 1000)  # the model appears with its first version
-        return {"registered_model": {"name": name, "creation_timestamp": now,
-                                     "last_updated_timestamp": now}}  # fmt: skip
+        return {
+            "registered_model": {
+                "name": name,
+                "creation_timestamp": now,
+                "last_updated_timestamp": now,
+            }
+        }
     raise MlflowError(
         400, "RESOURCE_ALREADY_EXISTS", f"Registered Model (name={name}) already exists."
     )
@@ -146,7 +151,7 @@ def delete_model_tag(call: Call) -> dict[str, Any]:
     return {}  # a registered model has no tags, so none is left to delete
 
 
-@route("registered-models/rename", ["POST"], "publish")
+@route("registered-models/rename", ["POST"], "promote")
 def rename_model(call: Call) -> dict[str, Any]:
     name = call.args.required("name")
     call.reg.model_state(name)
@@ -227,8 +232,11 @@ def search_versions(call: Call) -> dict[str, Any]:
     limit = call.args.number("max_results", 10000, 200000)
     only = mlflow_filters.exact_name(clauses)
     names = [only] if only else [m.name for m in call.reg.list_models()]
-    names = [n for n in names if mlflow_filters.matches(
-        [c for c in clauses if c.field == "name"], {"name": n})]  # fmt: skip
+    names = [
+        n
+        for n in names
+        if mlflow_filters.matches([c for c in clauses if c.field == "name"], {"name": n})
+    ]
     found = []
     for name in names:
         try:

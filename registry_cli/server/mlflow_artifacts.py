@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,6 @@ from registry_cli.core.types import VersionInfo
 from registry_cli.errors import BadInput, IntegrityError, NotFound
 from registry_cli.server.auth import authenticate, bearer
 from registry_cli.server.context import ServerContext
-from registry_cli.server.files import file_inside, safe_relative
 from registry_cli.server.mlflow_http import MlflowError, MlflowRoute
 
 log = logging.getLogger("uvicorn.error")
@@ -62,8 +62,8 @@ def parse_path(path: str) -> tuple[str, int, str]:
     if not found:
         raise NotFound(f"no artifact {path!r} here", hint="paths come from get-download-uri")
     sub = (found["sub"] or "").strip("/")
-    if sub:
-        safe_relative(sub)
+    if any(part in ("", ".", "..") for part in sub.split("/")) and sub:
+        raise NotFound(f"no artifact {path!r} here")
     return found["name"], int(found["version"]), sub
 
 
@@ -150,7 +150,9 @@ async def download(request: Request, path: str) -> Response:
     entry = next((f for f in info.files if f["path"] == f"payload/{sub}"), None)
     if entry is None:
         raise NotFound(f"{name}:v{number} has no file payload/{sub}")
-    found = file_inside(info.path, f"payload/{sub}")
+    found = Path(os.path.realpath(info.path / "payload" / sub))
+    if not found.is_relative_to(os.path.realpath(info.path)):  # a symlink out of the version
+        raise NotFound(f"{name}:v{number} has no file payload/{sub}")
     size, sha = int(entry["size"]), str(entry["sha256"])
     span = byte_range(request.headers.get("range"), size)
     start, end = span or (0, size)

@@ -107,6 +107,7 @@ def publish_source(call: Call) -> VersionInfo:
 
     name = validate_model_name(call.args.required("name"))
     source = call.args.required("source").strip()
+    kind_of(source)  # a local path is refused before anything else
     tags = client_tags(call.args.values.get("tags"))
     run_id = call.args.text("run_id")
     if run_id and not mlflow_source.RUN_ID_RE.match(run_id):
