@@ -90,7 +90,12 @@ def test_filters():
     assert not mlflow_filters.matches(clauses, {**doc, "name": "other/x"})
     assert mlflow_filters.exact_name(mlflow_filters.parse_filter('name = "m1"')) == "m1"
     assert mlflow_filters.parse_filter("run_id = 'abc'")[0].matches({"run_id": "abc"})
-    for bad in ("version_number > 3", "name = x", "run_id LIKE 'a%'", "tags.k != 'v'"):
+    prompts = mlflow_filters.parse_filter("tag.`mlflow.prompt.is_prompt` != 'true'")
+    assert mlflow_filters.matches(prompts, {"tags": []})
+    assert not mlflow_filters.matches(
+        prompts, {"tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]}
+    )
+    for bad in ("version_number > 3", "name = x", "run_id LIKE 'a%'", "tags.k > 'v'"):
         with pytest.raises(BadInput, match="unsupported filter"):
             mlflow_filters.parse_filter(bad)
     with pytest.raises(BadInput, match="run_id is not searchable"):

@@ -1,9 +1,10 @@
 """The search filters of MLflow's registry API that regctl answers.
 
 ``name = '...'``, ``name LIKE '...'`` (``%`` and ``_`` wildcards), ``run_id = '...'``
-and ``tags.K = '...'`` (the key may be back-quoted), joined with ``AND``. Anything
-else is refused naming the clause. Pure: a parsed filter matches ``ModelVersion``
-documents.
+and ``tags.K = '...'`` (the key may be back-quoted), joined with ``AND``; also ``!=``
+(MLflow's client itself adds ``tag.`mlflow.prompt.is_prompt` != 'true'`` to every
+model search). Anything else is refused naming the clause. Pure: a parsed filter
+matches ``ModelVersion`` documents.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 from registry_cli.errors import BadInput
 
 _CLAUSE = re.compile(
-    r"""\s*(?P<field>name|run_id|tags\.(?:`[^`]+`|[A-Za-z0-9_.:/-]+))\s*
-        (?P<op>=|LIKE)\s*
+    r"""\s*(?P<field>name|run_id|tags?\.(?:`[^`]+`|[A-Za-z0-9_.:/-]+))\s*
+        (?P<op>!=|=|LIKE)\s*
         (?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\s*\Z""",
     re.IGNORECASE | re.VERBOSE,
 )
@@ -27,7 +28,7 @@ SUPPORTED = "name = '...', name LIKE '...', run_id = '...', tags.KEY = '...' (jo
 @dataclass(frozen=True)
 class Clause:
     field: str  # "name", "run_id" or "tags.KEY"
-    op: str  # "=" or "LIKE"
+    op: str  # "=", "!=" or "LIKE"
     value: str
 
     def matches(self, doc: dict[str, Any]) -> bool:
@@ -38,6 +39,8 @@ class Clause:
         else:
             key = self.field[len("tags.") :]
             got = {t["key"]: t["value"] for t in doc.get("tags") or []}.get(key)
+        if self.op == "!=":
+            return got != self.value
         if got is None:
             return False
         if self.op == "LIKE":
@@ -86,14 +89,14 @@ def parse_filter(
         if not found:
             raise BadInput(f"unsupported filter {part.strip()!r}", hint=f"supported: {SUPPORTED}")
         field = found["field"]
-        kind = "tags" if field.lower().startswith("tags.") else field.lower()
+        kind = "tags" if field.lower().startswith("tag") else field.lower()
         if kind not in fields:
             raise BadInput(f"unsupported filter {part.strip()!r}: {kind} is not searchable here")
         op = found["op"].upper()
         if op == "LIKE" and kind != "name":
             raise BadInput(f"unsupported filter {part.strip()!r}: LIKE applies to name only")
         if kind == "tags":
-            key = field[len("tags.") :].strip("`")
+            key = field.split(".", 1)[1].strip("`")
             field = f"tags.{key}"
         else:
             field = kind
