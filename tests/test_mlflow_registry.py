@@ -465,3 +465,14 @@ def test_downloads_list_range_and_integrity(api):
     target.write_bytes(b"\xff" * 10240)
     with pytest.raises(Exception):  # noqa: B017 - the stream breaks (the client sees a short body)
         api.client.get(url, headers=auth)
+
+
+def test_the_mlflow_routes_stay_off_the_cli_start_up_path():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, registry_cli.cli.main\nprint(sorted(m for m in sys.modules if 'mlflow' in m))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -110,3 +110,33 @@ def test_more_of_the_api_and_its_errors_through_the_real_client(regctl, mlflow_s
     info = ModelRegistry(root).get(f"{name}:v1")
     assert info.status == "archived" and info.source["uri"] == created["source"]
     assert info.metrics["accuracy"] == 0.5 and info.description == "from a run"
+
+
+def test_a_payload_changed_on_disk_is_never_sent_whole(regctl, tmp_path):
+    """curl sees the response end early (exit 18) when a file no longer matches its
+    manifest; the intact file downloads, and a Range of it too."""
+    url, root, tokens = regctl
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "MLmodel").write_text("flavors: {}\n")
+    (src / "weights.bin").write_bytes(os.urandom(3 << 20))
+    info = ModelRegistry(root).publish("integrity", [src])
+    base = f"{url}/api/2.0/mlflow-artifacts/artifacts/models/integrity/-/v1/model/weights.bin"
+    auth = ["-H", f"Authorization: Bearer {tokens['read']}"]
+
+    def curl(*args):
+        return subprocess.run(["curl", "-sS", "-o", str(tmp_path / "got"), *auth, *args, base],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    assert curl().returncode == 0
+    assert (tmp_path / "got").read_bytes() == (src / "weights.bin").read_bytes()
+    assert curl("-r", "100-199").returncode == 0
+    assert (tmp_path / "got").read_bytes() == (src / "weights.bin").read_bytes()[100:200]
+    target = info.path / "payload" / "model" / "weights.bin"
+    target.chmod(0o644)
+    with open(target, "r+b") as f:
+        f.seek(2 << 20)
+        f.write(b"\0" * 16)
+    cut = curl()
+    assert cut.returncode == 18, (cut.returncode, cut.stderr)  # partial file
+    assert (tmp_path / "got").stat().st_size < 3 << 20
