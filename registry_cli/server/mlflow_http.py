@@ -128,6 +128,10 @@ class Args:
         return value is True or (isinstance(value, str) and value.lower() == "true")
 
     def version(self) -> int:
+        raw = self.values.get("version")
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            raw = str(raw)  # hand-written clients send numbers; MLflow's sends strings
+            self.values["version"] = raw
         text = self.required("version")
         if not text.isdigit() or int(text) < 1:
             raise BadInput(f"invalid model version {text!r}: a positive whole number")
