@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from registry_cli import webui
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.tokens import secret_hash
-from registry_cli.server import api, errors, files, fleet_api, ftp_control, uploads
+from registry_cli.server import api, errors, files, fleet_api, ftp_control, mlflow_api, uploads
 from registry_cli.server.auth import Principal, authenticate
 from registry_cli.server.context import ServerContext
 from registry_cli.server.errors import ApiError
@@ -40,6 +40,7 @@ def routers(ctx: ServerContext) -> list[APIRouter]:
         files.router,
         ftp_control.router,
         fleet_api.router,  # fleet reports, status, rollouts (docs/fleet.md)
+        mlflow_api.router,  # MLflow's registry REST API (docs/mlflow.md)
         ui_router(ctx),  # the web UI at / (docs/webui.md): last, it owns the remaining paths
     ]
 
