@@ -22,8 +22,8 @@ retry-on exceptions and statuses).
 
 from __future__ import annotations
 
-import http.client
 import random
+import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -31,7 +31,15 @@ from typing import TypeVar
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """``OSError`` or ``http.client.HTTPException`` (checked without importing
+    ``http.client``, ~17 ms, which the webhook path avoids)."""
+    if isinstance(exc, OSError):
+        return True
+    client = sys.modules.get("http.client")
+    return client is not None and isinstance(exc, client.HTTPException)
 
 
 class RetryPolicy:
@@ -69,7 +77,7 @@ class RetryPolicy:
         self,
         call: Callable[[], T],
         *,
-        retry_if: Callable[[BaseException], bool] = lambda exc: isinstance(exc, TRANSPORT_ERRORS),
+        retry_if: Callable[[BaseException], bool] = is_transport_error,
         sleep: Callable[[float], None] = time.sleep,
     ) -> T:
         """``call()`` until it returns, retrying an exception ``retry_if`` accepts;
