@@ -19,6 +19,7 @@ import json
 import re
 import ssl
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +160,7 @@ class HttpTransport:
         prefix: _Hash | None = None,
         validator: str | None = None,
         limit: int | None = None,
+        on_validator: Callable[[str | None], None] | None = None,
     ) -> Fetched:
         headers = {}
         if offset:
@@ -178,13 +180,15 @@ class HttpTransport:
             start = offset
         elif resp.status == 416 and offset:
             resp.read(65536)  # the offset lies past the end: the file changed; start over
-            return self.download(relpath, fd, progress, limit=limit)
+            return self.download(relpath, fd, progress, limit=limit, on_validator=on_validator)
         elif resp.status != 200:
             raise self._failed(relpath, resp)
         etag = resp.getheader("ETag")
         new_validator = etag if etag and not etag.startswith("W/") else None
         new_validator = new_validator or resp.getheader("Last-Modified")
         declared = resp.getheader("Content-Length")
+        if on_validator is not None:
+            on_validator(new_validator)
         try:
             size, digest = pump(
                 resp.readinto,  # type: ignore[arg-type]
