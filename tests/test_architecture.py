@@ -16,6 +16,7 @@ LAYERS = {
     "error_codes": 0,
     "version": 0,
     "storage": 1,
+    "net": 1,
     "settings": 1,
     "serving": 1,
     "core": 2,

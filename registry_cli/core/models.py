@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,12 +17,13 @@ from typing import Any, TypeVar
 from registry_cli.core.names import format_version
 from registry_cli.core.state import ModelState, StateFormatError, dump_state_text, load_state_text
 from registry_cli.errors import IntegrityError, NotFound, RegctlError, RuleViolation
+from registry_cli.net.retry import COMMIT
 from registry_cli.storage import layout
 from registry_cli.storage.audit import AuditRead, parse_lines
 from registry_cli.storage.store import AlreadyExists, Conflict, Missing, Store
 
 T = TypeVar("T")
-MAX_ATTEMPTS = 50
+MAX_ATTEMPTS = COMMIT.tries
 
 
 def utc_now() -> str:
@@ -161,7 +161,7 @@ class ModelStates:
                     if then is not None:
                         then(state, result)
                     return state, result
-            time.sleep(min(0.5, 0.005 * 2**attempt) * random.random())
+            time.sleep(COMMIT.delay(attempt + 1))  # full jitter: writers spread out
         raise RegctlError(
             f"gave up committing to {name!r} after {MAX_ATTEMPTS} conflicting writers",
             hint="retry the command",
