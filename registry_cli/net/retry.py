@@ -6,7 +6,7 @@ scaled by a random factor in ``[1 - jitter, 1]``, so concurrent clients that
 failed together do not come back together. What retries:
 
 - a transport error (refused, reset, timeout, a cut reply): ``OSError`` and
-  ``http.client.HTTPException``;
+  ``http.client.HTTPException``, but not ``ssl.SSLError`` (a bad certificate);
 - an HTTP status in :data:`RETRY_STATUSES` (408, 429, 500, 502, 503, 504);
 - whatever a caller's own predicate says (e.g. S3's 409 ConditionalRequestConflict).
 
@@ -34,8 +34,11 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    """``OSError`` or ``http.client.HTTPException`` (checked without importing
-    ``http.client``, ~17 ms, which the webhook path avoids)."""
+    """``OSError`` or ``http.client.HTTPException``, but not a TLS refusal (checked
+    without importing ``http.client``, ~17 ms, which the webhook path avoids)."""
+    ssl = sys.modules.get("ssl")
+    if ssl is not None and isinstance(exc, ssl.SSLError):
+        return False  # a certificate or handshake refusal does not heal by itself
     if isinstance(exc, OSError):
         return True
     client = sys.modules.get("http.client")
@@ -78,13 +81,13 @@ class RetryPolicy:
         call: Callable[[], T],
         *,
         retry_if: Callable[[BaseException], bool] = is_transport_error,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> T:
         """``call()`` until it returns, retrying an exception ``retry_if`` accepts;
         the last exception is raised once the tries are spent."""
         for attempt in range(self.tries):
             if attempt:
-                sleep(self.delay(attempt))
+                (sleep or time.sleep)(self.delay(attempt))
             try:
                 return call()
             except Exception as exc:
@@ -96,6 +99,21 @@ class RetryPolicy:
 def retryable_status(status: int) -> bool:
     """Whether an HTTP answer is worth another try."""
     return status in RETRY_STATUSES
+
+
+class RetryableReply(Exception):
+    """Raised inside :meth:`RetryPolicy.run` for an answer worth another try (see
+    :func:`retryable_status`); the caller catches the last one and uses its ``reply``."""
+
+    def __init__(self, reply: object, body: bytes = b"") -> None:
+        super().__init__(f"HTTP {getattr(reply, 'status', '?')}")
+        self.reply = reply
+        self.body = body
+
+
+def retry_reads(exc: BaseException) -> bool:
+    """The ``retry_if`` of a read (GET): a transport error or a :class:`RetryableReply`."""
+    return isinstance(exc, RetryableReply) or is_transport_error(exc)
 
 
 # The policies in use:
