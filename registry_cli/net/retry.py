@@ -6,7 +6,8 @@ scaled by a random factor in ``[1 - jitter, 1]``, so concurrent clients that
 failed together do not come back together. What retries:
 
 - a transport error (refused, reset, timeout, a cut reply): ``OSError`` and
-  ``http.client.HTTPException``, but not ``ssl.SSLError`` (a bad certificate);
+  ``http.client.HTTPException``, but not ``ssl.SSLError`` (a bad certificate) nor
+  a :class:`~registry_cli.errors.RegctlError` (already a decision);
 - an HTTP status in :data:`RETRY_STATUSES` (408, 429, 500, 502, 503, 504);
 - whatever a caller's own predicate says (e.g. S3's 409 ConditionalRequestConflict).
 
@@ -28,6 +29,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from registry_cli.errors import RegctlError
+
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -39,6 +42,8 @@ def is_transport_error(exc: BaseException) -> bool:
     ssl = sys.modules.get("ssl")
     if ssl is not None and isinstance(exc, ssl.SSLError):
         return False  # a certificate or handshake refusal does not heal by itself
+    if isinstance(exc, RegctlError):
+        return False  # already a decision (some are OSErrors), not a transport fault
     if isinstance(exc, OSError):
         return True
     client = sys.modules.get("http.client")
