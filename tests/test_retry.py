@@ -248,3 +248,9 @@ def test_s3_conflicts_back_off_with_the_policy(waits):
     assert {(p.base_s, p.cap_s) for p, _n in waits} == {
         (retry.S3_CONFLICT.base_s, retry.S3_CONFLICT.cap_s)
     }
+
+
+def test_the_commit_loop_gives_up_after_the_commit_policys_tries():
+    from registry_cli.core import models
+
+    assert models.MAX_ATTEMPTS == retry.COMMIT.tries

@@ -17,13 +17,12 @@ from typing import Any, TypeVar
 from registry_cli.core.names import format_version
 from registry_cli.core.state import ModelState, StateFormatError, dump_state_text, load_state_text
 from registry_cli.errors import IntegrityError, NotFound, RegctlError, RuleViolation
-from registry_cli.net.retry import COMMIT
 from registry_cli.storage import layout
 from registry_cli.storage.audit import AuditRead, parse_lines
 from registry_cli.storage.store import AlreadyExists, Conflict, Missing, Store
 
 T = TypeVar("T")
-MAX_ATTEMPTS = COMMIT.tries
+MAX_ATTEMPTS = 50  # registry_cli.net.retry.COMMIT.tries (imported on a conflict only)
 
 
 def utc_now() -> str:
@@ -161,6 +160,8 @@ class ModelStates:
                     if then is not None:
                         then(state, result)
                     return state, result
+            from registry_cli.net.retry import COMMIT  # off the start-up path
+
             time.sleep(COMMIT.delay(attempt + 1))  # full jitter: writers spread out
         raise RegctlError(
             f"gave up committing to {name!r} after {MAX_ATTEMPTS} conflicting writers",

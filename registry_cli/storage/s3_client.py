@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from registry_cli.errors import BadInput, RemoteError
-from registry_cli.net.retry import S3_CONFLICT
 
 T = TypeVar("T")
 SCHEME = "s3://"
@@ -127,6 +126,8 @@ def is_retryable_conflict(exc: BaseException) -> bool:
 def with_conflict_retry(call: Callable[[], T], attempts: int = 8) -> T:
     """Run ``call``, retrying on 409 ConditionalRequestConflict (which boto3's own
     retries leave alone) with the back-off of :data:`registry_cli.net.retry.S3_CONFLICT`."""
+    from registry_cli.net.retry import S3_CONFLICT  # off the start-up path of folder roots
+
     return S3_CONFLICT.with_tries(attempts).run(call, retry_if=is_retryable_conflict)
 
 
