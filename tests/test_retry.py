@@ -254,3 +254,34 @@ def test_the_commit_loop_gives_up_after_the_commit_policys_tries():
     from registry_cli.core import models
 
     assert models.MAX_ATTEMPTS == retry.COMMIT.tries
+
+
+def test_the_http_helper_keeps_one_connection_alive_and_resends_on_a_stale_one():
+    from registry_cli.net.http import Endpoint, HttpClient
+
+    with Flaky(fail=0, body=b"x") as server:
+        ports: list[int] = []
+        drop_after: list[int] = []
+        base_handler = server.httpd.RequestHandlerClass
+
+        class Recording(base_handler):  # type: ignore[misc, valid-type]
+            def _answer(self) -> None:
+                ports.append(self.client_address[1])
+                super()._answer()
+                if len(ports) in drop_after:
+                    self.close_connection = True  # silently: no "Connection: close"
+
+            do_GET = _answer  # noqa: N815
+
+        server.httpd.RequestHandlerClass = Recording
+        client = HttpClient(Endpoint(server.url), timeout=10)
+        for _ in range(3):
+            reply = client.request("GET", "/a")
+            assert reply.status == 200 and reply.read() == b"x"
+        assert len(set(ports)) == 1  # one keep-alive connection
+        drop_after.append(4)
+        for _ in range(2):
+            reply = client.request("GET", "/a")
+            assert reply.status == 200 and reply.read() == b"x"
+        client.close()
+    assert len(ports) == 5 and len(set(ports)) == 2  # the dropped one was replaced once
