@@ -1,9 +1,9 @@
 """A small static web server for the tests: serves a folder with ``ETag``, ``Range`` and
 ``If-Range`` as RFC 9110 says, on a thread, on a free loopback port (TLS optional).
 
-It counts the body bytes it sends (in all and per path) and the paths asked for,
-tracks requests in flight, and can misbehave on purpose (``fault``, on paths
-containing ``fault_on``) or slowly (``delay_per_chunk``):
+It counts the body bytes it sends (in all and per path), records the paths asked for
+and each request's headers, tracks requests in flight, and can misbehave on purpose
+(``fault``, on paths containing ``fault_on``) or slowly (``delay_per_chunk``):
 
 - ``"short"``: declare the full ``Content-Length``, send half, close (a cut transfer);
 - ``"wrong-range"``: answer a range request with a 206 that starts at 0;
@@ -46,6 +46,7 @@ class StaticServer:
         self.delay_per_chunk = 0.0
         self.sent = 0
         self.paths: list[str] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (path, request headers)
         self.inflight = 0
         self.max_inflight = 0
         self._lock = threading.Lock()
@@ -76,6 +77,7 @@ class StaticServer:
             def _get(self) -> None:
                 path = unquote(urlsplit(self.path).path)
                 server.paths.append(path)
+                server.requests.append((path, dict(self.headers.items())))
                 if server.registry_health and path == "/api/v1/health":
                     return self._reply(200, json.dumps({"status": "ok"}).encode())
                 if server.token and self.headers.get("Authorization") != f"Bearer {server.token}":
@@ -151,6 +153,7 @@ class StaticServer:
         self.sent = 0
         self.sent_to.clear()
         self.paths.clear()
+        self.requests.clear()
 
     @property
     def url(self) -> str:

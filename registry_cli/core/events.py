@@ -10,8 +10,9 @@ model lock is released, with the change's audit entry. Each webhook whose
 - header ``X-Regctl-Signature: sha256=<hex HMAC-SHA256 of the body>`` keyed
   with the secret in ``$secret_env``; ``X-Regctl-Event``; ``X-Regctl-Delivery``
   (one id for all tries of a delivery, so receivers can drop duplicates);
-- ``timeout_s`` (5) per try, ``tries`` (3) with back-off, on a transport
-  error, 408, 429 or 5xx; any other non-2xx (or a redirect) fails at once.
+- ``timeout_s`` (5) per try, ``tries`` (3) with the back-off of
+  :data:`registry_cli.net.retry.WEBHOOK`, on a transport error, 408, 429, 500,
+  502, 503 or 504; any other answer (or a redirect) fails at once.
 
 A failed delivery prints one ``warning:`` line on stderr and never raises:
 the change is committed whatever the receiver does. With the secret's
@@ -35,9 +36,9 @@ from typing import Any
 
 from registry_cli.core.config import Config
 from registry_cli.core.webhooks import ACTION_EVENTS, Webhook
+from registry_cli.net.retry import WEBHOOK, retryable_status
 
 SIGNATURE_HEADER = "X-Regctl-Signature"
-BACKOFF_S = 0.5  # before the second try; doubles for each further one
 
 
 def committed(config: Config, entry: dict[str, Any]) -> None:
@@ -126,9 +127,10 @@ def _post_with_retries(hook: Webhook, event: str, body: bytes, signature: str) -
     }
     post = _post_via_proxy if _proxied(hook.url) else _post_direct
     problem = "no try made"
-    for attempt in range(hook.tries):
+    policy = WEBHOOK.with_tries(hook.tries)
+    for attempt in range(policy.tries):
         if attempt:
-            time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+            time.sleep(policy.delay(attempt))
         try:
             status = post(hook.url, body, headers, hook.timeout_s)
         except (OSError, ValueError) as exc:  # refused, unreachable, timeout, TLS, garbage
@@ -138,7 +140,7 @@ def _post_with_retries(hook: Webhook, event: str, body: bytes, signature: str) -
         if 200 <= status < 300:
             return True
         problem = f"HTTP {status}"
-        if not (status in (408, 429) or status >= 500):
+        if not retryable_status(status):
             break  # refused or redirected: another try would get the same answer
     tries = f"{attempt + 1} {'try' if attempt == 0 else 'tries'}"
     warn(f"webhook {hook.shown_url} ({event}) failed after {tries}: {problem}")

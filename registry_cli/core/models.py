@@ -22,7 +22,7 @@ from registry_cli.storage.audit import AuditRead, parse_lines
 from registry_cli.storage.store import AlreadyExists, Conflict, Missing, Store
 
 T = TypeVar("T")
-MAX_ATTEMPTS = 50
+MAX_ATTEMPTS = 50  # registry_cli.net.retry.COMMIT.tries (imported on a conflict only)
 
 
 def utc_now() -> str:
@@ -160,9 +160,9 @@ class ModelStates:
                     if then is not None:
                         then(state, result)
                     return state, result
-            import random  # only on a conflict, not for every command
+            from registry_cli.net.retry import COMMIT  # off the start-up path
 
-            time.sleep(min(0.5, 0.005 * 2**attempt) * random.random())
+            time.sleep(COMMIT.delay(attempt + 1))  # full jitter: writers spread out
         raise RegctlError(
             f"gave up committing to {name!r} after {MAX_ATTEMPTS} conflicting writers",
             hint="retry the command",

@@ -43,19 +43,10 @@ from registry_cli.core.names import format_version
 from registry_cli.errors import RegctlError
 from registry_cli.settings import PULL
 from registry_cli.storage.atomic import remove_tree
+from registry_cli.storage.cache_root import default_cache_root
 from registry_cli.storage.locks import hold
 
 MARKER = ".regctl-pull.json"
-
-
-def default_cache_root() -> Path:
-    """The torch hub folder, computed the way ``torch.hub.get_dir()`` does, without torch."""
-    torch_home = os.environ.get("TORCH_HOME")
-    if torch_home:
-        return Path(os.path.expanduser(torch_home)) / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(os.path.expanduser(xdg)) if xdg else Path.home() / ".cache"
-    return base / "torch" / "hub"
 
 
 def resolve_cache_root(

@@ -24,7 +24,9 @@ A run adopts a parked folder, or the active folder of a dead process on this
 host, by renaming it to its own name (rename is atomic: one run wins), so two
 runs never write into one folder and correctness never depends on a lock. A
 file's ``*.incomplete`` prefix is re-hashed and the transfer continues from
-its end (FTP ``REST``, HTTP ``Range`` + ``If-Range``); a resumed file that
+its end (FTP ``REST``, HTTP ``Range`` + ``If-Range``: the validator of the reply
+that started the file is kept beside it in ``*.incomplete-etag``, written before
+the first body byte, so a later process resumes with it); a resumed file that
 does not match is downloaded once more from zero. A transfer cut short parks
 the folder (exit 6); a file or manifest that arrives in full but does not
 match is exit 5 and the folder is removed.
@@ -192,9 +194,8 @@ def fetch_one(
                 prefix=prefix,
                 validator=validator,
                 limit=size,
+                on_validator=lambda v: keep_validator(validator_file, v),
             )
-            if got.validator:
-                validator_file.write_text(got.validator)
             if got.size == size and got.sha256 == sha256:
                 break
             if got.offset and attempt == 1:  # the kept prefix may be stale: start over once
@@ -216,6 +217,19 @@ def fetch_one(
     os.rename(incomplete, target)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(validator_file)
+
+
+def keep_validator(sidecar: Path, validator: str | None) -> None:
+    """Keep the validator of the reply now arriving beside its ``*.incomplete`` file
+    (written atomically, before the first body byte), so a resume in another process
+    sends it as ``If-Range``; no validator removes a stale one."""
+    if not validator or any(c in validator for c in "\r\n\0"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(sidecar)
+        return
+    tmp = sidecar.with_name(f"{sidecar.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(validator)
+    os.replace(tmp, sidecar)
 
 
 def fetch_files(

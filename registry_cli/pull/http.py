@@ -8,8 +8,10 @@ root (its tree is under ``/dist/``) or any static web server or CDN of a ``dist/
 - A resume asks ``Range: bytes=N-`` with ``If-Range: <ETag>`` (a strong ETag,
   else Last-Modified): a 206 must start exactly at N (else exit 5); a 200 means
   the file changed or the server ignores ranges, and the file starts over.
-- A body cut before its ``Content-Length`` is a :class:`RemoteError` (exit 6,
-  resumable); 404 is :class:`NotFound`; 401/403 is a refused login (exit 6).
+- Each request is tried again on a transport error, 429 or 5xx (the HTTP policy
+  of :mod:`registry_cli.net.retry`). A body cut before its ``Content-Length`` is a
+  :class:`RemoteError` (exit 6, resumable: the next run sends ``If-Range``);
+  404 is :class:`NotFound`; 401/403 is a refused login (exit 6).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import json
 import re
 import ssl
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry_cli.errors import BadInput, IntegrityError, NotFound, RemoteError
+from registry_cli.net.http import Endpoint, HttpClient
+from registry_cli.net.retry import HTTP, RetryableReply, retry_reads, retryable_status
 from registry_cli.pull.sources import Source
 from registry_cli.pull.transports import Fetched, sink_for, why
 from registry_cli.storage.hashing import Progress
@@ -51,53 +56,44 @@ class HttpTransport:
         self._token = token
         self._ca_cert = ca_cert
         self._timeout = timeout
-        self._context = (
-            ssl.create_default_context(cafile=str(ca_cert) if ca_cert else None)
-            if source.tls
-            else None
+        self._http = HttpClient(
+            Endpoint.of(source.tls, source.host, source.port), timeout=timeout, ca_file=ca_cert
         )
-        self._conn: http.client.HTTPConnection | None = None
         self._tree_base = tree_base
 
     # -- plumbing ------------------------------------------------------
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            if self.source.tls:
-                self._conn = http.client.HTTPSConnection(
-                    self.source.host, self.source.port, timeout=self._timeout, context=self._context
-                )
-            else:
-                self._conn = http.client.HTTPConnection(
-                    self.source.host, self.source.port, timeout=self._timeout
-                )
-        return self._conn
-
     def _get(self, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+        """A GET, tried again on a transport error, 429 or 5xx (the HTTP policy of
+        :mod:`registry_cli.net.retry`); the response with its body unread."""
         headers = dict(headers or {})
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        for attempt in (1, 2):
-            reused = self._conn is not None
-            conn = self._connection()
-            try:
-                conn.request("GET", path, headers=headers)
-                return conn.getresponse()
-            except ssl.SSLError as exc:
+
+        def once() -> http.client.HTTPResponse:
+            resp = self._http.request("GET", path, headers=headers)
+            if retryable_status(resp.status):
+                resp.read(65536)
                 self.close()
-                raise RemoteError(
-                    f"TLS with {self.description} failed: {why(exc)}",
-                    hint="for a private CA pass --ca-cert FILE",
-                ) from None
-            except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                if reused and attempt == 1:
-                    continue  # a keep-alive connection the server had closed: once more
-                raise RemoteError(
-                    f"cannot reach {self.description}: {why(exc)}",
-                    hint="check the URL and that the server runs, "
-                    "or use a cached version (--version vN, or --offline)",
-                ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+                raise RetryableReply(resp)
+            return resp
+
+        try:
+            return HTTP.run(once, retry_if=retry_reads)
+        except RetryableReply as busy:
+            return busy.reply  # type: ignore[return-value]
+        except ssl.SSLError as exc:
+            self.close()
+            raise RemoteError(
+                f"TLS with {self.description} failed: {why(exc)}",
+                hint="for a private CA pass --ca-cert FILE",
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise RemoteError(
+                f"cannot reach {self.description}: {why(exc)}",
+                hint="check the URL and that the server runs, "
+                "or use a cached version (--version vN, or --offline)",
+            ) from None
 
     def _failed(self, relpath: str, resp: http.client.HTTPResponse) -> Exception:
         resp.read(65536)
@@ -159,6 +155,7 @@ class HttpTransport:
         prefix: _Hash | None = None,
         validator: str | None = None,
         limit: int | None = None,
+        on_validator: Callable[[str | None], None] | None = None,
     ) -> Fetched:
         headers = {}
         if offset:
@@ -178,13 +175,15 @@ class HttpTransport:
             start = offset
         elif resp.status == 416 and offset:
             resp.read(65536)  # the offset lies past the end: the file changed; start over
-            return self.download(relpath, fd, progress, limit=limit)
+            return self.download(relpath, fd, progress, limit=limit, on_validator=on_validator)
         elif resp.status != 200:
             raise self._failed(relpath, resp)
         etag = resp.getheader("ETag")
         new_validator = etag if etag and not etag.startswith("W/") else None
         new_validator = new_validator or resp.getheader("Last-Modified")
         declared = resp.getheader("Content-Length")
+        if on_validator is not None:
+            on_validator(new_validator)
         try:
             size, digest = pump(
                 resp.readinto,  # type: ignore[arg-type]
@@ -220,9 +219,4 @@ class HttpTransport:
         )
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except (OSError, http.client.HTTPException):
-                pass
-            self._conn = None
+        self._http.close()

@@ -12,6 +12,7 @@ transfer: a 412 means the object changed, and the file starts over.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from registry_cli.errors import IntegrityError, NotFound, RemoteError
@@ -73,6 +74,7 @@ class S3Transport:
         prefix: _Hash | None = None,
         validator: str | None = None,
         limit: int | None = None,
+        on_validator: Callable[[str | None], None] | None = None,
     ) -> Fetched:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(relpath)}
         if offset:
@@ -93,6 +95,8 @@ class S3Transport:
             view[: len(data)] = data
             return len(data)
 
+        if on_validator is not None:
+            on_validator(got.get("ETag"))
         try:
             size, digest = pump(
                 recv_into,

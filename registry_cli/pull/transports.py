@@ -18,6 +18,7 @@ import ftplib
 import os
 import socket
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -54,10 +55,14 @@ class Transport(Protocol):
         prefix: _Hash | None = None,
         validator: str | None = None,
         limit: int | None = None,
+        on_validator: Callable[[str | None], None] | None = None,
     ) -> Fetched:
         """Write ``relpath`` to ``fd`` from ``offset`` on (``prefix``: the hash of the
         bytes before it, already in the file at that position). With ``limit``, at most
-        ``limit + 1`` bytes in all are taken (one more than expected tells a longer file)."""
+        ``limit + 1`` bytes in all are taken (one more than expected tells a longer file).
+        ``on_validator`` is called with the reply's validator (HTTP ETag/Last-Modified,
+        S3 ETag; None when there is none) before the first body byte, so the caller can
+        keep it beside the partial file for the ``If-Range`` of a later resume."""
         ...
 
     def fork(self) -> Transport: ...
@@ -178,6 +183,7 @@ class FtpTransport:
         prefix: _Hash | None = None,
         validator: str | None = None,
         limit: int | None = None,
+        on_validator: Callable[[str | None], None] | None = None,
     ) -> Fetched:
         try:
             conn = self.ftp.transfercmd(f"RETR {self._path(relpath)}", rest=offset or None)
@@ -271,6 +277,7 @@ class LocalTransport:
         prefix: _Hash | None = None,
         validator: str | None = None,
         limit: int | None = None,
+        on_validator: Callable[[str | None], None] | None = None,
     ) -> Fetched:
         src = self._open_file(relpath)
         try:

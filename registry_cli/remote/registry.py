@@ -4,8 +4,11 @@ It implements :class:`~registry_cli.core.contract.Registry` as ``ModelRegistry``
 does: the same methods, results and exceptions. Error documents map back to the
 core's exceptions (``registry_cli/error_codes.py``); 401/403, 5xx and an
 unreachable server are a RemoteError.
+A read (GET) is tried again on a transport error, 429 or 5xx, and any request on a
+refused connection, with the back-off of :data:`registry_cli.net.retry.HTTP`; a change
+is never sent twice.
 
-Standard library only (``http.client``), one keep-alive connection, so
+Standard library only (:mod:`registry_cli.net.http`), one keep-alive connection, so
 ``regctl --remote URL resolve`` starts about as fast as a local resolve.
 Uploads stream each file from disk in 1 MiB pieces and hash it on the way;
 the ``metadata`` part goes last with those sha256, which the server checks.
@@ -28,6 +31,8 @@ from registry_cli.errors import (
     BadInput,
     RemoteError,
 )
+from registry_cli.net.http import Endpoint, HttpClient
+from registry_cli.net.retry import HTTP, RetryableReply, retry_reads, retryable_status
 from registry_cli.remote.documents import (
     change_result,
     error_from,
@@ -66,44 +71,25 @@ class RemoteRegistry:
         self.url = url.rstrip("/")
         self.root = self.url  # where this registry is, for messages
         self.actor = None  # the server records the token's name
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
         self._base = parts.path.rstrip("/")
-        self._timeout = timeout
-        self._ca_cert = ca_cert
         if token is None and token_file is not None:
             token = read_token_file(token_file)
         if token is None:
             token = os.environ.get("REGCTL_TOKEN") or None
         self._token = token
-        self._conn: http.client.HTTPConnection | None = None
+        self._http = HttpClient(
+            Endpoint(f"{parts.scheme}://{parts.netloc}"), timeout=timeout, ca_file=ca_cert
+        )
         self._lock = threading.Lock()
         self._stages: tuple[str, ...] | None = None
         self._last_headers: Any = None
 
     # ---------------------------------------------------------------- transport
     def _connect(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            if self._https:
-                import ssl  # only for https: loading the CA store costs start-up time
-
-                context = ssl.create_default_context(
-                    cafile=str(self._ca_cert) if self._ca_cert else None
-                )
-                self._conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=self._timeout, context=context
-                )
-            else:
-                self._conn = http.client.HTTPConnection(
-                    self._host, self._port, timeout=self._timeout
-                )
-        return self._conn
+        return self._http.connection()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._http.close()
 
     def __enter__(self) -> RemoteRegistry:
         return self
@@ -142,27 +128,33 @@ class RemoteRegistry:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        # a read is tried again (HTTP policy); a change only when nothing was sent
+        idempotent = method in ("GET", "HEAD")
+
+        def once() -> tuple[http.client.HTTPResponse, bytes]:
+            try:
+                reply = self._http.request(method, target, body=data, headers=headers)
+                raw = reply.read()
+            except (OSError, http.client.HTTPException):
+                self._http.close()
+                raise
+            self._http.done(reply)
+            if idempotent and retryable_status(reply.status):
+                raise RetryableReply(reply, raw)
+            return reply, raw
+
+        def retry_if(exc: BaseException) -> bool:
+            if idempotent:
+                return retry_reads(exc)
+            return isinstance(exc, ConnectionRefusedError)  # nothing was sent
+
         with self._lock:
-            for attempt in (1, 2):
-                conn = self._connect()
-                try:
-                    conn.request(method, target, body=data, headers=headers)
-                    reply = conn.getresponse()
-                    raw = reply.read()
-                    break
-                except (
-                    http.client.RemoteDisconnected,
-                    ConnectionResetError,
-                    BrokenPipeError,
-                ) as exc:
-                    self.close()  # a kept-alive connection the server closed: once more
-                    if attempt == 2:
-                        raise self._unreachable(exc) from None
-                except (OSError, http.client.HTTPException) as exc:
-                    self.close()
-                    raise self._unreachable(exc) from None
-            if reply.getheader("connection", "").lower() == "close":
-                self.close()
+            try:
+                reply, raw = HTTP.run(once, retry_if=retry_if)
+            except RetryableReply as busy:
+                reply, raw = busy.reply, busy.body  # type: ignore[assignment]
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._unreachable(exc) from None
         return self._decode(reply, raw)
 
     def _decode(self, reply: http.client.HTTPResponse, raw: bytes) -> Any:

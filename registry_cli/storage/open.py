@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry_cli.settings import S3
+from registry_cli.storage.cache_root import default_cache_root, store_cache_root
 from registry_cli.storage.fs_store import FsStore
 from registry_cli.storage.store import Store
 
@@ -33,17 +34,7 @@ def s3_options(config_section: Mapping[str, Any] | None = None) -> S3Options:
     )
 
 
-def default_cache_root() -> Path:
-    """``$REGCTL_CACHE_DIR``, else the torch hub folder's ``regctl/`` (as ``pull`` uses)."""
-    chosen = os.environ.get("REGCTL_CACHE_DIR")
-    if chosen:
-        return Path(os.path.expanduser(chosen)).absolute()
-    torch_home = os.environ.get("TORCH_HOME")
-    if torch_home:
-        return Path(os.path.expanduser(torch_home)).absolute() / "hub" / "regctl"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(os.path.expanduser(xdg)) if xdg else Path.home() / ".cache"
-    return base.absolute() / "torch" / "hub" / "regctl"
+__all__ = ["default_cache_root", "local_version", "open_store", "s3_options"]
 
 
 def open_store(
@@ -60,7 +51,7 @@ def open_store(
         from registry_cli.storage.s3_store import S3Store
 
         return S3Store(
-            str(location), s3_options(config_section), cache_root=cache_root or default_cache_root()
+            str(location), s3_options(config_section), cache_root=cache_root or store_cache_root()
         )
     return FsStore(Path(location))
 

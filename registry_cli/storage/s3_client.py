@@ -17,9 +17,7 @@ the same bucket, is probed on its own).
 from __future__ import annotations
 
 import hashlib
-import random
 import threading
-import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -126,15 +124,11 @@ def is_retryable_conflict(exc: BaseException) -> bool:
 
 
 def with_conflict_retry(call: Callable[[], T], attempts: int = 8) -> T:
-    """Run ``call``, retrying with jittered back-off on 409 ConditionalRequestConflict."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:
-            if not is_retryable_conflict(exc) or attempt == attempts - 1:
-                raise
-        time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))
-    raise AssertionError("unreachable")
+    """Run ``call``, retrying on 409 ConditionalRequestConflict (which boto3's own
+    retries leave alone) with the back-off of :data:`registry_cli.net.retry.S3_CONFLICT`."""
+    from registry_cli.net.retry import S3_CONFLICT  # off the start-up path of folder roots
+
+    return S3_CONFLICT.with_tries(attempts).run(call, retry_if=is_retryable_conflict)
 
 
 def remote_error(exc: BaseException, options: S3Options, where: str) -> RemoteError:
