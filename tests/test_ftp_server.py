@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ftplib
 import io
+import json
 import os
 import signal
 import ssl
@@ -83,9 +84,13 @@ def test_downloads_with_ftplib_and_curl_match_the_registry(server, served, root)
         assert sorted(ftp.nlst("/release/faq-bot")) == [
             "LATEST",
             "LATEST.json",
+            "aliases.json",  # the stage's aliases, which `pull --alias` follows
             "index.json",
             "versions",
         ]
+        buf = io.BytesIO()
+        ftp.retrbinary("RETR /release/faq-bot/aliases.json", buf.write)
+        assert json.loads(buf.getvalue()) == {"champion": "v1"}
     bundle = root / "dist/release/faq-bot/versions/v1/bundle.tar.gz"
     res = curl(
         "--user", f"mlops:{PASSWORD}", f"{server.url}/release/faq-bot/versions/v1/bundle.tar.gz"
