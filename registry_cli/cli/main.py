@@ -102,6 +102,7 @@ def _register() -> None:
         predict_cmds,
         registry_cmds,
         server_cmds,
+        trust_cmds,
     )
 
     registry_cmds.register(app)
@@ -111,6 +112,7 @@ def _register() -> None:
     ops_cmds.register(app)
     server_cmds.register(app)
     import_cmds.register(app)
+    trust_cmds.register(app)
 
 
 _register()

@@ -298,13 +298,29 @@ def audit(
 
 def verify(
     name: str | None = typer.Argument(
-        None, help="Only this model.", autocompletion=completion.model_names
+        None,
+        help="Only this model (with --trust: this version, as a reference).",
+        autocompletion=completion.model_names,
+    ),
+    trust: list[str] | None = typer.Option(
+        None,
+        "--trust",
+        metavar="KEY",
+        help="Check the version's signatures: a valid one by this public key (repeatable) "
+        "is required (docs/trust.md).",
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Re-hash every payload file and bundle and check the invariants. Exit 5 on problems."""
     from registry_cli.cli import render
 
+    if trust:
+        from registry_cli.cli.trust_cmds import verify_trusted
+        from registry_cli.errors import BadInput
+
+        if not name:
+            raise BadInput("verify --trust needs a reference (NAME:vN)")
+        return verify_trusted(name, trust, as_json)
     progress = None if as_json else common.progress_factory()
     try:
         report = open_registry().verify(name, progress("hashing", 0) if progress else None)

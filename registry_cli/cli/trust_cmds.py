@@ -1,0 +1,87 @@
+"""Commands of trust: sign, and verify with --trust (signatures); bom (ML-BOM).
+
+See docs/trust.md. Nothing here imports the signing or BOM libraries at
+module level: ``regctl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from registry_cli.cli import common, completion
+from registry_cli.cli.common import JSON_HELP, command, open_registry, print_json
+
+REF_HELP = "NAME, NAME:vN, NAME:latest, NAME:best or NAME@alias."
+TRUST_HELP = "A trusted public key (PEM), repeatable: one valid signature by any of them is enough."
+
+
+def warn_loose_key(key: str | Path) -> None:
+    """A private key readable by group or others is a warning (never its content)."""
+    from registry_cli.core.signing import loose_permissions
+
+    if loose_permissions(Path(key)):
+        typer.echo(
+            f"warning: private key {key} is readable by group or others (chmod 600 it)",
+            err=True,
+        )
+
+
+def sign(
+    ref: str = typer.Argument(..., help=REF_HELP, autocompletion=completion.references),
+    key: str | None = typer.Option(
+        None, "--key", metavar="FILE", help="PEM elliptic-curve private key to sign with."
+    ),
+    signer: str | None = typer.Option(
+        None, "--signer", metavar="NAME", help="Names signatures/NAME.sig (default: key's name)."
+    ),
+    signature: str | None = typer.Option(
+        None,
+        "--signature",
+        metavar="FILE",
+        help="Attach a signature made elsewhere (model_signing sign key over the payload); "
+        "verified with --trust first.",
+    ),
+    trust: list[str] | None = typer.Option(
+        None, "--trust", metavar="KEY", help="With --signature: the public key that made it."
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Sign a version's payload (OpenSSF model signing); the signature is stored beside it."""
+    from registry_cli.core import signatures
+    from registry_cli.errors import BadInput
+
+    if (key is None) == (signature is None):
+        raise BadInput("give exactly one of --key FILE (sign) or --signature FILE (attach)")
+    reg = open_registry()
+    if key is not None:
+        warn_loose_key(key)
+        done = signatures.sign(reg, ref, key, signer)
+    else:
+        if not signer:
+            raise BadInput("--signature needs --signer NAME (it names signatures/NAME.sig)")
+        done = signatures.attach_file(reg, ref, signature or "", signer, list(trust or []))
+    if as_json:
+        print_json(done)
+    elif not common.STATE.quiet:
+        typer.echo(f"signed {done['name']}:{done['version']} as {done['signer']} ({done['path']})")
+
+
+def verify_trusted(ref: str, trust: list[str], as_json: bool) -> None:
+    """``regctl verify REF --trust KEY...``: exit 5 without a valid trusted signature or
+    when any byte changed."""
+    from registry_cli.core import signatures
+
+    report = signatures.verify(open_registry(), ref, list(trust))
+    if as_json:
+        print_json(report.to_json())
+    elif report.ok:
+        typer.echo(report.summary())
+    if not report.ok:
+        typer.echo(f"error: {report.summary()}", err=True)
+        raise typer.Exit(5)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sign")(command(sign))

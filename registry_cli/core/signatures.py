@@ -1,0 +1,201 @@
+"""Signatures of published versions: adding them and checking them against trusted keys.
+
+A version's files are immutable; a signature is an addition beside them,
+``models/<name>/vN/signatures/<signer>.sig``, created once (never replaced),
+audited as ``sign`` and served in ``dist/`` next to ``manifest.json``. A
+version may carry several. See docs/trust.md for what a signature proves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from registry_cli.core import signing
+from registry_cli.errors import IntegrityError, RuleViolation
+from registry_cli.storage import layout
+from registry_cli.storage.store import AlreadyExists, Missing
+
+if TYPE_CHECKING:
+    from registry_cli.core.registry import ModelRegistry
+    from registry_cli.core.types import VersionInfo
+
+SIG_FOLDER = "signatures"
+SIG_SUFFIX = ".sig"
+
+
+@dataclass
+class TrustReport:
+    """The outcome of checking one version against trusted keys."""
+
+    name: str
+    version: str
+    ok: bool = False
+    trusted_by: list[str] = field(default_factory=list)  # signers with a valid trusted signature
+    signatures: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "name": self.name,
+            "version": self.version,
+            "trusted_by": self.trusted_by,
+            "signatures": self.signatures,
+            "problems": self.problems,
+        }
+
+    def summary(self) -> str:
+        ref = f"{self.name}:{self.version}"
+        if self.ok:
+            return f"{ref}: signed by {', '.join(self.trusted_by)} (trusted)"
+        return f"{ref}: " + "; ".join(self.problems or ["no valid signature by a trusted key"])
+
+
+def payload_problems(reg: ModelRegistry, info: VersionInfo) -> list[str]:
+    """Every way the version's payload differs from its manifest (changed, missing, extra)."""
+    vkey = layout.version_key(info.name, info.version)
+    out = []
+    listed = set()
+    for f in info.files:
+        listed.add(f["path"])
+        try:
+            size, sha = reg.store.hash(f"{vkey}/{f['path']}")
+        except (Missing, FileNotFoundError):
+            out.append(f"{f['path']} is missing")
+            continue
+        if sha != f["sha256"] or size != f["size"]:
+            out.append(f"{f['path']} changed (sha256 {sha}, manifest says {f['sha256']})")
+    for rel in reg.store.walk_files(f"{vkey}/payload"):
+        if f"payload/{rel}" not in listed:
+            out.append(f"payload/{rel} is not in the manifest")
+    return out
+
+
+def signature_names(reg: ModelRegistry, info: VersionInfo) -> list[str]:
+    vkey = layout.version_key(info.name, info.version)
+    return [
+        n[: -len(SIG_SUFFIX)]
+        for n in reg.store.children(f"{vkey}/{SIG_FOLDER}")
+        if n.endswith(SIG_SUFFIX) and not n.startswith(".")
+    ]
+
+
+def payload_folder(reg: ModelRegistry, info: VersionInfo) -> Path:
+    return reg.store.local_path(f"{layout.version_key(info.name, info.version)}/payload")
+
+
+def sign(
+    reg: ModelRegistry, ref: str, key: str | os.PathLike[str], signer: str | None = None
+) -> dict[str, Any]:
+    """Sign the payload of ``ref`` with the private key file ``key``; store and audit it."""
+    key_path = signing.key_file(key, "private key")
+    name = signing.validate_signer(signer) if signer else signing.default_signer(key_path)
+    info = reg.get(ref, with_bundle=False)
+    _require_intact(reg, info)
+    with reg.scratch("sign") as tmp:
+        out = tmp / "new.sig"
+        signing.sign_folder(payload_folder(reg, info), key_path, out)
+        data = out.read_bytes()
+    return attach(reg, info, name, data)
+
+
+def attach_file(
+    reg: ModelRegistry,
+    ref: str,
+    signature: str | os.PathLike[str],
+    signer: str,
+    trust: list[str],
+) -> dict[str, Any]:
+    """Attach a signature made elsewhere (``model_signing sign key`` over the payload),
+    after checking it is a valid signature of this version by one of ``trust``."""
+    from registry_cli.errors import BadInput
+
+    sig_path = signing.key_file(signature, "signature")
+    name = signing.validate_signer(signer)
+    if not trust:
+        raise BadInput(
+            "--signature needs --trust KEY: an attached signature is verified first",
+            hint="name the public key that made it",
+        )
+    keys = [signing.key_file(k, "public key") for k in trust]
+    info = reg.get(ref, with_bundle=False)
+    _require_intact(reg, info)
+    folder = payload_folder(reg, info)
+    why = [signing.verify_folder(folder, sig_path, k) for k in keys]
+    if all(w is not None for w in why):
+        raise IntegrityError(
+            f"{sig_path} is not a valid signature of {info.name}:{info.vname} by a trusted key: "
+            + "; ".join(w for w in why if w),
+            hint="sign the version's payload folder itself (regctl show prints its path)",
+        )
+    return attach(reg, info, name, sig_path.read_bytes())
+
+
+def attach(reg: ModelRegistry, info: VersionInfo, signer: str, data: bytes) -> dict[str, Any]:
+    """Store ``data`` as ``signatures/<signer>.sig`` (once), audit ``sign``, serve it."""
+    rel = f"{SIG_FOLDER}/{signer}{SIG_SUFFIX}"
+    key = f"{layout.version_key(info.name, info.version)}/{rel}"
+    try:
+        reg.store.create(key, data)
+    except AlreadyExists:
+        raise RuleViolation(
+            f"{info.name}:{info.vname} already has a signature by {signer!r}",
+            hint="a signature is never replaced; sign with another --signer name",
+        ) from None
+    details = {"signer": signer, "sha256": hashlib.sha256(data).hexdigest(), "path": rel}
+    entry = reg.states.audit(reg.actor, "sign", info.name, info.version, details)
+    reg.served.add_version_file(reg.model_state(info.name), info.version, rel)
+    return {"name": info.name, "version": info.vname, **details, "time": entry["time"]}
+
+
+def check(
+    reg: ModelRegistry, info: VersionInfo, trust: list[str | os.PathLike[str]]
+) -> TrustReport:
+    """Whether ``info`` is intact and carries a valid signature by a trusted key."""
+    from registry_cli.errors import BadInput
+
+    if not trust:
+        raise BadInput("name at least one trusted public key (--trust KEY)")
+    keys = [signing.key_file(k, "public key") for k in trust]
+    report = TrustReport(info.name, info.vname)
+    report.problems = payload_problems(reg, info)
+    names = signature_names(reg, info)
+    vkey = layout.version_key(info.name, info.version)
+    folder = payload_folder(reg, info)
+    for signer in names:
+        sig = reg.store.local_path(f"{vkey}/{SIG_FOLDER}/{signer}{SIG_SUFFIX}")
+        entry: dict[str, Any] = {"signer": signer, "valid": False, "key": None, "problem": None}
+        for key in keys:
+            why = signing.verify_folder(folder, sig, key)
+            if why is None:
+                entry.update(valid=True, key=str(key), problem=None)
+                break
+            entry["problem"] = why
+        report.signatures.append(entry)
+        if entry["valid"]:
+            report.trusted_by.append(signer)
+    if not names:
+        report.problems.append("the version is not signed")
+    elif not report.trusted_by:
+        report.problems.append(
+            f"no valid signature by a trusted key (signed by {', '.join(names)})"
+        )
+    report.ok = not report.problems and bool(report.trusted_by)
+    return report
+
+
+def verify(reg: ModelRegistry, ref: str, trust: list[str | os.PathLike[str]]) -> TrustReport:
+    return check(reg, reg.get(ref, with_bundle=False), trust)
+
+
+def _require_intact(reg: ModelRegistry, info: VersionInfo) -> None:
+    problems = payload_problems(reg, info)
+    if problems:
+        raise IntegrityError(
+            f"{info.name}:{info.vname} no longer matches its manifest: {problems[0]}",
+            hint="a changed version is never signed; run: regctl verify",
+        )
