@@ -372,6 +372,14 @@ FTP = Section(
 )
 
 SOURCE = Kind("ftp://USER@HOST:PORT, ftps://..., https://... or a folder", _text)
+
+
+def _paths(value: Any) -> tuple[Path, ...]:
+    items = [value] if isinstance(value, (str, Path)) else list(value)
+    return tuple(_path(v) for v in items)
+
+
+PATHS = Kind("a path or a list of paths", _paths)
 PULL = Section(
     "pull",
     (
@@ -383,6 +391,8 @@ PULL = Section(
         Setting("token_env", TEXT, None, "--token-env"),
         Setting("ca_cert", PATH, None, "--ca-cert"),
         Setting("timeout_s", TIMEOUT, 30.0, "--timeout"),
+        Setting("require_signed", BOOL, False, "--require-signed"),
+        Setting("trust", PATHS, None, "--trust"),
     ),
     {**NO_PLAINTEXT, "token": "is not allowed (no secrets in the config); use token_env"},
 )

@@ -174,7 +174,7 @@ def test_several_signatures_and_no_replacement(regctl_proc, published, keys, tmp
     assert proc.returncode == 4 and "already has a signature" in proc.stderr
     assert (published / "signatures" / "alice.sig").read_bytes() == before
     names = sorted(p.name for p in (published / "signatures").iterdir())
-    assert names == ["alice.sig", "mallory.sig"]
+    assert names == ["alice.sig", "index.json", "mallory.sig"]
     # the version's own files did not change
     assert regctl_proc("verify").returncode == 0
 

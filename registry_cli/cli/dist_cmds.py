@@ -166,6 +166,15 @@ def pull(
     timeout: float | None = typer.Option(
         None, "--timeout", help="Network timeout in seconds (default 30)."
     ),
+    require_signed: bool | None = typer.Option(
+        None,
+        "--require-signed",
+        help="Refuse a version without a valid signature by a --trust key, before it "
+        "enters the cache (exit 5; else pull.require_signed).",
+    ),
+    trust: list[str] | None = typer.Option(
+        None, "--trust", metavar="KEY", help="A trusted public key (PEM), repeatable."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Download and verify a version into the local cache (file by file, resumable, or
@@ -182,8 +191,12 @@ def pull(
         "token_env": token_env,
         "ca_cert": ca_cert and str(ca_cert),
         "timeout_s": timeout,
+        "require_signed": require_signed or None,
+        "trust": tuple(trust) if trust else None,
     }
     setup = configure(cfg, flags, prompt=_prompt_password)
+    if offline and setup.puller.trust:
+        raise BadInput("--require-signed cannot check signatures with --offline")
     progress = None if as_json else common.progress_factory(f"{name} ")
     try:
         result = setup.puller.pull(

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry_cli.core import signing
-from registry_cli.errors import IntegrityError, RuleViolation
+from registry_cli.errors import IntegrityError, RegctlError, RuleViolation
 from registry_cli.storage import layout
-from registry_cli.storage.store import AlreadyExists, Missing
+from registry_cli.storage.store import AlreadyExists, Conflict, Missing
 
 if TYPE_CHECKING:
     from registry_cli.core.registry import ModelRegistry
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SIG_FOLDER = "signatures"
 SIG_SUFFIX = ".sig"
+INDEX = f"{SIG_FOLDER}/index.json"  # what a client reads: a served tree cannot be listed
 
 
 @dataclass
@@ -147,9 +148,37 @@ def attach(reg: ModelRegistry, info: VersionInfo, signer: str, data: bytes) -> d
             hint="a signature is never replaced; sign with another --signer name",
         ) from None
     details = {"signer": signer, "sha256": hashlib.sha256(data).hexdigest(), "path": rel}
+    _add_to_index(reg, f"{layout.version_key(info.name, info.version)}/{INDEX}", details)
     entry = reg.states.audit(reg.actor, "sign", info.name, info.version, details)
-    reg.served.add_version_file(reg.model_state(info.name), info.version, rel)
+    state = reg.model_state(info.name)
+    reg.served.add_version_file(state, info.version, rel)
+    reg.served.add_version_file(state, info.version, f"{SIG_FOLDER}/index.json")
     return {"name": info.name, "version": info.vname, **details, "time": entry["time"]}
+
+
+def _add_to_index(reg: ModelRegistry, key: str, item: dict[str, Any]) -> None:
+    """Add ``item`` to ``signatures/index.json`` (conditional writes: never loses one)."""
+    import json
+
+    for _ in range(50):
+        try:
+            got = reg.store.read_tagged(key)
+        except Missing:
+            doc = {"signatures": [item]}
+            try:
+                reg.store.create(key, (json.dumps(doc, indent=2) + "\n").encode())
+                return
+            except AlreadyExists:
+                continue
+        doc = json.loads(got.data)
+        doc["signatures"] = [s for s in doc.get("signatures", []) if s["signer"] != item["signer"]]
+        doc["signatures"].append(item)
+        try:
+            reg.store.replace(key, (json.dumps(doc, indent=2) + "\n").encode(), if_match=got.tag)
+            return
+        except Conflict:
+            continue
+    raise RegctlError(f"{reg.store.location}/{key}: too many concurrent writers")
 
 
 def check(
