@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from registry_cli.core import signing
 from registry_cli.errors import IntegrityError, RegctlError, RuleViolation
 from registry_cli.storage import layout
-from registry_cli.storage.store import AlreadyExists, Conflict, Missing
+from registry_cli.storage.store import AlreadyExists, Conflict, Missing, Store
 
 if TYPE_CHECKING:
     from registry_cli.core.registry import ModelRegistry
@@ -57,36 +57,71 @@ class TrustReport:
 
 
 def payload_problems(reg: ModelRegistry, info: VersionInfo) -> list[str]:
+    return _payload_problems(reg.store, info.name, info.version, info.files)
+
+
+def _payload_problems(store: Store, name: str, version: int, files: list[Any]) -> list[str]:
     """Every way the version's payload differs from its manifest (changed, missing, extra)."""
-    vkey = layout.version_key(info.name, info.version)
+    vkey = layout.version_key(name, version)
     out = []
     listed = set()
-    for f in info.files:
+    for f in files:
         listed.add(f["path"])
         try:
-            size, sha = reg.store.hash(f"{vkey}/{f['path']}")
+            size, sha = store.hash(f"{vkey}/{f['path']}")
         except (Missing, FileNotFoundError):
             out.append(f"{f['path']} is missing")
             continue
         if sha != f["sha256"] or size != f["size"]:
             out.append(f"{f['path']} changed (sha256 {sha}, manifest says {f['sha256']})")
-    for rel in reg.store.walk_files(f"{vkey}/payload"):
+    for rel in store.walk_files(f"{vkey}/payload"):
         if f"payload/{rel}" not in listed:
             out.append(f"payload/{rel} is not in the manifest")
     return out
 
 
-def signature_names(reg: ModelRegistry, info: VersionInfo) -> list[str]:
-    vkey = layout.version_key(info.name, info.version)
+def signature_names(store: Store, name: str, version: int) -> list[str]:
+    vkey = layout.version_key(name, version)
     return [
         n[: -len(SIG_SUFFIX)]
-        for n in reg.store.children(f"{vkey}/{SIG_FOLDER}")
+        for n in store.children(f"{vkey}/{SIG_FOLDER}")
         if n.endswith(SIG_SUFFIX) and not n.startswith(".")
     ]
 
 
 def payload_folder(reg: ModelRegistry, info: VersionInfo) -> Path:
     return reg.store.local_path(f"{layout.version_key(info.name, info.version)}/payload")
+
+
+def trusted_signers(
+    store: Store, name: str, version: int, files: list[Any], keys: list[Path]
+) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """``(trusted signers, every signature checked, problems)`` of one version: a
+    signer is trusted when its signature is valid by one of ``keys`` and the payload
+    still matches the manifest byte for byte."""
+    problems = _payload_problems(store, name, version, files)
+    names = signature_names(store, name, version)
+    vkey = layout.version_key(name, version)
+    folder = store.local_path(f"{vkey}/payload")
+    checked: list[dict[str, Any]] = []
+    trusted: list[str] = []
+    for signer in names:
+        sig = store.local_path(f"{vkey}/{SIG_FOLDER}/{signer}{SIG_SUFFIX}")
+        entry: dict[str, Any] = {"signer": signer, "valid": False, "key": None, "problem": None}
+        for key in keys:
+            why = signing.verify_folder(folder, sig, key)
+            if why is None:
+                entry.update(valid=True, key=str(key), problem=None)
+                break
+            entry["problem"] = why
+        checked.append(entry)
+        if entry["valid"]:
+            trusted.append(signer)
+    if not names:
+        problems.append("the version is not signed")
+    elif not trusted:
+        problems.append(f"no valid signature by a trusted key (signed by {', '.join(names)})")
+    return ([] if problems else trusted), checked, problems
 
 
 def sign(
@@ -191,29 +226,11 @@ def check(
         raise BadInput("name at least one trusted public key (--trust KEY)")
     keys = [signing.key_file(k, "public key") for k in trust]
     report = TrustReport(info.name, info.vname)
-    report.problems = payload_problems(reg, info)
-    names = signature_names(reg, info)
-    vkey = layout.version_key(info.name, info.version)
-    folder = payload_folder(reg, info)
-    for signer in names:
-        sig = reg.store.local_path(f"{vkey}/{SIG_FOLDER}/{signer}{SIG_SUFFIX}")
-        entry: dict[str, Any] = {"signer": signer, "valid": False, "key": None, "problem": None}
-        for key in keys:
-            why = signing.verify_folder(folder, sig, key)
-            if why is None:
-                entry.update(valid=True, key=str(key), problem=None)
-                break
-            entry["problem"] = why
-        report.signatures.append(entry)
-        if entry["valid"]:
-            report.trusted_by.append(signer)
-    if not names:
-        report.problems.append("the version is not signed")
-    elif not report.trusted_by:
-        report.problems.append(
-            f"no valid signature by a trusted key (signed by {', '.join(names)})"
-        )
-    report.ok = not report.problems and bool(report.trusted_by)
+    trusted, report.signatures, report.problems = trusted_signers(
+        reg.store, info.name, info.version, info.files, keys
+    )
+    report.trusted_by = [e["signer"] for e in report.signatures if e["valid"]]
+    report.ok = bool(trusted)
     return report
 
 
