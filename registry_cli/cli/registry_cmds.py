@@ -105,9 +105,20 @@ def publish(
     example_dtype: str = typer.Option(
         "float32", "--example-dtype", help="Input dtype for --example-shape."
     ),
+    license: str | None = typer.Option(
+        None, "--license", metavar="SPDX-EXPR", help="License, as an SPDX expression."
+    ),
+    card: str | None = typer.Option(None, "--card", metavar="FILE.md", help="Model card."),
+    sign_key: str | None = typer.Option(
+        None, "--sign-key", metavar="FILE", help="Sign the new version (as regctl sign --key)."
+    ),
+    attestation: str | None = typer.Option(
+        None, "--attestation", metavar="FILE", help="An in-toto statement to keep beside it."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Copy files/folders (or an MLflow artifact) into the next immutable version of NAME."""
+    from registry_cli.cli import trust_cmds
     from registry_cli.core.names import parse_key_values, parse_metrics
     from registry_cli.core.signature import signature_from_shape
     from registry_cli.errors import BadInput
@@ -144,6 +155,7 @@ def publish(
         # a torch.export program brings its own (SPEC §8), read here without torch
         kwargs["signature"] = program_signature(list(paths or []))
     reg = open_registry()
+    trust = trust_cmds.publish_extras(reg, kwargs, license, card, sign_key, attestation)
     progress = common.progress_factory(f"{name} ")
     try:
         if getattr(reg, "remote", False):  # a registry server uploads, imports and converts
@@ -181,6 +193,7 @@ def publish(
             info = reg.publish(name, paths or [], progress=progress, **kwargs)
     finally:
         common.stop_progress(progress)
+    info = trust.after_publish(reg, info)
     if as_json:
         print_json(info.to_json())
     else:

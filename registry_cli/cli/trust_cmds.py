@@ -7,6 +7,7 @@ module level: ``regctl --help`` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -81,6 +82,58 @@ def verify_trusted(ref: str, trust: list[str], as_json: bool) -> None:
     if not report.ok:
         typer.echo(f"error: {report.summary()}", err=True)
         raise typer.Exit(5)
+
+
+class PublishTrust:
+    """What ``publish --sign-key/--attestation`` does once the version exists."""
+
+    def __init__(self, sign_key: str | None, attestation: bytes | None, name: str) -> None:
+        self.sign_key = sign_key
+        self.attestation = attestation
+        self.attestation_name = name
+
+    def after_publish(self, reg: Any, info: Any) -> Any:
+        from registry_cli.core import signatures
+
+        ref = f"{info.name}:{info.vname}"
+        if self.attestation is not None:
+            signatures.add_attestation(reg, info, self.attestation_name, self.attestation)
+        if self.sign_key is not None:
+            signatures.sign(reg, ref, self.sign_key)
+        return info
+
+
+def publish_extras(
+    reg: Any,
+    kwargs: dict[str, Any],
+    license: str | None,
+    card: str | None,
+    sign_key: str | None,
+    attestation: str | None,
+) -> PublishTrust:
+    """Check ``publish --license/--card/--sign-key/--attestation`` before anything is
+    published (exit 2 on bad input) and add the facts (and ``source.ci``) to ``kwargs``."""
+    from registry_cli.errors import BadInput
+
+    given = [f for f, v in (("--license", license), ("--card", card), ("--sign-key", sign_key),
+                            ("--attestation", attestation)) if v is not None]  # fmt: skip
+    if getattr(reg, "remote", False):
+        if given:
+            raise BadInput(f"{', '.join(given)} do(es) not work with a registry server yet")
+        return PublishTrust(None, None, "")
+    from registry_cli.core import provenance, signing
+
+    facts = provenance.publish_facts(license=license, card=card)
+    if facts:
+        kwargs["facts"] = facts
+    if sign_key is not None:
+        signing.key_file(sign_key, "private key")
+        warn_loose_key(sign_key)
+    data, name = None, ""
+    if attestation is not None:
+        data = provenance.read_attestation(attestation)
+        name = signing.default_signer(Path(attestation)) + ".intoto.jsonl"
+    return PublishTrust(sign_key, data, name)
 
 
 def register(app: typer.Typer) -> None:

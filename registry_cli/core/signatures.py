@@ -245,3 +245,16 @@ def _require_intact(reg: ModelRegistry, info: VersionInfo) -> None:
             f"{info.name}:{info.vname} no longer matches its manifest: {problems[0]}",
             hint="a changed version is never signed; run: regctl verify",
         )
+
+
+def add_attestation(reg: ModelRegistry, info: VersionInfo, name: str, data: bytes) -> None:
+    """Keep an in-toto statement as ``attestations/<name>`` beside the version, served
+    next to its signatures; audited as ``attest``."""
+    rel = f"attestations/{name}"
+    try:
+        reg.store.create(f"{layout.version_key(info.name, info.version)}/{rel}", data)
+    except AlreadyExists:
+        raise RuleViolation(f"{info.name}:{info.vname} already has {rel}") from None
+    details = {"path": rel, "sha256": hashlib.sha256(data).hexdigest()}
+    reg.states.audit(reg.actor, "attest", info.name, info.version, details)
+    reg.served.add_version_file(reg.model_state(info.name), info.version, rel)
