@@ -136,5 +136,32 @@ def publish_extras(
     return PublishTrust(sign_key, data, name)
 
 
+def bom(
+    ref: str = typer.Argument(..., help=REF_HELP, autocompletion=completion.references),
+    output: str | None = typer.Option(
+        None, "--output", "-o", metavar="FILE", help="Write the BOM here (default: stdout)."
+    ),
+) -> None:
+    """Write a CycloneDX 1.6 ML-BOM (JSON) of a version: model, hashes, license, card
+    facts and metrics, files, lineage."""
+    import json
+
+    from registry_cli.core.bom import build_bom
+
+    reg = open_registry()
+    info = reg.get(ref)
+    doc = build_bom(info, reg.served.manifest_sha256(info.name, info.version))
+    text = json.dumps(doc, indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    from registry_cli.storage.atomic import atomic_write_bytes
+
+    atomic_write_bytes(Path(output), text.encode())
+    if not common.STATE.quiet:
+        typer.echo(f"wrote {output}", err=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("sign")(command(sign))
+    app.command("bom")(command(bom))
