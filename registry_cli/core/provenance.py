@@ -137,3 +137,14 @@ def publish_facts(
     if ci is not None:
         facts["ci"] = ci
     return facts
+
+
+def card_html(text: str | None) -> str:
+    """A model card as HTML: CommonMark (plus tables) with raw HTML disabled, so every
+    ``<tag>`` in the card is shown as text and unsafe link schemes are not linked."""
+    if not text:
+        return ""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    return str(md.render(text))

@@ -17,6 +17,7 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader
 
+from registry_cli.core.provenance import card_html
 from registry_cli.version import __version__
 from registry_cli.webui import views
 
@@ -73,6 +74,7 @@ class Renderer:
             asset=self.asset_url,
             regctl_version=__version__,
             details_text=views.details_text,
+            card_html=card_html,  # the model card, Markdown without raw HTML
         )
 
     def asset_url(self, name: str) -> str:
