@@ -208,3 +208,17 @@ def test_tampered_payload_is_never_signed(regctl_proc, published, keys):
     proc = regctl_proc("sign", "team/det:v1", "--key", str(keys["alice"][0]))
     assert proc.returncode == 5 and "no longer matches its manifest" in proc.stderr
     assert not (published / "signatures").exists()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["pull", "--help"], ["sign", "--help"]])
+def test_trust_libraries_stay_off_the_start_up_path(args, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "registry_cli", "--root", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    loaded = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()}
+    assert "registry_cli" in loaded  # the import log is real
+    heavy = {"model_signing", "sigstore", "cyclonedx", "license_expression", "markdown_it"}
+    assert not loaded & heavy
