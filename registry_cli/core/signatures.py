@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,7 +91,14 @@ def signature_names(store: Store, name: str, version: int) -> list[str]:
 
 
 def payload_folder(reg: ModelRegistry, info: VersionInfo) -> Path:
-    return reg.store.local_path(f"{layout.version_key(info.name, info.version)}/payload")
+    return _local_payload(reg.store, info.name, info.version)
+
+
+def _local_payload(store: Store, name: str, version: int) -> Path:
+    """The payload on disk: the folder itself, or an object store's verified local copy."""
+    from registry_cli.storage.open import local_version
+
+    return local_version(store, layout.version_key(name, version)) / "payload"
 
 
 def trusted_signers(
@@ -102,21 +110,25 @@ def trusted_signers(
     problems = _payload_problems(store, name, version, files)
     names = signature_names(store, name, version)
     vkey = layout.version_key(name, version)
-    folder = store.local_path(f"{vkey}/payload")
+    folder = _local_payload(store, name, version) if names else Path()
     checked: list[dict[str, Any]] = []
     trusted: list[str] = []
-    for signer in names:
-        sig = store.local_path(f"{vkey}/{SIG_FOLDER}/{signer}{SIG_SUFFIX}")
-        entry: dict[str, Any] = {"signer": signer, "valid": False, "key": None, "problem": None}
-        for key in keys:
-            why = signing.verify_folder(folder, sig, key)
-            if why is None:
-                entry.update(valid=True, key=str(key), problem=None)
-                break
-            entry["problem"] = why
-        checked.append(entry)
-        if entry["valid"]:
-            trusted.append(signer)
+    with tempfile.TemporaryDirectory(prefix="regctl-sig-") as tmp:
+        for signer in names:
+            sig = Path(tmp) / f"{signer}{SIG_SUFFIX}"  # read through the store: any backend
+            sig.write_bytes(store.read(f"{vkey}/{SIG_FOLDER}/{signer}{SIG_SUFFIX}"))
+            entry: dict[str, Any] = {
+                "signer": signer, "valid": False, "key": None, "problem": None
+            }  # fmt: skip
+            for key in keys:
+                why = signing.verify_folder(folder, sig, key)
+                if why is None:
+                    entry.update(valid=True, key=str(key), problem=None)
+                    break
+                entry["problem"] = why
+            checked.append(entry)
+            if entry["valid"]:
+                trusted.append(signer)
     if not names:
         problems.append("the version is not signed")
     elif not trusted:
