@@ -120,3 +120,31 @@ def test_config_require_signed(regctl_proc, registry, keys, tmp_path):
 def test_require_signed_without_trust_is_bad_input(regctl_proc, registry, tmp_path):
     proc = pull(regctl_proc, registry, tmp_path / "cache", "--require-signed")
     assert proc.returncode == 2 and "--trust" in proc.stderr
+
+
+@pytest.mark.slow
+def test_require_signed_over_http_from_serve_registry(regctl_proc, registry, keys, tmp_path):
+    from registry_cli.server.launch import ServeRegistryProcess
+
+    regctl_proc("sign", "team/det:v1", "--key", str(keys["alice"][0]), check=True)
+    server = ServeRegistryProcess(
+        registry, "--anonymous-read", log=tmp_path / "server.log", env={"HOME": str(tmp_path)}
+    )
+    server.start()
+    try:
+        cache = tmp_path / "cache"
+        url = server.url
+        proc = regctl_proc(
+            "pull", "team/det", "--from", url, "--stage", "dev", "--cache-dir", str(cache),
+            "--require-signed", "--trust", str(keys["mallory"][1]),
+        )  # fmt: skip
+        assert proc.returncode == 5, proc.stderr
+        assert cached_files(cache) == []
+        proc = regctl_proc(
+            "pull", "team/det", "--from", url, "--stage", "dev", "--cache-dir", str(cache),
+            "--require-signed", "--trust", str(keys["alice"][1]), "--json",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["version"] == "v1"
+    finally:
+        assert server.stop() == 0, server.log
