@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,11 @@ def test_regctl_signature_verifies_with_model_signing_cli(regctl_proc, published
     served = tmp_path / "registry" / "dist" / "dev" / "team" / "det" / "versions" / "v1"
     assert (served / "signatures" / "alice.sig").read_bytes() == sig.read_bytes()
     assert regctl_proc("verify").returncode == 0  # dist/ is consistent with the signature
+    # dist rebuild reproduces the served signatures from models/
+    shutil.rmtree(served.parent)
+    regctl_proc("dist", "rebuild", check=True)
+    assert (served / "signatures" / "alice.sig").read_bytes() == sig.read_bytes()
+    assert (served / "signatures" / "index.json").is_file()
 
 
 def test_verify_trust_accepts_and_refuses(regctl_proc, published, keys):
@@ -222,3 +228,27 @@ def test_trust_libraries_stay_off_the_start_up_path(args, tmp_path):
     assert "registry_cli" in loaded  # the import log is real
     heavy = {"model_signing", "sigstore", "cyclonedx", "license_expression", "markdown_it"}
     assert not loaded & heavy
+
+
+def test_damaged_signature_or_bad_trusted_key(regctl_proc, published, keys, tmp_path):
+    priv, pub = keys["alice"]
+    regctl_proc("sign", "team/det:v1", "--key", str(priv), check=True)
+    garbage = tmp_path / "garbage.pub"
+    garbage.write_text("not a key\n")
+    proc = regctl_proc("verify", "team/det:v1", "--trust", str(garbage))
+    assert proc.returncode == 2 and "public key" in proc.stderr and "Traceback" not in proc.stderr
+    proc = regctl_proc("verify", "team/det:v1", "--trust", str(tmp_path / "missing.pub"))
+    assert proc.returncode == 2
+    sig = published / "signatures" / "alice.sig"
+    doc = json.loads(sig.read_text())
+    doc["dsseEnvelope"]["signatures"][0]["sig"] = (
+        "AAAA" + doc["dsseEnvelope"]["signatures"][0]["sig"][4:]
+    )
+    os.chmod(sig, 0o644)
+    sig.write_text(json.dumps(doc))
+    proc = regctl_proc("verify", "team/det:v1", "--trust", str(pub))
+    assert proc.returncode == 5 and "Traceback" not in proc.stderr
+    sig.write_text("{broken")
+    proc = regctl_proc("verify", "team/det:v1", "--trust", str(pub), "--json")
+    assert proc.returncode == 5
+    assert json.loads(proc.stdout)["signatures"][0]["valid"] is False
