@@ -322,18 +322,21 @@ def verify(
         help="Check the version's signatures: a valid one by this public key (repeatable) "
         "is required (docs/trust.md).",
     ),
+    trust_ca: list[str] | None = typer.Option(
+        None, "--trust-ca", metavar="CA", help="Or a certificate signature chaining to this CA."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Re-hash every payload file and bundle and check the invariants. Exit 5 on problems."""
     from registry_cli.cli import render
 
-    if trust:
+    if trust or trust_ca:
         from registry_cli.cli.trust_cmds import verify_trusted
         from registry_cli.errors import BadInput
 
         if not name:
             raise BadInput("verify --trust needs a reference (NAME:vN)")
-        return verify_trusted(name, trust, as_json)
+        return verify_trusted(name, list(trust or []), as_json, list(trust_ca or []))
     progress = None if as_json else common.progress_factory()
     try:
         report = open_registry().verify(name, progress("hashing", 0) if progress else None)

@@ -47,6 +47,12 @@ def sign(
     trust: list[str] | None = typer.Option(
         None, "--trust", metavar="KEY", help="With --signature: the public key that made it."
     ),
+    cert: str | None = typer.Option(
+        None, "--cert", metavar="FILE", help="With --key: its signing certificate (PEM)."
+    ),
+    chain: list[str] | None = typer.Option(
+        None, "--chain", metavar="FILE", help="With --cert: intermediate certificates."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Sign a version's payload (OpenSSF model signing); the signature is stored beside it."""
@@ -55,10 +61,12 @@ def sign(
 
     if (key is None) == (signature is None):
         raise BadInput("give exactly one of --key FILE (sign) or --signature FILE (attach)")
+    if (cert is None) != (not chain) or (cert is not None and key is None):
+        raise BadInput("--cert needs --key and --chain (the issuing CA certificate(s))")
     reg = open_registry()
     if key is not None:
         warn_loose_key(key)
-        done = signatures.sign(reg, ref, key, signer)
+        done = signatures.sign(reg, ref, key, signer, certificate=cert, chain=list(chain or []))
     else:
         if not signer:
             raise BadInput("--signature needs --signer NAME (it names signatures/NAME.sig)")
@@ -69,12 +77,12 @@ def sign(
         typer.echo(f"signed {done['name']}:{done['version']} as {done['signer']} ({done['path']})")
 
 
-def verify_trusted(ref: str, trust: list[str], as_json: bool) -> None:
+def verify_trusted(ref: str, trust: list[str], as_json: bool, trust_ca: list[str]) -> None:
     """``regctl verify REF --trust KEY...``: exit 5 without a valid trusted signature or
     when any byte changed."""
     from registry_cli.core import signatures
 
-    report = signatures.verify(open_registry(), ref, list(trust))
+    report = signatures.verify(open_registry(), ref, list(trust), list(trust_ca))
     if as_json:
         print_json(report.to_json())
     elif report.ok:

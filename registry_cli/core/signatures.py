@@ -102,7 +102,12 @@ def _local_payload(store: Store, name: str, version: int) -> Path:
 
 
 def trusted_signers(
-    store: Store, name: str, version: int, files: list[Any], keys: list[Path]
+    store: Store,
+    name: str,
+    version: int,
+    files: list[Any],
+    keys: list[Path],
+    cas: list[Path] | None = None,
 ) -> tuple[list[str], list[dict[str, Any]], list[str]]:
     """``(trusted signers, every signature checked, problems)`` of one version: a
     signer is trusted when its signature is valid by one of ``keys`` and the payload
@@ -120,8 +125,8 @@ def trusted_signers(
             entry: dict[str, Any] = {
                 "signer": signer, "valid": False, "key": None, "problem": None
             }  # fmt: skip
-            for key in keys:
-                why = signing.verify_folder(folder, sig, key)
+            for key, ca in [(k, False) for k in keys] + [(c, True) for c in cas or []]:
+                why = signing.verify_folder(folder, sig, key, ca=ca)
                 if why is None:
                     entry.update(valid=True, key=str(key), problem=None)
                     break
@@ -137,16 +142,25 @@ def trusted_signers(
 
 
 def sign(
-    reg: ModelRegistry, ref: str, key: str | os.PathLike[str], signer: str | None = None
+    reg: ModelRegistry,
+    ref: str,
+    key: str | os.PathLike[str],
+    signer: str | None = None,
+    *,
+    certificate: str | None = None,
+    chain: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Sign the payload of ``ref`` with the private key file ``key``; store and audit it."""
+    """Sign the payload of ``ref`` with the private key file ``key`` (and its signing
+    ``certificate`` with its ``chain``, for a certificate signature); store and audit it."""
     key_path = signing.key_file(key, "private key")
+    cert = signing.key_file(certificate, "certificate") if certificate else None
+    links = tuple(signing.key_file(c, "certificate chain") for c in chain or [])
     name = signing.validate_signer(signer) if signer else signing.default_signer(key_path)
     info = reg.get(ref, with_bundle=False)
     _require_intact(reg, info)
     with reg.scratch("sign") as tmp:
         out = tmp / "new.sig"
-        signing.sign_folder(payload_folder(reg, info), key_path, out)
+        signing.sign_folder(payload_folder(reg, info), key_path, out, certificate=cert, chain=links)
         data = out.read_bytes()
     return attach(reg, info, name, data)
 
@@ -229,25 +243,35 @@ def _add_to_index(reg: ModelRegistry, key: str, item: dict[str, Any]) -> None:
 
 
 def check(
-    reg: ModelRegistry, info: VersionInfo, trust: list[str | os.PathLike[str]]
+    reg: ModelRegistry,
+    info: VersionInfo,
+    trust: list[str | os.PathLike[str]],
+    trust_ca: list[str | os.PathLike[str]] | None = None,
 ) -> TrustReport:
-    """Whether ``info`` is intact and carries a valid signature by a trusted key."""
+    """Whether ``info`` is intact and carries a valid signature by a trusted key (or a
+    certificate chaining to a trusted CA)."""
     from registry_cli.errors import BadInput
 
-    if not trust:
-        raise BadInput("name at least one trusted public key (--trust KEY)")
+    if not trust and not trust_ca:
+        raise BadInput("name at least one trusted public key (--trust KEY or --trust-ca CA)")
     keys = [signing.key_file(k, "public key") for k in trust]
+    cas = [signing.key_file(c, "CA certificate") for c in trust_ca or []]
     report = TrustReport(info.name, info.vname)
     trusted, report.signatures, report.problems = trusted_signers(
-        reg.store, info.name, info.version, info.files, keys
+        reg.store, info.name, info.version, info.files, keys, cas
     )
     report.trusted_by = [e["signer"] for e in report.signatures if e["valid"]]
     report.ok = bool(trusted)
     return report
 
 
-def verify(reg: ModelRegistry, ref: str, trust: list[str | os.PathLike[str]]) -> TrustReport:
-    return check(reg, reg.get(ref, with_bundle=False), trust)
+def verify(
+    reg: ModelRegistry,
+    ref: str,
+    trust: list[str | os.PathLike[str]],
+    trust_ca: list[str | os.PathLike[str]] | None = None,
+) -> TrustReport:
+    return check(reg, reg.get(ref, with_bundle=False), trust, trust_ca)
 
 
 def _require_intact(reg: ModelRegistry, info: VersionInfo) -> None:

@@ -65,29 +65,49 @@ def _hashing() -> Any:
     return hashing.Config().set_ignored_paths(paths=[], ignore_git_paths=True)
 
 
-def sign_folder(folder: Path, private_key: Path, out: Path, password: str | None = None) -> None:
-    """Write the signature of ``folder`` made with the EC private key at ``private_key``."""
+def sign_folder(
+    folder: Path,
+    private_key: Path,
+    out: Path,
+    *,
+    certificate: Path | None = None,
+    chain: tuple[Path, ...] = (),
+) -> None:
+    """Write the signature of ``folder`` made with the EC private key at ``private_key``;
+    with ``certificate`` (and its ``chain``), a certificate signature."""
     from model_signing import signing
 
     try:
-        config = signing.Config().use_elliptic_key_signer(
-            private_key=private_key, password=password
-        )
+        if certificate is not None:
+            config = signing.Config().use_certificate_signer(
+                private_key=private_key, signing_certificate=certificate, certificate_chain=chain
+            )
+        else:
+            config = signing.Config().use_elliptic_key_signer(private_key=private_key)
         config.set_hashing_config(_hashing()).sign(folder, out)
     except (ValueError, TypeError, OSError) as exc:
         raise BadInput(
             f"cannot sign with {private_key}: {type(exc).__name__}: {_short(exc)}",
-            hint="the key must be a PEM elliptic-curve private key (P-256, P-384 or P-521)",
+            hint="the key must be a PEM elliptic-curve private key (P-256, P-384 or P-521)"
+            + (
+                "; --cert must be its PEM certificate, --chain its issuer(s)" if certificate else ""
+            ),
         ) from None
 
 
-def verify_folder(folder: Path, signature: Path, public_key: Path) -> str | None:
-    """None when ``signature`` is a valid signature of ``folder`` by ``public_key``; else
-    why not, in a few words."""
+def verify_folder(
+    folder: Path, signature: Path, public_key: Path, *, ca: bool = False
+) -> str | None:
+    """None when ``signature`` is a valid signature of ``folder`` by ``public_key`` (with
+    ``ca``: by a certificate that chains to the CA certificate(s) in that file); else why
+    not, in a few words."""
     from model_signing import verifying
 
     try:
-        config = verifying.Config().use_elliptic_key_verifier(public_key=public_key)
+        if ca:
+            config = verifying.Config().use_certificate_verifier(certificate_chain=[public_key])
+        else:
+            config = verifying.Config().use_elliptic_key_verifier(public_key=public_key)
     except (ValueError, TypeError, OSError) as exc:
         raise BadInput(
             f"cannot read public key {public_key}: {_short(exc)}",
