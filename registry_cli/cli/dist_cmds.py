@@ -179,6 +179,15 @@ def pull(
         None, "--device", help="This device's id in reports (default: the host name)."
     ),
     ring: str | None = typer.Option(None, "--ring", help="This device's ring (default: default)."),
+    require_signed: bool | None = typer.Option(
+        None,
+        "--require-signed",
+        help="Refuse a version without a valid signature by a --trust key, before it "
+        "enters the cache (exit 5; else pull.require_signed).",
+    ),
+    trust: list[str] | None = typer.Option(
+        None, "--trust", metavar="KEY", help="A trusted public key (PEM), repeatable."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Download and verify a version into the local cache (file by file, resumable, or
@@ -195,8 +204,13 @@ def pull(
         "token_env": token_env,
         "ca_cert": ca_cert and str(ca_cert),
         "timeout_s": timeout,
+        "require_signed": require_signed or None,
+        "trust": tuple(trust) if trust else None,
     }
     setup = configure(cfg, flags, prompt=_prompt_password)
+    if offline and setup.puller.trust:
+        raise BadInput("--require-signed cannot check signatures with --offline")
+
     from registry_cli.cli.fleet_cmds import pull_reporter  # off the start-up path
 
     reporter = pull_reporter(cfg, setup, report, report_file, device, ring, alias, version)

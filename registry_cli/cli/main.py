@@ -105,6 +105,7 @@ def _register() -> None:
         predict_cmds,
         registry_cmds,
         server_cmds,
+        trust_cmds,
     )
 
     registry_cmds.register(app)
@@ -115,6 +116,7 @@ def _register() -> None:
     server_cmds.register(app)
     import_cmds.register(app)
     fleet_cmds.register(app)
+    trust_cmds.register(app)
 
 
 _register()

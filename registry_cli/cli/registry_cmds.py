@@ -105,9 +105,20 @@ def publish(
     example_dtype: str = typer.Option(
         "float32", "--example-dtype", help="Input dtype for --example-shape."
     ),
+    license: str | None = typer.Option(
+        None, "--license", metavar="SPDX-EXPR", help="License, as an SPDX expression."
+    ),
+    card: str | None = typer.Option(None, "--card", metavar="FILE.md", help="Model card."),
+    sign_key: str | None = typer.Option(
+        None, "--sign-key", metavar="FILE", help="Sign the new version (as regctl sign --key)."
+    ),
+    attestation: str | None = typer.Option(
+        None, "--attestation", metavar="FILE", help="An in-toto statement to keep beside it."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Copy files/folders (or an MLflow artifact) into the next immutable version of NAME."""
+    from registry_cli.cli import trust_cmds
     from registry_cli.core.names import parse_key_values, parse_metrics
     from registry_cli.core.signature import signature_from_shape
     from registry_cli.errors import BadInput
@@ -144,6 +155,7 @@ def publish(
         # a torch.export program brings its own (docs/predictions.md), read here without torch
         kwargs["signature"] = program_signature(list(paths or []))
     reg = open_registry()
+    trust = trust_cmds.publish_extras(reg, kwargs, license, card, sign_key, attestation)
     progress = common.progress_factory(f"{name} ")
     try:
         if not from_mlflow and options is None:
@@ -192,6 +204,7 @@ def publish(
             )
     finally:
         common.stop_progress(progress)
+    info = trust.after_publish(reg, info)
     if as_json:
         print_json(info.to_json())
     else:
@@ -310,13 +323,32 @@ def audit(
 
 def verify(
     name: str | None = typer.Argument(
-        None, help="Only this model.", autocompletion=completion.model_names
+        None,
+        help="Only this model (with --trust: this version, as a reference).",
+        autocompletion=completion.model_names,
+    ),
+    trust: list[str] | None = typer.Option(
+        None,
+        "--trust",
+        metavar="KEY",
+        help="Check the version's signatures: a valid one by this public key (repeatable) "
+        "is required (docs/trust.md).",
+    ),
+    trust_ca: list[str] | None = typer.Option(
+        None, "--trust-ca", metavar="CA", help="Or a certificate signature chaining to this CA."
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Re-hash every payload file and bundle and check the invariants. Exit 5 on problems."""
     from registry_cli.cli import render
 
+    if trust or trust_ca:
+        from registry_cli.cli.trust_cmds import verify_trusted
+        from registry_cli.errors import BadInput
+
+        if not name:
+            raise BadInput("verify --trust needs a reference (NAME:vN)")
+        return verify_trusted(name, list(trust or []), as_json, list(trust_ca or []))
     progress = None if as_json else common.progress_factory()
     try:
         report = open_local().verify(name, progress("hashing", 0) if progress else None)

@@ -102,6 +102,8 @@ def version_details(v: VersionInfo) -> None:
     ]
     if v.signature:
         rows.append(("signature", json.dumps(v.signature)))
+    if v.manifest.get("license"):
+        rows.append(("license", str(v.manifest["license"])))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
@@ -112,6 +114,9 @@ def version_details(v: VersionInfo) -> None:
     for f in v.files:
         files.add_row(f["path"], str(f["size"]), f["sha256"][:16] + "…")
     console.print(files)
+    if v.manifest.get("card"):
+        console.print("\ncard:")
+        console.out(str(v.manifest["card"]).rstrip("\n"), highlight=False)
 
 
 def change(result: ChangeResult) -> None:

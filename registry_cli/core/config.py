@@ -160,8 +160,10 @@ def load_config_file(path: Path) -> Config:
         if stage not in cfg.stages:
             raise _fail(path, loc, f"gate for unknown stage {stage!r}", "gates", str(stage))
         spec = spec or {}
-        if not isinstance(spec, dict) or set(spec) - {"metrics", "tags"}:
-            raise _fail(path, loc, "a gate has only 'metrics' and 'tags'", "gates", stage)
+        if not isinstance(spec, dict) or set(spec) - {"metrics", "tags", "signed_by"}:
+            raise _fail(
+                path, loc, "a gate has only 'metrics', 'tags' and 'signed_by'", "gates", stage
+            )
         conds = []
         for metric, expr in (spec.get("metrics") or {}).items():
             try:
@@ -179,7 +181,16 @@ def load_config_file(path: Path) -> Config:
         tags = spec.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise _fail(path, loc, "gate tags must be a list of tag names", "gates", stage, "tags")
-        cfg.gates[stage] = StageGate(tuple(conds), tuple(tags))
+        signed_by = spec.get("signed_by") or []
+        if isinstance(signed_by, str):
+            signed_by = [signed_by]
+        if not isinstance(signed_by, list) or not all(isinstance(k, str) for k in signed_by):
+            raise _fail(
+                path, loc, "gate signed_by must list public key files", "gates", stage, "signed_by"
+            )
+        base = path.parent if path is not None else Path.cwd()
+        keys = tuple(str(base / os.path.expanduser(k)) for k in signed_by)
+        cfg.gates[stage] = StageGate(tuple(conds), tuple(tags), keys)
     best = data.get("best") or {}
     if not isinstance(best, dict) or set(best) - {"metric", "mode"}:
         raise _fail(path, loc, "best has only 'metric' and 'mode'", "best")

@@ -7,6 +7,7 @@ parses the ``gates:`` section into these values.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 GATE_RE = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*([-+0-9.eE]+|[-+]?inf)\s*\Z")
@@ -46,9 +47,20 @@ class StageGate:
 
     metrics: tuple[MetricCondition, ...] = ()
     tags: tuple[str, ...] = ()
+    signed_by: tuple[str, ...] = ()  # public key files: a valid signature by one is required
 
-    def failures(self, metrics: dict[str, float], tags: dict[str, str]) -> list[str]:
+    def failures(
+        self,
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        signers: Sequence[str] = (),
+        unsigned_why: str = "",
+    ) -> list[str]:
+        """``signers``: who signed the version validly with a ``signed_by`` key."""
         out: list[str] = []
+        if self.signed_by and not signers:
+            why = f" ({unsigned_why})" if unsigned_why else ""
+            out.append(f"a valid signature by a signed_by key is required{why}")
         for cond in self.metrics:
             if cond.metric not in metrics:
                 out.append(f"{cond} (metric {cond.metric!r} is missing)")

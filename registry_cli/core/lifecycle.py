@@ -124,7 +124,12 @@ def promote(
         changes["noop"] = True
         return changes
     if not already and gate is not None:
-        failures = gate.failures(facts.get("metrics", {}), facts.get("tags", {}))
+        failures = gate.failures(
+            facts.get("metrics", {}),
+            facts.get("tags", {}),
+            facts.get("signers", ()),
+            facts.get("unsigned_why", ""),
+        )
         if failures and not force:
             raise GateFailed(
                 f"v{version} fails the gate for {target!r}: " + "; ".join(failures),

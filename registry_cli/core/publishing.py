@@ -56,6 +56,7 @@ class PublishOptions:
     set_alias: bool = True
     derived_from: str | None = None  # a resolved "name:vN"
     signature: dict[str, Any] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # license, card, ci (core/provenance.py)
 
     def validated(self) -> PublishOptions:
         return PublishOptions(
@@ -68,6 +69,7 @@ class PublishOptions:
             set_alias=self.set_alias,
             derived_from=self.derived_from,
             signature=self.signature,
+            facts=dict(self.facts),
         )
 
 
@@ -124,6 +126,8 @@ class Publisher:
             if artifact.removeprefix("payload/") not in have:
                 raise BadInput(f"standard artifact {artifact} is not in the payload")
         source = produced.source or {"type": "local", "paths": [str(p.absolute()) for p in paths]}
+        if options.facts.get("ci"):
+            source = {**source, "ci": options.facts["ci"]}
         return planned, options, source
 
     def publish(
@@ -165,6 +169,7 @@ class Publisher:
                         derived_from=options.derived_from,
                         standard_artifacts=dict(produced.standard_artifacts),
                         signature=options.signature,
+                        extra={k: v for k, v in options.facts.items() if k != "ci"},
                     )
                 )
                 data = manifest_bytes(facts)

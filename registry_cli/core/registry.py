@@ -163,6 +163,7 @@ class ModelRegistry:
         set_alias: bool = True,
         derived_from: str | None = None,
         signature: dict[str, Any] | None = None,
+        facts: dict[str, Any] | None = None,
         produced: Produced | None = None,
         progress: PublishProgress | None = None,
     ) -> VersionInfo:
@@ -187,6 +188,7 @@ class ModelRegistry:
             set_alias=set_alias,
             derived_from=parent,
             signature=signature,
+            facts=dict(facts or {}),
         )
         publisher = Publisher(self.store, self.states, self.config, self.actor)
         done = publisher.publish(

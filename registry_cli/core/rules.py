@@ -63,6 +63,9 @@ class Rules:
                     "metrics": self.versions.metrics(state.name, number),
                     "tags": self.versions.current_tags(state, number),
                 }
+                gate = self.config.gates.get(target)
+                if gate is not None and gate.signed_by:
+                    facts.update(self.signatures(state.name, number, gate.signed_by))
             changes = lifecycle.promote(
                 state,
                 self.stages,
@@ -79,6 +82,18 @@ class Rules:
             return number, changes
 
         return rule
+
+    def signatures(self, name: str, number: int, keys: tuple[str, ...]) -> dict[str, Any]:
+        """The ``signers`` fact of a ``signed_by`` gate (checked only when one is set)."""
+        from registry_cli.core.signatures import trusted_signers
+        from registry_cli.core.signing import key_file
+
+        files = self.versions.facts(name, number).get("files") or []
+        paths = [key_file(k, "gate signed_by key") for k in keys]
+        trusted, _checked, problems = trusted_signers(
+            self.versions.store, name, number, files, paths
+        )
+        return {"signers": trusted, "unsigned_why": "; ".join(problems)}
 
     def rollback(self, to: str | int | None) -> Rule:
         def rule(state: ModelState) -> Decision:

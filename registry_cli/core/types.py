@@ -61,6 +61,7 @@ class VersionInfo:
             "bundle": self.bundle,
             "standard_artifacts": self.standard_artifacts,
             "signature": self.signature,
+            **{k: self.manifest[k] for k in ("license", "card") if self.manifest.get(k)},
         }
 
     def to_summary_json(self) -> dict[str, Any]:

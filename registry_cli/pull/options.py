@@ -75,6 +75,7 @@ def configure(
 
     token = token_from(values, env) if source.kind == "http" else None
     cache_dir = values["cache_dir"]
+    trust = _trusted_keys(values, config)
     return PullSetup(
         puller=Puller(
             source,
@@ -83,6 +84,25 @@ def configure(
             cache_root=Path(cache_dir).absolute() if cache_dir else default_cache_root().absolute(),
             ca_cert=values["ca_cert"],
             timeout=values["timeout_s"],
+            trust=trust,
         ),
         stage=values["stage"] or config.stages[-1],
     )
+
+
+def _trusted_keys(values: Any, config: Config) -> list[Path]:
+    """The public keys a ``require_signed`` pull trusts (config paths: relative to its
+    folder); [] when signatures are not required."""
+    if not values["require_signed"]:
+        return []
+    keys = list(values["trust"] or ())
+    if not keys:
+        raise BadInput(
+            "--require-signed needs at least one --trust KEY (or pull.trust)",
+            hint="name the public key(s) whose signature you accept",
+        )
+    if values.source["trust"] == "config" and config.path is not None:
+        keys = [k if k.is_absolute() else config.path.parent / k for k in keys]
+    from registry_cli.core.signing import key_file
+
+    return [key_file(k, "public key") for k in keys]

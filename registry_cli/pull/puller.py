@@ -1,21 +1,19 @@
 """The puller: resolve a version on a served tree, fetch it, verify it, install it.
 
-A pull: resolve the version (``LATEST.json`` for ``latest``, ``index.json``
-for ``vN``); if ``vN/`` is already cached and intact, done (no download, and
-for an explicit ``vN`` no network at all). Where the tree records the
-manifest's sha256, fetch the version file by file (:mod:`registry_cli.pull.files`:
-one write per byte, resumable, parallel). Otherwise (an older tree, or
-``bundle=True``) download the bundle the same resumable way, check its size and
-sha256 against the index, unpack it into a unique folder beside the target
-(:mod:`registry_cli.storage.bundle_reader` refuses hostile members) and check
-every file against ``manifest.json`` (exactly the listed files, each with its
-size and sha256). Then rename the folder to ``vN``
-(:func:`registry_cli.pull.cache.install`). An integrity failure removes every
-temp file and folder; a cut transfer parks its work folder for the next run;
-so the cache never holds a partial or unverified version outside hidden
-paths. Two processes pulling the same version both succeed: the first rename
-wins and the other uses the winner's folder. A lock file avoids the duplicate
-download where ``flock`` works, but correctness never depends on it.
+A pull: resolve the version (``LATEST.json`` for ``latest``, ``index.json`` for ``vN``); if
+``vN/`` is already cached and intact, done (no download, and for an explicit ``vN`` no
+network at all). Where the tree records the manifest's sha256, fetch the version file by
+file (:mod:`registry_cli.pull.files`: one write per byte, resumable, parallel). Otherwise
+(an older tree, or ``bundle=True``) download the bundle the same resumable way, check its
+size and sha256 against the index, unpack it into a unique folder beside the target
+(:mod:`registry_cli.storage.bundle_reader` refuses hostile members) and check every file
+against ``manifest.json`` (exactly the listed files, each with its size and sha256). Then
+rename the folder to ``vN`` (:func:`registry_cli.pull.cache.install`). An integrity failure
+removes every temp file and folder; a cut transfer parks its work folder for the next run;
+so the cache never holds a partial or unverified version outside hidden paths. Two processes
+pulling the same version both succeed: the first rename wins and the other uses the winner's
+folder. A lock file avoids the duplicate download where ``flock`` works, but correctness
+never depends on it.
 """
 
 from __future__ import annotations
@@ -53,6 +51,7 @@ from registry_cli.pull.files import (
 )
 from registry_cli.pull.http import HttpTransport
 from registry_cli.pull.remote import RemoteVersion, check_against_manifest, resolve_version
+from registry_cli.pull.signed import require_signed
 from registry_cli.pull.sources import Source
 from registry_cli.pull.transports import FtpTransport, LocalTransport, Transport
 from registry_cli.storage.atomic import remove_tree
@@ -140,8 +139,10 @@ class Puller:
         cache_root: Path | None = None,
         ca_cert: Path | None = None,
         timeout: float = 30.0,
+        trust: list[Path] | None = None,
     ) -> None:
         self.source = source
+        self.trust = list(trust or [])  # --require-signed: pull/signed.py checks signatures
         self._password = password
         self._token = token
         self.cache_root = cache_root or resolve_cache_root()
@@ -265,7 +266,7 @@ class Puller:
         number = None if str(version) == "latest" else parse_version(version)
         mcache = self.model_cache(stage, name)
 
-        if number is not None:
+        if number is not None and not self.trust:
             vdir = mcache / format_version(number)
             hit = read_cached(vdir, name, number)
             if hit is not None:
@@ -293,10 +294,12 @@ class Puller:
             vdir = mcache / format_version(remote.version)
             hit = read_cached(vdir, name, remote.version)
             if hit is not None and hit[0].get("sha256") == remote.sha256:
+                require_signed(self.trust, transport, stage, name, remote, vdir)
                 return self._result(stage, name, vdir, *hit, cached=True)
             with self._best_effort_lock(stage, name, remote.version):
                 hit = read_cached(vdir, name, remote.version)
                 if hit is not None and hit[0].get("sha256") == remote.sha256:
+                    require_signed(self.trust, transport, stage, name, remote, vdir)
                     return self._result(stage, name, vdir, *hit, cached=True)
                 result = self._fetch(transport, stage, name, remote, vdir, progress, bundle)
         finally:
@@ -370,6 +373,7 @@ class Puller:
             marker = pull_marker(
                 name, stage, vname, remote.sha256, remote.size, self.source.display
             )
+            require_signed(self.trust, transport, stage, name, remote, work)
             (work / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
             read_only_files(work)
 

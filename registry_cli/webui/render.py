@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
+from registry_cli.core.provenance import card_html
 from registry_cli.version import __version__
 from registry_cli.webui import views
 
@@ -76,6 +77,7 @@ class Renderer:
             regctl_version=__version__,
             details_text=views.details_text,
             csrf_field=csrf_field,
+            card_html=card_html,  # the model card, Markdown without raw HTML
         )
 
     def asset_url(self, name: str) -> str:

@@ -53,6 +53,7 @@ from registry_cli.storage.store import Missing, Store
 
 MODEL_FILES = ("LATEST", "LATEST.json", "index.json", "aliases.json", "versions")
 RESYNC_ROUNDS = 20  # sync again while later commits keep moving the state
+ADDED_FOLDERS = ("signatures", "attestations")  # beside a version, after publish
 
 
 class ServedTree:
@@ -124,8 +125,28 @@ class ServedTree:
 
     def expected_files(self, name: str, version: int) -> list[str]:
         """Paths (relative to the version folder) that ``versions/vN/`` holds."""
-        manifest = json.loads(self.store.read(f"{layout.version_key(name, version)}/manifest.json"))
-        return ["bundle.tar.gz", "manifest.json"] + [f["path"] for f in manifest.get("files", [])]
+        vkey = layout.version_key(name, version)
+        manifest = json.loads(self.store.read(f"{vkey}/manifest.json"))
+        added = [  # signatures and attestations added beside the version (docs/trust.md)
+            f"{folder}/{entry}"
+            for folder in ADDED_FOLDERS
+            for entry in self.store.children(f"{vkey}/{folder}")
+            if not entry.startswith(".")
+        ]
+        return (
+            ["bundle.tar.gz", "manifest.json"]
+            + [f["path"] for f in manifest.get("files", [])]
+            + added
+        )
+
+    def add_version_file(self, state: ModelState, version: int, rel: str) -> None:
+        """Serve ``rel``, just added beside a published version, in every stage holding it."""
+        src = f"{layout.version_key(state.name, version)}/{rel}"
+        for stage in self.stages:
+            if version in self.members(state, stage):
+                target = f"{layout.dist_key(stage, state.name)}/versions/{format_version(version)}"
+                if self.store.kind(target) == "dir":
+                    self.store.copy_file(src, f"{target}/{rel}")
 
     def stage_documents(
         self, state: ModelState, stage: str, entries: list[IndexEntry]
