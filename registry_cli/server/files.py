@@ -26,6 +26,7 @@ from registry_cli.server.auth import Principal, require
 from registry_cli.server.context import ServerContext
 from registry_cli.server.errors import ApiError
 from registry_cli.storage import layout
+from registry_cli.storage.open import local_version
 from registry_cli.urlpaths import MODELNAME  # noqa: F401 (registers {name:modelname})
 
 router = APIRouter()
@@ -121,9 +122,13 @@ def version_file(
     """One payload file of a version (``payload/...`` as in the manifest)."""
     ctx: ServerContext = request.app.state.ctx
     safe_relative(path)
-    info = ctx.registry(who.name).get(f"{name}:{version}", with_bundle=False)
+    reg = ctx.registry(who.name)
+    info = reg.get(f"{name}:{version}", with_bundle=False)
     listed = {f["path"]: f.get("sha256") for f in info.files}
     if path not in listed:
         raise _not_found(path)
-    found = file_inside(info.path, path)
+    # the version folder on a folder root; on an object store, the copy this server
+    # fetched (verified against the manifest) into its local cache, once
+    folder = local_version(reg.store, layout.version_key(info.name, info.version))
+    found = file_inside(folder, path)
     return send_file(request, found, IMMUTABLE, listed[path])
