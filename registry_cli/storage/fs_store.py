@@ -211,13 +211,13 @@ class FsStore(Store):
         out = []
         for name in self.children(SCRATCH):
             out.append((f"{SCRATCH}/{name}", locks.is_held(self.path(SCRATCH) / name / ".alive")))
-        # a writer of the served tree killed between its temporary write and the rename
+        # a writer of the served tree killed between its temporary write and the rename;
+        # a younger one is left alone unreported (another machine may still rename it)
         for dirpath, dirnames, filenames in os.walk(self.path(layout.DIST)):
             for entry in dirnames + filenames:
-                if is_temp_sibling(entry):
-                    path = Path(dirpath, entry)
-                    key = path.relative_to(self.root).as_posix()
-                    out.append((key, not temp_sibling_abandoned(path)))
+                path = Path(dirpath, entry)
+                if is_temp_sibling(entry) and temp_sibling_abandoned(path):
+                    out.append((path.relative_to(self.root).as_posix(), False))
             dirnames[:] = [d for d in dirnames if not is_temp_sibling(d)]
         return out
 
