@@ -27,18 +27,9 @@ import pytest
 from registry_cli import ModelRegistry
 from registry_cli.core.tokens import Tokens
 from registry_cli.server.launch import ServeRegistryProcess
+from tests.test_webui_security import CONFIG, PPE, XSS  # one scene for both suites
 
 pytestmark = pytest.mark.slow
-
-PPE = "vision/plant-a/ppe"
-XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
-CONFIG = """\
-stages: [dev, release]
-gates:
-  release:
-    metrics:
-      accuracy: ">= 0.75"
-"""
 
 
 def chromium_path() -> str:

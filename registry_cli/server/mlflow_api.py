@@ -116,12 +116,7 @@ def search_models(call: Call) -> dict[str, Any]:
         if mlflow_filters.matches(clauses, doc):
             found.append(doc)
     keys = ("name", "creation_timestamp", "last_updated_timestamp", "timestamp")
-    ordered = mlflow_filters.order(found, call.args.many("order_by"), ["name ASC"], keys)
-    chunk, following = docs.page(ordered, limit, call.args.text("page_token"))
-    out: dict[str, Any] = {"registered_models": chunk}
-    if following:
-        out["next_page_token"] = following
-    return out
+    return _page(call, "registered_models", found, limit, ["name ASC"], keys)
 
 
 @route("registered-models/update", ["PATCH"], "publish")
@@ -245,12 +240,7 @@ def search_versions(call: Call) -> dict[str, Any]:
             continue
     keys = ("name", "version_number", "creation_timestamp", "last_updated_timestamp", "timestamp")
     default = ["name ASC", "version_number DESC"]
-    ordered = mlflow_filters.order(found, call.args.many("order_by"), default, keys)
-    chunk, following = docs.page(ordered, limit, call.args.text("page_token"))
-    out: dict[str, Any] = {"model_versions": chunk}
-    if following:
-        out["next_page_token"] = following
-    return out
+    return _page(call, "model_versions", found, limit, default, keys)
 
 
 @route("model-versions/update", ["PATCH"], "publish")
@@ -329,3 +319,20 @@ for _prefix in PREFIXES:
         include_in_schema=False,
     )
 router.include_router(mlflow_artifacts.router)
+
+
+def _page(
+    call: Call,
+    key: str,
+    found: list[dict[str, Any]],
+    limit: int,
+    default: list[str],
+    keys: tuple[str, ...],
+) -> dict[str, Any]:
+    """One page of a search reply, ordered by the call's ``order_by`` (else ``default``)."""
+    ordered = mlflow_filters.order(found, call.args.many("order_by"), default, keys)
+    chunk, following = docs.page(ordered, limit, call.args.text("page_token"))
+    out: dict[str, Any] = {key: chunk}
+    if following:
+        out["next_page_token"] = following
+    return out
