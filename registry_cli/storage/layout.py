@@ -8,6 +8,7 @@
     .lock              per-model writer lock
     vN/                immutable version: payload/, version.yaml, manifest.json, bundle.tar.gz
   dist/<stage>/<name>/ the served tree, derived from models/
+  blobs/sha256/xx/<sha256>  each distinct payload file once, read-only
   .regctl/
     registry.lock      taken to create a model (name-prefix conflicts)
     tmp/               publishes in progress; leftovers are removed by `regctl gc`
@@ -37,6 +38,8 @@ DIST = "dist"
 AUDIT = "audit.jsonl"
 CONFIG = "registry.yaml"
 REGISTRY_LOCK = ".regctl/registry.lock"
+BLOBS = "blobs/sha256"
+PENDING = ".regctl/pending"  # blobs a publish in progress will reference (gc spares them)
 
 
 def check_key_parts(*parts: str) -> None:
@@ -67,6 +70,17 @@ def version_key(name: str, version: int) -> str:
 def dist_key(stage: str, name: str) -> str:
     check_key_parts(stage, name)
     return f"{DIST}/{stage}/{name}"
+
+
+def is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def blob_key(sha256: str) -> str:
+    """``blobs/sha256/<first two hex>/<sha256>``: where a payload file's bytes live."""
+    if not is_sha256(sha256):
+        raise BadInput(f"not a sha256: {sha256[:80]!r}")
+    return f"{BLOBS}/{sha256[:2]}/{sha256}"
 
 
 class Layout:
