@@ -1,9 +1,14 @@
 """Publishing a version (see docs/concepts.md#lifecycle-rules), crash-safe and concurrent.
 
 1. validate every input, before anything is written;
-2. copy and hash the payload, write manifest, ``version.yaml`` and bundle
-   into a scratch folder of the store (no lock held, so publishers copy in
-   parallel);
+2. hash the payload as it is copied into the root's blobs (each distinct file
+   once; a folder root's staged ``payload/`` is made of hard links to them, an
+   object store uploads the missing blobs), and stage manifest and
+   ``version.yaml`` in a scratch folder of the store (no lock held, so
+   publishers copy in parallel). The bundle's sha256 and size come from the
+   same reads; its file is written only when compressed (``bundle:
+   {compression: 1..9}``), a level-0 bundle is assembled from the blobs when
+   read. A pending marker names the blobs meanwhile, so ``gc`` spares them;
 3. reserve the number: a committed change of ``next_version`` (it only grows,
    so a number is never handed out twice, even after a crash);
 4. under the model's lock, ``install_folder`` makes the staged folder
@@ -16,9 +21,12 @@ A writer killed anywhere leaves at most a scratch folder or an unlisted
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +108,35 @@ class Published:
     entry: dict[str, Any]
 
 
+class _Pending:
+    """``.regctl/pending/<pid>-<hex8>.json``: the blobs a publish in progress will
+    reference, written before each blob is looked for, so a ``gc`` running meanwhile
+    spares them; removed when the publish ends, committed or not."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.key = f"{layout.PENDING}/{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+        self.created = utc_now()
+        self.blobs: list[str] = []
+
+    def __enter__(self) -> _Pending:
+        self._write()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        with contextlib.suppress(OSError, RegctlError):
+            self.store.delete(self.key)
+
+    def add(self, sha256: str) -> None:
+        if sha256 not in self.blobs:
+            self.blobs.append(sha256)
+            self._write()
+
+    def _write(self) -> None:
+        doc = {"created": self.created, "blobs": self.blobs}
+        self.store.put(self.key, json.dumps(doc).encode())
+
+
 class Publisher:
     def __init__(self, store: Store, states: ModelStates, config: Config, actor: str) -> None:
         self.store = store
@@ -141,12 +178,13 @@ class Publisher:
     ) -> Published:
         planned, options, source = self.plan(name, paths, options, produced)
         total = sum(p.size for p in planned)
-        copied = sum(p.size for p in planned if not p.move)  # moved files take no new space
-        faults.check_free_space(
-            self.store.local_path(""), copied + total, "publish", name, what="payload + bundle"
-        )
+        blobs_root = self.store.blobs_root()
+        stored_bundle = self.config.bundle_level > 0  # level 0: assembled from the blobs
+        # new bytes go once into blobs (a folder root) or nowhere local (object stores)
+        needed = (0 if blobs_root is None else total) + (total if stored_bundle else 0)
+        faults.check_free_space(self.store.local_path(""), needed, "publish", name, what="payload")
         self.states.create(name)
-        with self.store.scratch("publish") as staging:
+        with self.store.scratch("publish") as staging, _Pending(self.store) as pending:
             vdir = staging / "version"
             vdir.mkdir()
             _state, number = self.states.change(name, self._reserve(name, produced.version))
@@ -176,21 +214,32 @@ class Publisher:
                 manifest_sha.append(hashlib.sha256(data).hexdigest())
                 return data
 
-            files, (bsize, bsha) = write_payload_and_bundle(
+            mtime = int(time.time())
+            files, (bsize, bsha), _copies = write_payload_and_bundle(
                 planned,
                 vdir,
                 make_manifest,
                 level=self.config.bundle_level,
-                mtime=int(time.time()),
+                mtime=mtime,
                 fsync=self.config.publish_fsync,
                 progress=progress("publish", total) if progress else None,
+                blobs_root=blobs_root,
+                copy=False,
+                store_bundle=stored_bundle,
+                on_blob=pending.add,
             )
-            bundle = {
+            uploads = [(p.source, f.sha256) for p, f in zip(planned, files, strict=True)]
+            if blobs_root is None:
+                self.store.put_blobs(uploads)
+            bundle: dict[str, Any] = {
                 "path": "bundle.tar.gz",
                 "size": bsize,
                 "sha256": bsha,
                 "compression": f"gzip-{self.config.bundle_level}",
+                "mtime": mtime,
             }
+            if not stored_bundle:
+                bundle["stored"] = False
             # the served tree lists it so clients can trust a manifest before its bundle
             recorded = {**facts, "manifest_sha256": manifest_sha[0]}
             write_durable(vdir / "version.yaml", version_yaml(recorded, bundle).encode())
@@ -236,6 +285,8 @@ class Publisher:
                 after_commit(state, [first])
 
             state, _ = self.states.change(name, commit, then=then)
+            if blobs_root is None:  # a gc elsewhere may have raced the upload: check again
+                self.store.put_blobs(uploads)
         return Published(state, number, entry)
 
     def _reserve(self, name: str, wanted: int | None) -> Callable[[ModelState], int]:

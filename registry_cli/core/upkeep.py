@@ -72,7 +72,7 @@ def _verify_version(
         return
     listed = set()
     for f in facts["files"]:
-        key = f"{vkey}/{f['path']}"
+        key = store.payload_key(vkey, f["path"], f["sha256"])
         listed.add(f["path"])
         report.checked += 1
         try:
@@ -93,15 +93,17 @@ def _verify_version(
         problem(f"{vkey}/version.yaml", str(exc))
         return
     report.checked += 1
-    try:
-        size, digest = store.hash(f"{vkey}/bundle.tar.gz", progress)
-    except Missing:
-        problem(f"{vkey}/bundle.tar.gz", "bundle is missing")
-        return
-    if size != bundle.get("size") or digest != bundle.get("sha256"):
-        problem(
-            f"{vkey}/bundle.tar.gz", f"bundle sha256 {digest} != recorded {bundle.get('sha256')}"
-        )
+    if bundle.get("stored") is not False:  # else no file: assembled from the payload above
+        try:
+            size, digest = store.hash(f"{vkey}/bundle.tar.gz", progress)
+        except Missing:
+            problem(f"{vkey}/bundle.tar.gz", "bundle is missing")
+            return
+        if size != bundle.get("size") or digest != bundle.get("sha256"):
+            problem(
+                f"{vkey}/bundle.tar.gz",
+                f"bundle sha256 {digest} != recorded {bundle.get('sha256')}",
+            )
     if facts.get("version") != vname or facts.get("name") != state.name:
         problem(f"{vkey}/manifest.json", "manifest names another model or version")
 

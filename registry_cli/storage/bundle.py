@@ -16,6 +16,7 @@ switches to real deflate.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
@@ -27,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from registry_cli.errors import BadInput
+from registry_cli.storage import fs_blobs
 from registry_cli.storage.hashing import CHUNK, Progress
 from registry_cli.storage.payload import FileRecord, PlannedFile
 from registry_cli.storage.streams import write_all
@@ -133,6 +135,77 @@ class BundleWriter:
         return self.size, self._sha.hexdigest()
 
 
+class _Pump:
+    """Streams one file: read once, then hashed, framed into the bundle and written on
+    threads, ``IN_FLIGHT`` chunks at a time. The bundle is fed the file in ``CHUNK``
+    pieces from its start (its stored deflate blocks follow those pieces)."""
+
+    def __init__(
+        self, hasher: ThreadPoolExecutor, bundler: ThreadPoolExecutor, bundle: BundleWriter
+    ) -> None:
+        self.hasher = hasher
+        self.bundler = bundler
+        self.bundle = bundle
+        self.buffers = [bytearray(CHUNK) for _ in range(IN_FLIGHT)]
+        self.turn = 0
+
+    def run(
+        self,
+        item: PlannedFile,
+        src: Path,
+        out: Path | None,
+        *,
+        feed: bool,
+        fsync: bool,
+        progress: Progress | None,
+    ) -> str:
+        """Read ``src`` (copying it to the new file ``out`` when given); its sha256."""
+        digest = hashlib.sha256()
+        size = 0
+        pending: deque[list[Future[None]]] = deque()
+        fd_in = os.open(src, os.O_RDONLY)
+        try:
+            fd_out = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644) if out else -1
+            try:
+                while True:
+                    if len(pending) == IN_FLIGHT:
+                        for fut in pending.popleft():
+                            fut.result()
+                    buf = self.buffers[self.turn]
+                    self.turn = (self.turn + 1) % IN_FLIGHT
+                    n = os.readv(fd_in, [buf])
+                    if n == 0:
+                        break
+                    size += n
+                    if size > item.size:
+                        break
+                    view = memoryview(buf)[:n]
+                    jobs = [self.hasher.submit(digest.update, view)]
+                    if feed:
+                        jobs.append(self.bundler.submit(self.bundle.feed, view))
+                    pending.append(jobs)
+                    if fd_out >= 0:
+                        write_all(fd_out, view)
+                    if progress is not None:
+                        progress(n)
+                if fsync and fd_out >= 0:
+                    os.fsync(fd_out)
+            finally:
+                if fd_out >= 0:
+                    os.close(fd_out)
+                while pending:
+                    for fut in pending.popleft():
+                        fut.result()
+        finally:
+            os.close(fd_in)
+        if size != item.size:
+            raise BadInput(
+                f"{item.source} changed size while being published",
+                hint="publish a file that is no longer being written",
+            )
+        return digest.hexdigest()
+
+
 def write_payload_and_bundle(
     planned: list[PlannedFile],
     version_dir: Path,
@@ -142,16 +215,32 @@ def write_payload_and_bundle(
     mtime: int = 0,
     progress: Progress | None = None,
     fsync: bool = False,
-) -> tuple[list[FileRecord], tuple[int, str]]:
-    """Copy every planned file into ``version_dir/payload`` and build
-    ``version_dir/bundle.tar.gz`` from the same reads.
+    blobs_root: Path | None = None,
+    copy: bool = True,
+    store_bundle: bool = True,
+    on_blob: Callable[[str], None] | None = None,
+) -> tuple[list[FileRecord], tuple[int, str], int]:
+    """Hash every planned file and place it, computing the bundle from the same reads.
 
-    ``make_manifest`` receives the file records and returns manifest.json's
-    bytes, which are written beside the payload and last into the bundle.
-    Returns the records and the bundle's ``(size, sha256)``.
+    * ``blobs_root`` (a folder root): each file is copied once into a temporary blob,
+      hashed as it is copied, and becomes ``blobs/sha256/xx/<sha>`` unless that blob
+      exists (the copy is dropped); ``version_dir/payload/<path>`` is a hard link to it.
+      A file of the size of an existing blob is hashed first without writing, so bytes
+      the root holds already cost one read and no write.
+    * else with ``copy``: a plain copy into ``version_dir/payload``;
+    * else: hashed only (an object store uploads its blobs from the sources).
+
+    ``on_blob`` hears each sha256 before its blob is looked for (the pending marker).
+    ``make_manifest`` receives the file records and returns manifest.json's bytes,
+    written beside the payload and last into the bundle. ``bundle.tar.gz`` is
+    written only with ``store_bundle``, its sha256 and size are always computed.
+    Returns the records, the bundle's ``(size, sha256)`` and how many payload files
+    are copies of their blob because the filesystem refused a hard link.
     """
     payload = version_dir / "payload"
-    payload.mkdir(parents=True, exist_ok=True)
+    placed = copy or blobs_root is not None
+    if placed:
+        payload.mkdir(parents=True, exist_ok=True)
     folders = sorted(
         {"payload"}
         | {
@@ -160,80 +249,94 @@ def write_payload_and_bundle(
             for i in range(1, p.relpath.count("/") + 1)
         }
     )
+    known = fs_blobs.sizes(blobs_root) if blobs_root is not None else set()
     records: list[FileRecord] = []
-    bundle_fd = os.open(version_dir / "bundle.tar.gz", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    buffers = [bytearray(CHUNK) for _ in range(IN_FLIGHT)]
+    copies = 0
+    if store_bundle:
+        target = version_dir / "bundle.tar.gz"
+        bundle_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    else:  # the bundle is assembled from the blobs when read: only its hash is kept
+        bundle_fd = os.open(os.devnull, os.O_WRONLY)
     try:
         with ThreadPoolExecutor(1) as hasher, ThreadPoolExecutor(1) as bundler:
             bundle = BundleWriter(bundle_fd, level=level, mtime=mtime)
+            pump = _Pump(hasher, bundler, bundle)
             for folder in folders:
                 bundler.submit(bundle.add_dir, folder)
-            pending: deque[tuple[Future[None], Future[None]]] = deque()
-            turn = 0
             for item in planned:
                 dst = payload / item.relpath
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                digest = hashlib.sha256()
-                size = 0
+                if placed:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
                 # the header records the planned size; a file that changes size
                 # while being read would corrupt the bundle, so it is refused
                 bundler.submit(bundle.begin_file, f"payload/{item.relpath}", item.size)
-                if item.move:  # already on this filesystem: rename, then only read it
-                    os.rename(item.source, dst)
-                fd_in = os.open(dst if item.move else item.source, os.O_RDONLY)
-                try:
-                    fd_out = (
-                        fd_in
-                        if item.move
-                        else os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                    )
-                    try:
-                        while True:
-                            if len(pending) == IN_FLIGHT:
-                                for fut in pending.popleft():
-                                    fut.result()
-                            buf = buffers[turn]
-                            turn = (turn + 1) % IN_FLIGHT
-                            n = os.readv(fd_in, [buf])
-                            if n == 0:
-                                break
-                            size += n
-                            if size > item.size:
-                                break
-                            view = memoryview(buf)[:n]
-                            pending.append(
-                                (
-                                    hasher.submit(digest.update, view),
-                                    bundler.submit(bundle.feed, view),
-                                )
-                            )
-                            if not item.move:
-                                write_all(fd_out, view)
-                            if progress is not None:
-                                progress(n)
-                        if fsync:
-                            os.fsync(fd_out)
-                    finally:
-                        if not item.move:
-                            os.close(fd_out)
-                finally:
-                    os.close(fd_in)
-                if size != item.size:
-                    raise BadInput(
-                        f"{item.source} changed size while being published",
-                        hint="publish a file that is no longer being written",
-                    )
-                while pending:
-                    for fut in pending.popleft():
-                        fut.result()
-                bundler.submit(bundle.end_file, size).result()
-                records.append(FileRecord(f"payload/{item.relpath}", size, digest.hexdigest()))
+                if blobs_root is not None:
+                    sha = _into_blob(pump, item, blobs_root, known, fsync, progress, on_blob)
+                    if not fs_blobs.link_payload(fs_blobs.blob_path(blobs_root, sha), dst):
+                        copies += 1
+                else:
+                    src, out = item.source, (dst if copy else None)
+                    if item.move and copy:  # already on this filesystem: rename, then read
+                        os.rename(item.source, dst)
+                        src, out = dst, None
+                    sha = pump.run(item, src, out, feed=True, fsync=fsync, progress=progress)
+                    if on_blob is not None:
+                        on_blob(sha)
+                bundler.submit(bundle.end_file, item.size).result()
+                records.append(FileRecord(f"payload/{item.relpath}", item.size, sha))
             manifest = make_manifest(records)
             (version_dir / "manifest.json").write_bytes(manifest)
             bundler.submit(bundle.add_bytes, "manifest.json", manifest).result()
             result = bundler.submit(bundle.close).result()
-        if fsync:
+        if fsync and store_bundle:
             os.fsync(bundle_fd)
     finally:
         os.close(bundle_fd)
-    return records, result
+    return records, result, copies
+
+
+def _into_blob(
+    pump: _Pump,
+    item: PlannedFile,
+    root: Path,
+    known: set[int],
+    fsync: bool,
+    progress: Progress | None,
+    on_blob: Callable[[str], None] | None,
+) -> str:
+    """Store one planned file as its blob (if new); its sha256."""
+    if item.move or item.size in known:
+        # may be a blob already (or is ours to rename): hash without writing first
+        sha = pump.run(item, item.source, None, feed=True, fsync=False, progress=progress)
+        if on_blob is not None:
+            on_blob(sha)
+        if fs_blobs.blob_path(root, sha).exists():
+            return sha
+        if item.move:
+            fs_blobs.adopt(root, item.source, sha, fsync=fsync)
+            return sha
+        tmp = fs_blobs.incoming(root)
+        try:
+            again = pump.run(item, item.source, tmp, feed=False, fsync=fsync, progress=None)
+            if again != sha:
+                raise BadInput(
+                    f"{item.source} changed while being published",
+                    hint="publish a file that is no longer being written",
+                )
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    else:
+        tmp = fs_blobs.incoming(root)
+        try:
+            sha = pump.run(item, item.source, tmp, feed=True, fsync=fsync, progress=progress)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        if on_blob is not None:
+            on_blob(sha)
+    known.add(item.size)
+    fs_blobs.adopt(root, tmp, sha, fsync=fsync)
+    return sha

@@ -271,6 +271,10 @@ class FsStore(Store):
             return False
         return hash_file(self.path(src))[1] == hash_file(self.path(dst))[1]
 
+    # -- blobs ----------------------------------------------------------
+    def blobs_root(self) -> Path | None:
+        return self.root
+
     # -- concurrency ----------------------------------------------------
     def lock(self, key: str, *, what: str) -> contextlib.AbstractContextManager[None]:
         return locks.hold(self.path(key), what=what)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 
 from registry_cli.errors import RegctlError
-from registry_cli.storage import s3_audit, s3_transfer
+from registry_cli.storage import layout, s3_audit, s3_transfer
 from registry_cli.storage import s3_client as sc
 from registry_cli.storage.atomic import remove_tree
 from registry_cli.storage.hashing import CHUNK, Progress
@@ -64,6 +64,7 @@ class S3Store(Store):
         self._commits: dict[str, int] = {}  # state key -> seq of this process's last commit
         self._markers: dict[Path, str] = {}  # scratch folder -> its marker key
         self._uploads: dict[str, str] = {}  # upload id -> object key (from leftover_scratch)
+        self._own_payload: dict[str, bool] = {}  # version key -> payload objects of its own
 
     # -- plumbing -------------------------------------------------------
     @property
@@ -361,23 +362,7 @@ class S3Store(Store):
 
     # -- the served tree ------------------------------------------------
     def _copy(self, src: str, dst: str) -> None:
-        source = {"Bucket": self.bucket, "Key": self.k(src)}
-        try:
-            self.call(
-                "copy",
-                src,
-                lambda: self.client.copy_object(
-                    Bucket=self.bucket, Key=self.k(dst), CopySource=source
-                ),
-            )
-        except Exception as exc:
-            if sc.is_missing(exc):
-                raise Missing(src) from None
-            if sc.status_of(exc)[1] not in ("InvalidRequest", "EntityTooLarge"):
-                raise
-            self.call(  # above 5 GiB: the managed, multipart copy
-                "copy", src, lambda: self.client.copy(source, self.bucket, self.k(dst))
-            )
+        s3_transfer.copy_object(self, src, dst)
 
     def copy_files(self, src: str, dst: str, files: list[str]) -> None:
         with ThreadPoolExecutor(THREADS) as pool:
@@ -393,6 +378,22 @@ class S3Store(Store):
         if s["ETag"] == d["ETag"]:
             return True
         return self.hash(src)[1] == self.hash(dst)[1]
+
+    # -- blobs ----------------------------------------------------------
+    def put_blobs(self, blobs: list[tuple[Path, str]]) -> None:
+        """One object per distinct file: HEAD each blob, upload the missing ones from
+        their local file with ``If-None-Match: *`` (a concurrent writer of the same
+        bytes wins the race harmlessly)."""
+        self._writable()
+        s3_transfer.put_blobs(self, dict((sha, path) for path, sha in blobs))
+
+    def payload_key(self, vkey: str, path: str, sha256: str) -> str:
+        """A version published with blobs has no payload objects of its own: its files
+        are the blobs. Older versions keep theirs (one LIST per version, remembered)."""
+        own = self._own_payload.get(vkey)
+        if own is None:
+            own = self._own_payload[vkey] = self.kind(f"{vkey}/payload") == "dir"
+        return f"{vkey}/{path}" if own else layout.blob_key(sha256)
 
     # -- concurrency ----------------------------------------------------
     def lock(self, key: str, *, what: str) -> contextlib.AbstractContextManager[None]:

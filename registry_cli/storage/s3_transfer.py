@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from registry_cli.errors import IntegrityError
+from registry_cli.storage import layout
 from registry_cli.storage import s3_client as sc
 from registry_cli.storage.atomic import remove_tree
 from registry_cli.storage.hashing import CHUNK, Progress
@@ -68,6 +69,8 @@ class Bucket(Protocol):
 
     def pages(self, prefix: str, delimiter: str | None) -> Iterator[dict[str, Any]]: ...
 
+    def payload_key(self, vkey: str, path: str, sha256: str) -> str: ...
+
 
 # -- up ------------------------------------------------------------------------
 def upload_folder(store: Bucket, staging: Path, key: str) -> None:
@@ -85,6 +88,37 @@ def upload_folder(store: Bucket, staging: Path, key: str) -> None:
         futures += [big.submit(_put_multipart, store, p, dest(p), pool) for p in large]
         for fut in futures:
             fut.result()
+
+
+def put_blobs(store: Bucket, blobs: dict[str, Path]) -> None:
+    """Upload each ``sha -> local file`` whose blob object is missing (HEAD first)."""
+
+    def missing(sha: str) -> bool:
+        key = layout.blob_key(sha)
+        try:
+            store.call(
+                "read", key, lambda: store.client.head_object(Bucket=store.bucket, Key=store.k(key))
+            )
+        except Exception as exc:
+            if sc.is_missing(exc):
+                return True
+            raise
+        return False
+
+    with ThreadPoolExecutor(THREADS) as pool, ThreadPoolExecutor(THREADS) as big:
+        todo = [sha for sha, gone in zip(blobs, pool.map(missing, blobs), strict=True) if gone]
+        futures = []
+        for sha in todo:
+            path, key = blobs[sha], layout.blob_key(sha)
+            if path.stat().st_size > PART:
+                futures.append(big.submit(_put_multipart, store, path, key, pool))
+            else:
+                futures.append(pool.submit(_put_new, store, path, key))
+        for fut in futures:
+            try:
+                fut.result()
+            except AlreadyExists:
+                pass  # another publisher of the same bytes was first
 
 
 def _put_new(store: Bucket, path: Path, key: str) -> None:
@@ -142,6 +176,27 @@ def _put_multipart(store: Bucket, path: Path, key: str, pool: ThreadPoolExecutor
         raise
 
 
+def copy_object(store: Bucket, src: str, dst: str) -> None:
+    """A server-side copy (the served tree of objects published before blobs)."""
+    source = {"Bucket": store.bucket, "Key": store.k(src)}
+    try:
+        store.call(
+            "copy",
+            src,
+            lambda: store.client.copy_object(
+                Bucket=store.bucket, Key=store.k(dst), CopySource=source
+            ),
+        )
+    except Exception as exc:
+        if sc.is_missing(exc):
+            raise Missing(src) from None
+        if sc.status_of(exc)[1] not in ("InvalidRequest", "EntityTooLarge"):
+            raise
+        store.call(  # above 5 GiB: the managed, multipart copy
+            "copy", src, lambda: store.client.copy(source, store.bucket, store.k(dst))
+        )
+
+
 # -- down ----------------------------------------------------------------------
 def download_version(
     store: Bucket, vkey: str, target: Path, progress: Progress | None = None
@@ -162,7 +217,7 @@ def download_version(
             check_key_parts(rel)
             dest = tmp / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            body = store.open(f"{vkey}/{rel}")
+            body = store.open(store.payload_key(vkey, rel, str(f.get("sha256"))))
             digest, size = hashlib.sha256(), 0
             with open(dest, "wb") as out, contextlib.closing(body):
                 for chunk in body.iter_chunks(CHUNK):  # type: ignore[attr-defined]

@@ -161,6 +161,20 @@ class Store(ABC):
     def same_content(self, src: str, dst: str) -> bool:
         """True when ``dst`` is a regular file with ``src``'s bytes."""
 
+    # -- blobs (content-addressed payload, see docs/layout.md) -----------
+    def blobs_root(self) -> Path | None:
+        """The local folder root whose ``blobs/`` a publish writes into directly, if any."""
+        return None
+
+    def put_blobs(self, blobs: list[tuple[Path, str]]) -> None:
+        """Make sure blob ``sha`` exists for each ``(local file, sha)``, uploading those
+        missing from the local file (object stores; a folder root writes its own)."""
+        return None
+
+    def payload_key(self, vkey: str, path: str, sha256: str) -> str:
+        """Where the payload file ``path`` (``payload/...``) of version ``vkey`` is read."""
+        return f"{vkey}/{path}"
+
     # -- concurrency ----------------------------------------------------
     @abstractmethod
     def lock(self, key: str, *, what: str) -> contextlib.AbstractContextManager[None]:

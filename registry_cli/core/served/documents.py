@@ -30,6 +30,9 @@ class IndexEntry:
     size: int
     published_at: str
     manifest_sha256: str | None = None  # sha256 of versions/vN/manifest.json (see docs/pull.md)
+    # where the payload files are when the served tree has no copies (an object-store
+    # root): the blob folder relative to the document's folder, a file at <blobs>/xx/<sha>
+    blobs: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc = {
@@ -41,6 +44,8 @@ class IndexEntry:
         }
         if self.manifest_sha256:
             doc["manifest_sha256"] = self.manifest_sha256
+        if self.blobs:
+            doc["blobs"] = self.blobs
         return doc
 
     @classmethod
@@ -56,6 +61,7 @@ class IndexEntry:
             size=int(doc["size"]),
             published_at=str(doc["published_at"]),
             manifest_sha256=str(doc["manifest_sha256"]) if doc.get("manifest_sha256") else None,
+            blobs=str(doc["blobs"]) if doc.get("blobs") else None,
         )
 
     def to_json_line(self) -> str:
@@ -65,6 +71,7 @@ class IndexEntry:
             f'"sha256": {_q(self.sha256)}, "size": {int(self.size)}, '
             f'"published_at": {_q(self.published_at)}'
             + (f', "manifest_sha256": {_q(self.manifest_sha256)}' if self.manifest_sha256 else "")
+            + (f', "blobs": {_q(self.blobs)}' if self.blobs else "")
             + "}"
         )
 
@@ -117,6 +124,7 @@ def latest_doc(name: str, stage: str, entry: IndexEntry) -> dict[str, Any]:
         "size": entry.size,
         "published_at": entry.published_at,
         **({"manifest_sha256": entry.manifest_sha256} if entry.manifest_sha256 else {}),
+        **({"blobs": entry.blobs} if entry.blobs else {}),
     }
 
 

@@ -64,6 +64,7 @@ class ServedTree:
         self.stages = stages
         self._facts: dict[tuple[str, int], dict[str, Any]] = {}  # version.yaml, read once
         self._manifest_sha: dict[tuple[str, int], str] = {}  # manifest.json sha256, read once
+        self._in_blobs: dict[tuple[str, int], bool] = {}
 
     def where(self, key: str) -> str:
         """How a key is named to users (an absolute path on a folder root)."""
@@ -106,7 +107,23 @@ class ServedTree:
             size=int(doc["bundle"]["size"]),
             published_at=str(published or doc["created_at"]),
             manifest_sha256=self.manifest_sha256(state.name, version),
+            blobs=blobs_pointer(state.name) if self.in_blobs(state.name, version) else None,
         )
+
+    def in_blobs(self, name: str, version: int) -> bool:
+        """True when the served tree points at the blobs for this version's payload
+        instead of copying it (an object-store root: no copies per version or stage)."""
+        cached = self._in_blobs.get((name, version))
+        if cached is None:
+            vkey = layout.version_key(name, version)
+            files = json.loads(self.store.read(f"{vkey}/manifest.json")).get("files") or []
+            cached = (
+                bool(files)
+                and self.store.payload_key(vkey, files[0]["path"], files[0]["sha256"])
+                != f"{vkey}/{files[0]['path']}"
+            )
+            self._in_blobs[(name, version)] = cached
+        return cached
 
     def manifest_sha256(self, name: str, version: int) -> str:
         """sha256 of the version's manifest.json: recorded in version.yaml at publish,
@@ -133,11 +150,10 @@ class ServedTree:
             for entry in self.store.children(f"{vkey}/{folder}")
             if not entry.startswith(".")
         ]
-        return (
-            ["bundle.tar.gz", "manifest.json"]
-            + [f["path"] for f in manifest.get("files", [])]
-            + added
-        )
+        stored = self.version_facts(name, version)["bundle"].get("stored", True)
+        bundle = ["bundle.tar.gz"] if stored is not False else []  # else assembled when read
+        payload = [] if self.in_blobs(name, version) else [f["path"] for f in manifest["files"]]
+        return bundle + ["manifest.json"] + payload + added
 
     def add_version_file(self, state: ModelState, version: int, rel: str) -> None:
         """Serve ``rel``, just added beside a published version, in every stage holding it."""
@@ -345,6 +361,11 @@ class ServedTree:
                 self._walk_stage(path, name, names, out)
             else:
                 out.append((path, f"no model named {name!r} in models/"))
+
+
+def blobs_pointer(name: str) -> str:
+    """``blobs/sha256`` relative to ``dist/<stage>/<name>/`` (where the documents are)."""
+    return "../" * (2 + name.count("/") + 1) + layout.BLOBS
 
 
 def is_version_name(entry: str, members: set[int]) -> bool:

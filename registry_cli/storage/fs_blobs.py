@@ -1,0 +1,122 @@
+"""Blobs of a folder root: ``blobs/sha256/<first two hex>/<sha256>``, read-only.
+
+A blob is written to a temporary name in ``blobs/sha256/`` (the hash, hence
+its folder, is known only once the bytes are in) and linked to its final name
+when complete, so a writer killed at any instant leaves at most a temporary
+file (``gc`` removes it), never a half blob under its final name. Two writers
+of the same bytes both succeed: the second finds the name taken, drops its
+temporary file and uses the first one's blob.
+
+A version's ``payload/<path>`` is a hard link to its blob; where the
+filesystem refuses hard links (EXDEV, EPERM, EMLINK...) it gets a copy and
+the caller is told (``regctl doctor`` reports such a root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from registry_cli.storage import layout
+from registry_cli.storage.atomic import fsync_dir, is_temp_sibling, temp_sibling
+
+
+def blobs_dir(root: Path) -> Path:
+    return root.joinpath(*layout.BLOBS.split("/"))
+
+
+def blob_path(root: Path, sha256: str) -> Path:
+    return root.joinpath(*layout.blob_key(sha256).split("/"))
+
+
+def incoming(root: Path) -> Path:
+    """A fresh temporary name for a blob being written (same filesystem as the blobs)."""
+    folder = blobs_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    return temp_sibling(folder / "incoming")
+
+
+def sizes(root: Path) -> set[int]:
+    """The sizes of the blobs present: a file of another size cannot be one of them."""
+    found: set[int] = set()
+    try:
+        shards = list(os.scandir(blobs_dir(root)))
+    except FileNotFoundError:
+        return found
+    for shard in shards:
+        if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
+            continue
+        with contextlib.suppress(FileNotFoundError), os.scandir(shard.path) as it:
+            for entry in it:
+                if not is_temp_sibling(entry.name):
+                    with contextlib.suppress(FileNotFoundError):
+                        found.add(entry.stat(follow_symlinks=False).st_size)
+    return found
+
+
+def adopt(root: Path, tmp: Path, sha256: str, *, fsync: bool = False) -> Path:
+    """Make the complete file ``tmp`` the blob ``sha256`` (read-only); when the blob
+    exists already, ``tmp`` is dropped and the existing blob is the result."""
+    final = blob_path(root, sha256)
+    if final.exists():
+        os.unlink(tmp)
+        return final
+    os.chmod(tmp, 0o444)
+    if fsync:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(tmp, final)  # refuses an existing name: the first writer's blob stays
+    except FileExistsError:
+        pass
+    except OSError:
+        # no hard links here: a rename, which would replace a blob another writer
+        # linked meanwhile (same bytes, so harmless)
+        if not final.exists():
+            os.rename(tmp, final)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    if fsync:
+        fsync_dir(final.parent)
+    return final
+
+
+def link_payload(blob: Path, dst: Path) -> bool:
+    """``dst`` as a hard link of ``blob``; a read-only copy where linking fails.
+    True when it is a link."""
+    try:
+        os.link(blob, dst, follow_symlinks=False)
+        return True
+    except FileExistsError:
+        raise
+    except OSError:
+        shutil.copyfile(blob, dst, follow_symlinks=False)
+        os.chmod(dst, 0o444)
+        return False
+
+
+def links_work(root: Path) -> bool:
+    """Whether ``root``'s filesystem makes hard links (a probe in ``.regctl/``)."""
+    folder = root / ".regctl"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    probe = temp_sibling(folder / "linkprobe")
+    linked = temp_sibling(folder / "linkprobe")
+    try:
+        probe.write_bytes(b"")
+        os.link(probe, linked)
+        return True
+    except OSError:
+        return False
+    finally:
+        for p in (probe, linked):
+            with contextlib.suppress(OSError):
+                os.unlink(p)
