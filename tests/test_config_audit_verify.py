@@ -184,8 +184,15 @@ def test_audit_never_holds_secrets(reg, model_file, root, tmp_path):
 
 
 @pytest.mark.folder_only("corrupts files through the local folder (tests/test_s3.py covers s3)")
-def test_verify_names_each_bad_file(reg, root, model_file, cli):
-    reg.publish("m", [model_file])
+def test_verify_names_each_bad_file(root, model_file, cli, tmp_path):
+    # a compressed bundle is a file of its own (a level-0 one is assembled from the
+    # payload); v1 holds other bytes, as a blob shared by both would be damaged in both
+    ModelRegistry(root).init()
+    (root / "registry.yaml").write_text("bundle: {compression: 1}\n")
+    reg = ModelRegistry(root)
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"other weights")
+    reg.publish("m", [other])
     v = reg.publish("m", [model_file])
     bad = v.path / "payload" / "model.pt"
     os.chmod(bad, 0o644)

@@ -109,7 +109,7 @@ def _flat(doc: Any, at: str = "") -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- normalising
-TIMES = {"created_at", "time", "expires_at"}
+TIMES = {"created_at", "time", "expires_at", "mtime"}
 ACTORS = {"created_by", "actor", "uploaded_by"}
 
 

@@ -57,8 +57,9 @@ def test_publish_creates_the_served_layout(reg, root, tmp_path):
     ]
     assert latest["manifest_sha256"] == index["versions"][0]["manifest_sha256"]
     vdir = mdir / "versions" / "v1"
-    assert sorted(p.name for p in vdir.iterdir()) == ["bundle.tar.gz", "manifest.json", "payload"]
-    for rel in ("bundle.tar.gz", "manifest.json", "payload/model.pt"):
+    # a level-0 bundle is assembled from the payload when served: no file of its own
+    assert sorted(p.name for p in vdir.iterdir()) == ["manifest.json", "payload"]
+    for rel in ("manifest.json", "payload/model.pt"):
         served, source = os.stat(vdir / rel), os.stat(v.path / rel)
         assert (served.st_ino, served.st_dev) == (source.st_ino, source.st_dev), rel  # hard link
         assert not served.st_mode & 0o222
@@ -108,7 +109,7 @@ def test_archive_keeps_the_version_served_and_marks_it(reg, root, tmp_path):
         ("v2", "active"),
         ("v3", "archived"),
     ]
-    assert (mdir / "versions/v3/bundle.tar.gz").is_file()  # pinned clients keep working
+    assert (mdir / "versions/v3/payload/model.pt").is_file()  # pinned clients keep working
     assert (mdir / "LATEST").read_text() == "v2\n"
     assert index["latest"] == "v2"
     reg.archive("m", "v2")
@@ -234,7 +235,7 @@ def test_readers_never_see_a_torn_file(reg, root, tmp_path):
                 doc = json.loads(path.read_bytes())
                 seen.add(doc["version"])
                 vdir = root / "dist/release/m/versions" / doc["version"]
-                if not (vdir / "bundle.tar.gz").is_file():
+                if not (vdir / "manifest.json").is_file():
                     errors.append(f"LATEST names {doc['version']} before it is served")
             except Exception as exc:  # noqa: BLE001 - any failure is the finding
                 errors.append(repr(exc))

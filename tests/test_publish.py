@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from registry_cli import BadInput, ModelRegistry, NotFound, RuleViolation
+from tests.cas_helpers import bundle_bytes
 
 
 def sha(path: Path) -> str:
@@ -63,8 +64,9 @@ def test_publish_copies_file_and_records_checksums(reg, root, model_file):
     facts = yaml.safe_load((vdir / "version.yaml").read_text())
     assert facts["format_version"] == 1
     assert facts["files"] == manifest["files"]
-    assert facts["bundle"]["sha256"] == sha(vdir / "bundle.tar.gz")
-    assert facts["bundle"]["size"] == (vdir / "bundle.tar.gz").stat().st_size
+    data = bundle_bytes(vdir)  # the recorded sha256 and size are those of the bytes served
+    assert facts["bundle"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert facts["bundle"]["size"] == len(data)
     assert info.bundle["sha256"] == facts["bundle"]["sha256"]
 
 
@@ -75,7 +77,8 @@ def test_bundle_holds_exactly_payload_and_manifest(reg, root, tmp_path):
     (src / "a.bin").write_bytes(b"a" * 100)
     (src / "sub" / "deeper" / "b.txt").write_text("hello")
     info = reg.publish("nested/team/model", [src])
-    bundle = info.path / "bundle.tar.gz"
+    bundle = tmp_path / "bundle.tar.gz"
+    bundle.write_bytes(bundle_bytes(info.path))
     with gzip.open(bundle) as gz:
         gz.read(1)  # a real gzip stream
     with tarfile.open(bundle) as tar:
@@ -277,8 +280,10 @@ def test_no_latest_and_no_alias(reg, model_file):
 @pytest.mark.folder_only("file modes exist on a folder only")
 def test_files_are_not_writable_by_group_or_others(reg, model_file):
     info = reg.publish("m", [model_file])
-    for p in (info.path / "manifest.json", info.path / "version.yaml", info.path / "bundle.tar.gz"):
+    for p in (info.path / "manifest.json", info.path / "version.yaml", *info.path.rglob("*.pt")):
         assert stat.S_IMODE(p.stat().st_mode) == 0o444
+    for p in (reg.root / "blobs").rglob("*"):
+        assert p.is_dir() or stat.S_IMODE(p.stat().st_mode) == 0o444
 
 
 @pytest.mark.parametrize("level", ["stored", "fast"])
@@ -294,18 +299,17 @@ def test_bundle_round_trips_large_and_empty_files(tmp_path, level):
     (src / "ünïcode name.txt").write_text("x" * 511)
     info = ModelRegistry(root).publish("m", [src])
     out = tmp_path / "out"
-    with tarfile.open(info.path / "bundle.tar.gz") as tar:
+    bundle = tmp_path / "bundle.tar.gz"
+    bundle.write_bytes(bundle_bytes(info.path))
+    with tarfile.open(bundle) as tar:
         tar.extractall(out, filter="data")
     assert (out / "payload" / "run" / "big.bin").read_bytes() == big
     assert (out / "payload" / "run" / "empty.txt").read_bytes() == b""
     assert (out / "payload" / "run" / "ünïcode name.txt").read_text() == "x" * 511
-    with gzip.open(info.path / "bundle.tar.gz") as gz:  # crc32 and length trailer check
+    with gzip.open(bundle) as gz:  # crc32 and length trailer check
         while gz.read(1 << 20):
             pass
-    assert (
-        hashlib.sha256((info.path / "bundle.tar.gz").read_bytes()).hexdigest()
-        == info.bundle["sha256"]
-    )
+    assert hashlib.sha256(bundle.read_bytes()).hexdigest() == info.bundle["sha256"]
 
 
 def test_source_growing_while_published_is_refused(reg, tmp_path, monkeypatch):

@@ -118,6 +118,7 @@ class _Pending:
         self.key = f"{layout.PENDING}/{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
         self.created = utc_now()
         self.blobs: list[str] = []
+        self.tag: str | None = None
 
     def __enter__(self) -> _Pending:
         self._write()
@@ -133,8 +134,11 @@ class _Pending:
             self._write()
 
     def _write(self) -> None:
-        doc = {"created": self.created, "blobs": self.blobs}
-        self.store.put(self.key, json.dumps(doc).encode())
+        data = json.dumps({"created": self.created, "blobs": self.blobs}).encode()
+        if self.tag is None:
+            self.tag = self.store.create(self.key, data)
+        else:  # only this publish writes its marker
+            self.tag = self.store.replace(self.key, data, if_match=self.tag)
 
 
 class Publisher:
