@@ -8,6 +8,7 @@ publish, the served tree without locks, fetching into the cache.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -55,20 +56,25 @@ def test_layout_under_the_prefix_follows_the_folder_layout(s3_root: S3Root, cli,
     src.write_bytes(os.urandom(3000))
     assert cli("publish", "m", str(src), "--metric", "acc=0.9").exit_code == 0
     assert cli("promote", "m").exit_code == 0
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
     keys = s3_root.keys()
     for key in (
         "models/m/model.yaml",
         "models/m/v1/manifest.json",
         "models/m/v1/version.yaml",
-        "models/m/v1/bundle.tar.gz",
-        "models/m/v1/payload/model.pt",
+        f"blobs/sha256/{sha[:2]}/{sha}",  # the payload file, once
         "dist/dev/m/LATEST",
         "dist/dev/m/LATEST.json",
         "dist/dev/m/index.json",
-        "dist/release/m/versions/v1/payload/model.pt",
-        "dist/release/m/versions/v1/bundle.tar.gz",
+        "dist/release/m/versions/v1/manifest.json",
     ):
         assert key in keys
+    # no copies per version or stage; a level-0 bundle is assembled when read
+    assert not [k for k in keys if "/payload/" in k or k.endswith("bundle.tar.gz")]
+    latest = json.loads((s3_root / "dist/release/m/LATEST.json").read_text())
+    assert latest["blobs"] == "../../../blobs/sha256"
+    index = json.loads((s3_root / "dist/release/m/index.json").read_text())
+    assert index["versions"][0]["blobs"] == "../../../blobs/sha256"
     assert (s3_root / "dist/release/m/LATEST").read_text() == "v1\n"
     assert not [k for k in keys if k.startswith(".regctl/tmp/")]  # scratch markers removed
     audit = [k for k in keys if k.startswith("audit/")]
@@ -349,7 +355,9 @@ def test_resolve_path_fetches_the_version_into_the_cache(s3_root, tmp_path, cli)
     assert res.exit_code == 0, res.stderr
     local = Path(res.stdout.strip())
     assert local.is_absolute() and local.name == "w-m-1.pt"
-    assert local.read_bytes() == (s3_root / "models/m/v1/payload/w-m-1.pt").read_bytes()
+    (entry,) = json.loads((s3_root / "models/m/v1/manifest.json").read_text())["files"]
+    blob = s3_root / f"blobs/sha256/{entry['sha256'][:2]}/{entry['sha256']}"
+    assert local.read_bytes() == blob.read_bytes()
     assert local.parent.parent == ModelRegistry(s3_root).get("m").path
 
 

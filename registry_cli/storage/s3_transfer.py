@@ -270,18 +270,23 @@ def leftovers(
     probes = sc.PROBE_PREFIX.rstrip("/")
     for name, modified in _objects(store, probes):
         out.append((f"{probes}/{name}", now - modified < PROBE_TTL_S))
-    listing = store.call(
-        "list",
-        uploads_key,
-        lambda: store.client.list_multipart_uploads(
-            Bucket=store.bucket, Prefix=store.k("models") + "/"
-        ),
-    )
     uploads: dict[str, str] = {}
-    for up in listing.get("Uploads", []):
-        uploads[up["UploadId"]] = up["Key"]
-        alive = any(up["Key"].startswith(t) for t in live_targets)
-        out.append((f"{uploads_key}/{up['UploadId']}", alive))
+    publishing = any(alive for _key, alive in out)  # a live writer may be uploading blobs
+    for top in ("models", layout.BLOBS):
+        listing = store.call(
+            "list",
+            uploads_key,
+            lambda top=top: store.client.list_multipart_uploads(  # type: ignore[misc]
+                Bucket=store.bucket, Prefix=store.k(top) + "/"
+            ),
+        )
+        for up in listing.get("Uploads", []):
+            uploads[up["UploadId"]] = up["Key"]
+            if top == "models":
+                alive = any(up["Key"].startswith(t) for t in live_targets)
+            else:
+                alive = publishing
+            out.append((f"{uploads_key}/{up['UploadId']}", alive))
     return out, uploads
 
 
