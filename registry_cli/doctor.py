@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry_cli.errors import RegctlError
-from registry_cli.storage import faults
+from registry_cli.storage import faults, fs_blobs
 
 if TYPE_CHECKING:
     from registry_cli.core.config import Config
@@ -150,6 +150,10 @@ def check_root(ctx: Context) -> list[Check]:
     out = [Check("root", OK, f"{root} exists")]
     out.append(_free_space("root free space", root))
     out.append(_filesystem(root))
+    checked, copied = fs_blobs.copied_payloads(root)
+    if copied:
+        detail = f"{copied} of {checked} payload files checked are copies, not hard links of blobs"
+        out.append(Check("blob links", WARN, detail, "the filesystem gives copies: more space"))
     if ctx.registry is None:
         return out
     try:
@@ -220,7 +224,8 @@ def _filesystem(root: Path) -> Check:
 def _try_operations(scratch: Path) -> list[Check]:
     """Rename over an existing file, a hard link, and flock seen by a second process."""
     a, b = scratch / "a", scratch / "b"
-    posix, copies = "put the root on a POSIX filesystem", "none: dist/ copies instead (more space)"
+    posix = "put the root on a POSIX filesystem"
+    copies = "put the root on a filesystem with hard links: each payload file is a copy here"
     try:
         a.write_bytes(b"new")
         b.write_bytes(b"old")
@@ -241,7 +246,7 @@ def _try_operations(scratch: Path) -> list[Check]:
     out.append(
         Check("hard links", WARN, problem, copies)
         if problem
-        else Check("hard links", OK, "hard links work (dist/ shares version files)")
+        else Check("hard links", OK, "hard links work (versions and dist/ share the blobs)")
     )
     out.append(_flock(scratch / "probe.lock"))
     return out

@@ -120,3 +120,31 @@ def links_work(root: Path) -> bool:
         for p in (probe, linked):
             with contextlib.suppress(OSError):
                 os.unlink(p)
+
+
+def copied_payloads(root: Path, limit: int = 200) -> tuple[int, int]:
+    """``(checked, copies)``: payload files of the newest versions that are not hard
+    links of their blob (a filesystem, or a copy tool, that did not keep the links).
+    Versions from before blobs have none and are skipped; at most ``limit`` files."""
+    import json
+
+    checked = copies = 0
+    models = root / layout.MODELS
+    for state in sorted(models.rglob("model.yaml")) if models.is_dir() else []:
+        versions = [p for p in state.parent.glob("v*") if p.name[1:].isdigit()]
+        for vdir in sorted(versions, key=lambda p: int(p.name[1:]), reverse=True)[:1]:
+            try:
+                files = json.loads((vdir / "manifest.json").read_bytes())["files"]
+            except (OSError, ValueError, KeyError):
+                continue
+            for f in files:
+                try:
+                    blob = os.stat(blob_path(root, f["sha256"]))
+                    mine = os.stat(vdir / f["path"])
+                except (OSError, KeyError, ValueError):
+                    continue
+                checked += 1
+                copies += (blob.st_dev, blob.st_ino) != (mine.st_dev, mine.st_ino)
+                if checked >= limit:
+                    return checked, copies
+    return checked, copies
