@@ -338,5 +338,9 @@ def _into_blob(
         if on_blob is not None:
             on_blob(sha)
     known.add(item.size)
-    fs_blobs.adopt(root, tmp, sha, fsync=fsync)
+    try:
+        fs_blobs.adopt(root, tmp, sha, fsync=fsync)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # dropped, or left by a failed adopt
     return sha

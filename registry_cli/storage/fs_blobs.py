@@ -23,6 +23,11 @@ from registry_cli.storage import layout
 from registry_cli.storage.atomic import fsync_dir, is_temp_sibling, temp_sibling
 
 
+def hard_link(src: Path, dst: Path) -> None:
+    """One hard link (the single place blobs are linked: tests make it fail)."""
+    os.link(src, dst, follow_symlinks=False)
+
+
 def blobs_dir(root: Path) -> Path:
     return root.joinpath(*layout.BLOBS.split("/"))
 
@@ -72,7 +77,7 @@ def adopt(root: Path, tmp: Path, sha256: str, *, fsync: bool = False) -> Path:
             os.close(fd)
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.link(tmp, final)  # refuses an existing name: the first writer's blob stays
+        hard_link(tmp, final)  # refuses an existing name: the first writer's blob stays
     except FileExistsError:
         pass
     except OSError:
@@ -91,7 +96,7 @@ def link_payload(blob: Path, dst: Path) -> bool:
     """``dst`` as a hard link of ``blob``; a read-only copy where linking fails.
     True when it is a link."""
     try:
-        os.link(blob, dst, follow_symlinks=False)
+        hard_link(blob, dst)
         return True
     except FileExistsError:
         raise
