@@ -1,0 +1,135 @@
+"""Content-addressed storage on an s3:// root (moto's S3 server): one object per
+distinct payload file, a served tree that points at the blobs, readers that find
+them, concurrent publishers of the same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from registry_cli import ModelRegistry
+from registry_cli.storage import s3_transfer
+from tests.conftest import regctl_cmd
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def blob_keys(s3_root) -> list[str]:
+    return [k for k in s3_root.keys() if k.startswith("blobs/sha256/")]
+
+
+def test_each_distinct_file_is_one_object_uploaded_once(s3_root, tmp_path, monkeypatch):
+    src = tmp_path / "run"
+    src.mkdir()
+    big = os.urandom(20 << 20)  # above the multipart threshold
+    (src / "w.bin").write_bytes(big)
+    (src / "c.txt").write_text("config")
+    uploads: list[str] = []
+    for fn in ("_put_new", "_put_multipart"):
+        real = getattr(s3_transfer, fn)
+
+        def counted(store, path, key, *rest, _real=real):
+            if key.startswith("blobs/"):
+                uploads.append(key)
+            return _real(store, path, key, *rest)
+
+        monkeypatch.setattr(s3_transfer, fn, counted)
+    reg = ModelRegistry(s3_root)
+    reg.publish("a", [src])
+    assert sorted(uploads) == sorted(
+        f"blobs/sha256/{s[:2]}/{s}" for s in (sha(big), sha(b"config"))
+    )
+    uploads.clear()
+    reg.publish("a", [src])
+    reg.publish("b", [src / "w.bin"])
+    assert uploads == []  # HEAD found every blob: nothing uploaded again
+    assert sorted(blob_keys(s3_root)) == sorted(
+        f"blobs/sha256/{s[:2]}/{s}" for s in (sha(big), sha(b"config"))
+    )
+    assert (s3_root / f"blobs/sha256/{sha(big)[:2]}/{sha(big)}").read_bytes() == big
+    keys = s3_root.keys()
+    assert not [k for k in keys if "/payload/" in k]  # neither in versions nor in dist/
+    assert not [k for k in keys if k.startswith(".regctl/pending/")]
+    assert reg.verify().ok
+
+
+def test_served_documents_say_where_the_blobs_are(s3_root, tmp_path):
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"weights")
+    reg = ModelRegistry(s3_root)
+    reg.publish("team/ppe", [weights])
+    reg.promote("team/ppe")
+    base = "dist/release/team/ppe"
+    for doc in (
+        json.loads((s3_root / f"{base}/LATEST.json").read_text()),
+        json.loads((s3_root / f"{base}/index.json").read_text())["versions"][0],
+    ):
+        assert doc["blobs"] == "../../../../blobs/sha256"
+        assert {"version", "sha256", "size", "published_at"} <= doc.keys()  # as before
+    # the pointer resolves, relative to the document's folder, to the payload file
+    manifest = json.loads((s3_root / f"{base}/versions/v1/manifest.json").read_text())
+    (entry,) = manifest["files"]
+    rel = Path(base, "../../../../blobs/sha256", entry["sha256"][:2], entry["sha256"])
+    assert (s3_root / os.path.normpath(rel)).read_bytes() == b"weights"
+
+
+def test_readers_of_the_payload_find_it_in_the_blobs(s3_root, tmp_path, cli):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(os.urandom(4096))
+    reg = ModelRegistry(s3_root)
+    reg.publish("m", [weights])
+    res = cli("resolve", "m", "--path", root_dir=s3_root)  # the local cache copy, fetched from the blobs
+    assert res.exit_code == 0, res.stderr
+    assert Path(res.stdout.strip()).read_bytes() == weights.read_bytes()
+    assert cli("verify", root_dir=s3_root).exit_code == 0
+    (blob,) = blob_keys(s3_root)
+    (s3_root / blob).write_bytes(b"tampered")
+    res = cli("verify", "--json", root_dir=s3_root)
+    assert res.exit_code == 5
+    assert any(blob in p["path"] for p in json.loads(res.stdout)["problems"])
+
+
+def test_a_blob_lost_during_the_publish_is_uploaded_again_after_the_commit(
+    s3_root, tmp_path, monkeypatch
+):
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"weights")
+    reg = ModelRegistry(s3_root)
+    calls: list[int] = []
+    real = s3_transfer.put_blobs
+
+    def racing_gc(store, blobs):
+        real(store, blobs)
+        calls.append(1)
+        if len(calls) == 1:  # a gc elsewhere deletes it before this publish commits
+            (s3_root / f"blobs/sha256/{sha(b'weights')[:2]}/{sha(b'weights')}").unlink()
+
+    monkeypatch.setattr(s3_transfer, "put_blobs", racing_gc)
+    reg.publish("m", [weights])
+    assert len(calls) == 2
+    assert len(blob_keys(s3_root)) == 1 and reg.verify().ok
+
+
+def test_concurrent_publishers_of_the_same_bytes_on_s3(s3_root, tmp_path):
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(os.urandom(1 << 20))
+    procs = [
+        subprocess.Popen(
+            regctl_cmd("--root", str(s3_root), "publish", f"m{i}", str(weights)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    for p in procs:
+        _out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    (blob,) = blob_keys(s3_root)
+    assert blob.endswith(sha(weights.read_bytes()))
+    assert ModelRegistry(s3_root).verify().ok
