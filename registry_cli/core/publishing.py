@@ -22,6 +22,7 @@ A writer killed anywhere leaves at most a scratch folder or an unlisted
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -88,12 +89,15 @@ class Produced:
     ``files`` are ``(file, path inside payload/)`` pairs. With ``move`` the
     caller gives them up and they are renamed into the payload (they must sit
     in a scratch folder of the registry's filesystem); else they are copied.
+    ``sha256`` names the digest of a moved file the caller computed as it wrote
+    it (an upload hashed as received), so it is not hashed again.
     ``source`` replaces the recorded origin; ``version``, ``created_at`` and
     ``created_by`` keep an imported version's number, time and author.
     """
 
     files: tuple[tuple[Path, str], ...] = ()
     move: bool = False
+    sha256: dict[str, str] = field(default_factory=dict)  # path -> sha256 of a moved file
     standard_artifacts: dict[str, str] = field(default_factory=dict)
     source: dict[str, Any] | None = None
     version: int | None = None  # an importer keeping the old number (refused if taken)
@@ -162,6 +166,11 @@ class Publisher:
                 )
         options = options.validated()
         planned = payload.plan_payload(paths, list(produced.files), move_extra=produced.move)
+        if produced.move and produced.sha256:
+            planned = [
+                dataclasses.replace(p, sha256=produced.sha256.get(p.relpath)) if p.move else p
+                for p in planned
+            ]
         have = {p.relpath for p in planned}
         for artifact in produced.standard_artifacts.values():
             if artifact.removeprefix("payload/") not in have:

@@ -317,6 +317,7 @@ def _publish_files(
     produced = Produced(
         files=tuple((received.folder / p, p) for p in sorted(received.files)),
         move=True,
+        sha256={p: sha for p, (_size, sha) in received.files.items()},  # hashed as received
         source=source,
     )
     return reg.publish(name, [], produced=produced, **kwargs)

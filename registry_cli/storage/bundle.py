@@ -158,8 +158,10 @@ class _Pump:
         feed: bool,
         fsync: bool,
         progress: Progress | None,
+        known: str | None = None,
     ) -> str:
-        """Read ``src`` (copying it to the new file ``out`` when given); its sha256."""
+        """Read ``src`` (copying it to the new file ``out`` when given); its sha256
+        (``known``, not hashed again, when the caller hashed it already)."""
         digest = hashlib.sha256()
         size = 0
         pending: deque[list[Future[None]]] = deque()
@@ -180,7 +182,7 @@ class _Pump:
                     if size > item.size:
                         break
                     view = memoryview(buf)[:n]
-                    jobs = [self.hasher.submit(digest.update, view)]
+                    jobs = [] if known else [self.hasher.submit(digest.update, view)]
                     if feed:
                         jobs.append(self.bundler.submit(self.bundle.feed, view))
                     pending.append(jobs)
@@ -203,7 +205,7 @@ class _Pump:
                 f"{item.source} changed size while being published",
                 hint="publish a file that is no longer being written",
             )
-        return digest.hexdigest()
+        return known or digest.hexdigest()
 
 
 def write_payload_and_bundle(
@@ -307,7 +309,9 @@ def _into_blob(
     """Store one planned file as its blob (if new); its sha256."""
     if item.move or item.size in known:
         # may be a blob already (or is ours to rename): hash without writing first
-        sha = pump.run(item, item.source, None, feed=True, fsync=False, progress=progress)
+        sha = pump.run(
+            item, item.source, None, feed=True, fsync=False, progress=progress, known=item.sha256
+        )
         if on_blob is not None:
             on_blob(sha)
         if fs_blobs.blob_path(root, sha).exists():

@@ -22,6 +22,7 @@ class PlannedFile:
     relpath: str  # relative to payload/, '/'-separated
     size: int
     move: bool = False  # renamed into the payload, not copied (a converter's own output)
+    sha256: str | None = None  # of a moved file hashed as it was received (an upload)
 
 
 @dataclass(frozen=True)
