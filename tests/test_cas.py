@@ -239,8 +239,15 @@ def test_sigkill_mid_publish_leaves_no_half_blob_under_its_name(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL  # killed while it was copying
     for name, path in blobs(root).items():  # whatever made it under a final name is whole
         assert sha(path.read_bytes()) == name
+    temps = [p for p in (root / "blobs" / "sha256").glob(".*") if is_temp_sibling(p.name)]
+    for temp in temps:  # gc removes a dead writer's temporary blob once it is old enough
+        os.utime(temp, (time.time() - 7200, time.time() - 7200))
+    gc = subprocess.run(regctl_cmd("--root", str(root), "gc"), capture_output=True, text=True)
+    assert gc.returncode == 0, gc.stderr
+    assert not [p for p in temps if p.exists()]
     reg = ModelRegistry(root)
     assert [v.version for v in reg.list_versions("m")] in ([], [1])
     info = reg.publish("m", [weights])  # the rerun completes

@@ -211,6 +211,12 @@ class FsStore(Store):
         out = []
         for name in self.children(SCRATCH):
             out.append((f"{SCRATCH}/{name}", locks.is_held(self.path(SCRATCH) / name / ".alive")))
+        # a blob writer killed before its link (temporary files in blobs/sha256/)
+        blobs = self.path(layout.BLOBS)
+        for entry in os.listdir(blobs) if blobs.is_dir() else []:
+            path = blobs / entry
+            if is_temp_sibling(entry) and temp_sibling_abandoned(path):
+                out.append((path.relative_to(self.root).as_posix(), False))
         # a writer of the served tree killed between its temporary write and the rename;
         # a younger one is left alone unreported (another machine may still rename it)
         for dirpath, dirnames, filenames in os.walk(self.path(layout.DIST)):
