@@ -107,3 +107,42 @@ def signatures(reg: ModelRegistry, name: str, number: int) -> list[tuple[str, by
         (signer, reg.store.read(f"{vkey}/{SIG_FOLDER}/{signer}{SIG_SUFFIX}"))
         for signer in sorted(signature_names(reg.store, name, number))
     ]
+
+
+@dataclass
+class ModelIndex:
+    """Everything a model offers over OCI, looked up by tag or digest."""
+
+    name: str
+    tags: dict[str, int]
+    artifacts: dict[int, mapping.Artifact]
+    manifests: dict[str, int]  # manifest digest -> version
+    configs: dict[str, int]  # config digest -> version
+    layers: dict[str, tuple[int, mapping.Layer]]  # sha256 -> (version, its file)
+
+
+def model_index(reg: ModelRegistry, state: ModelState) -> ModelIndex:
+    """The index of one model as its state is now (every kept version's manifest read)."""
+    out = ModelIndex(state.name, tags(reg, state), {}, {}, {}, {})
+    for number in _kept(state):
+        art = mapping.artifact_of(reg.versions.facts(state.name, number))
+        out.artifacts[number] = art
+        out.manifests[art.digest] = number
+        out.configs[art.config_digest] = number
+        for layer in art.layers:
+            out.layers.setdefault(layer.sha256, (number, layer))
+    return out
+
+
+def signature_artifacts(
+    reg: ModelRegistry, index: ModelIndex
+) -> dict[str, tuple[int, mapping.SignatureArtifact]]:
+    """``signature_tag(subject digest) -> (version, artifact)`` for every signed version
+    (read each time: a signature is added without a change of the model's state)."""
+    out = {}
+    for number, art in index.artifacts.items():
+        if not signature_names(reg.store, index.name, number):
+            continue
+        sig = mapping.signature_artifact(art, signatures(reg, index.name, number))
+        out[mapping.signature_tag(art.digest)] = (number, sig)
+    return out
