@@ -1,4 +1,4 @@
-"""The OCI distribution API, read side, beside regctl's own (see docs/oci.md#v2).
+"""The OCI distribution API, read side, beside regctl's own (see docs/oci.md#the-v2-endpoint).
 
 ``GET /v2/``, ``GET /v2/<name>/tags/list``, ``GET|HEAD /v2/<name>/manifests/<tag|digest>``
 and ``GET|HEAD /v2/<name>/blobs/<digest>`` (with ``Range``). The repository is the model
