@@ -201,3 +201,19 @@ def test_skopeo_carries_an_export_to_a_registry_and_back(source, cli, tmp_path):
     got = cli("import", f"oci-layout:{back}", "--json", root_dir=dest)
     assert got.exit_code == 0, got.stderr
     assert _manifest(ModelRegistry(dest), "team/ppe", 2) == _manifest(source, "team/ppe", 2)
+
+
+def test_export_from_an_s3_root_copies_verified_blobs(s3_root, cli, tmp_path, model_file):
+    reg = ModelRegistry(s3_root)
+    reg.publish("team/ppe", [model_file], metrics={"acc": 0.5})
+    out = tmp_path / "layout"
+    got = cli("export", "team/ppe:v1", "--oci-layout", str(out), "--json", root_dir=s3_root)
+    assert got.exit_code == 0, got.stderr
+    report = json.loads(got.stdout)
+    assert report["blobs_copied"] == 1 and report["blobs_linked"] == 0
+    sha = reg.get("team/ppe:v1").files[0]["sha256"]
+    assert (out / "blobs/sha256" / sha).read_bytes() == model_file.read_bytes()
+    dest = tmp_path / "b"
+    assert cli("import", f"oci-layout:{out}", root_dir=dest).exit_code == 0
+    facts = reg.store.read("models/team/ppe/v1/manifest.json")
+    assert (dest / "models/team/ppe/v1/manifest.json").read_bytes() == facts
