@@ -274,7 +274,7 @@ def read(folder: Path) -> list[LayoutVersion]:
     index = _read_index(folder)
     groups: dict[str, dict[str, str]] = {}
     for e in index["manifests"]:
-        digest = mapping._digest(e, f"{folder / INDEX_FILE}")
+        digest = mapping.descriptor_digest(e, f"{folder / INDEX_FILE}")
         notes = {k: v for k, v in (e.get("annotations") or {}).items() if isinstance(v, str)}
         if e.get("artifactType") == mapping.SIGNATURE_ARTIFACT_TYPE:
             notes["artifactType"] = mapping.SIGNATURE_ARTIFACT_TYPE
@@ -301,7 +301,7 @@ def read(folder: Path) -> list[LayoutVersion]:
             else:
                 raise IntegrityError(why, hint="the layout was changed after export")
             continue
-        doc = mapping._json(data, where)
+        doc = mapping.json_object(data, where)
         if doc.get("artifactType") == mapping.SIGNATURE_ARTIFACT_TYPE:
             subject = (doc.get("subject") or {}).get("digest")
             signatures.setdefault(str(subject), []).extend(mapping.parse_signatures(data, where))

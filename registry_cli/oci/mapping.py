@@ -263,7 +263,7 @@ def signature_artifact(subject: Artifact, signatures: list[tuple[str, bytes]]) -
 
 def parse_signatures(data: bytes, where: str) -> list[tuple[str, str, int]]:
     """``(signer, digest, size)`` of each layer of a signature artifact."""
-    doc = _json(data, where)
+    doc = json_object(data, where)
     if doc.get("artifactType") != SIGNATURE_ARTIFACT_TYPE:
         raise BadInput(f"{where}: not a regctl signature artifact")
     out = []
@@ -271,7 +271,7 @@ def parse_signatures(data: bytes, where: str) -> list[tuple[str, str, int]]:
         signer = (layer.get("annotations") or {}).get(SIGNER)
         if layer.get("mediaType") != SIGNATURE_MEDIA_TYPE or not isinstance(signer, str):
             raise BadInput(f"{where}: a signature layer without its signer")
-        out.append((signer, _digest(layer, where), _size(layer, where)))
+        out.append((signer, descriptor_digest(layer, where), _size(layer, where)))
     return out
 
 
@@ -279,7 +279,7 @@ def parse_signatures(data: bytes, where: str) -> list[tuple[str, str, int]]:
 def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     """An image manifest that is a regctl model, else :class:`BadInput` (exit 2)
     naming the foreign media type."""
-    doc = _json(data, where)
+    doc = json_object(data, where)
     media = doc.get("mediaType")
     if media != MANIFEST_MEDIA_TYPE:
         raise BadInput(
@@ -294,14 +294,14 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("mediaType") != CONFIG_MEDIA_TYPE:
         got = config.get("mediaType") if isinstance(config, dict) else None
         raise BadInput(f"{where}: config media type {got!r} is not {CONFIG_MEDIA_TYPE}")
-    _digest(config, where)
+    descriptor_digest(config, where)
     _size(config, where)
     for layer in _list(doc, "layers", where):
         if layer.get("mediaType") not in LAYER_MEDIA_TYPES:
             raise BadInput(
                 f"{where}: layer media type {layer.get('mediaType')!r} is not a model file"
             )
-        _digest(layer, where)
+        descriptor_digest(layer, where)
         _size(layer, where)
     return doc
 
@@ -315,7 +315,7 @@ def facts_of(manifest_data: bytes, config_data: bytes, where: str) -> Artifact:
     doc = parse_manifest(manifest_data, where)
     if digest_of(config_data) != doc["config"]["digest"]:
         raise IntegrityError(f"{where}: the config blob does not match its digest")
-    config = _json(config_data, f"{where} config")
+    config = json_object(config_data, f"{where} config")
     embedded = config.get("regctl")
     if not isinstance(embedded, dict) or embedded.get("format_version") != CONFIG_FORMAT:
         raise BadInput(
@@ -336,7 +336,8 @@ def facts_of(manifest_data: bytes, config_data: bytes, where: str) -> Artifact:
     return rebuilt
 
 
-def _json(data: bytes, where: str) -> dict[str, Any]:
+def json_object(data: bytes, where: str) -> dict[str, Any]:
+    """A JSON object, else :class:`BadInput` naming ``where``."""
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, ValueError):
@@ -353,7 +354,8 @@ def _list(doc: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
     return value
 
 
-def _digest(desc: dict[str, Any], where: str) -> str:
+def descriptor_digest(desc: dict[str, Any], where: str) -> str:
+    """A descriptor's ``sha256:<hex>`` digest, else :class:`BadInput`."""
     value = desc.get("digest")
     if not isinstance(value, str) or not value.startswith("sha256:"):
         raise BadInput(f"{where}: digest {value!r} is not sha256:<hex>")
