@@ -17,7 +17,16 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from registry_cli import webui
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.tokens import secret_hash
-from registry_cli.server import api, errors, files, fleet_api, ftp_control, mlflow_api, uploads
+from registry_cli.server import (
+    api,
+    errors,
+    files,
+    fleet_api,
+    ftp_control,
+    mlflow_api,
+    oci_api,
+    uploads,
+)
 from registry_cli.server.auth import Principal, authenticate
 from registry_cli.server.context import ServerContext
 from registry_cli.server.errors import ApiError
@@ -41,6 +50,7 @@ def routers(ctx: ServerContext) -> list[APIRouter]:
         ftp_control.router,
         fleet_api.router,  # fleet reports, status, rollouts (docs/fleet.md)
         mlflow_api.router,  # MLflow's registry REST API (docs/mlflow.md)
+        oci_api.router,  # the OCI distribution API, read side, at /v2/ (docs/oci.md)
         ui_router(ctx),  # the web UI at / (docs/webui.md): last, it owns the remaining paths
     ]
 

@@ -56,7 +56,7 @@ def import_registry(
         ...,
         metavar="SOURCE",
         help="mlflow://HOST:PORT, ftp://USER@HOST:PORT, yaml-registry, sqlite, "
-        "or the PATH of an old FTP registry tree.",
+        "oci-layout:DIR (a regctl export), or the PATH of an old FTP registry tree.",
     ),
     path: str | None = typer.Argument(
         None, metavar="[PATH]", help="The folder (yaml-registry) or registry.db (sqlite)."

@@ -19,10 +19,10 @@ from registry_cli.importers.executor import ImportReport, execute
 from registry_cli.importers.planner import Plan, PlanRow, make_plan
 from registry_cli.importers.source import SourceRegistry
 
-KEYWORDS = ("mlflow", "yaml-registry", "sqlite", "ftp")
+KEYWORDS = ("mlflow", "yaml-registry", "sqlite", "ftp", "oci-layout")
 USAGE = (
     "use mlflow://HOST:PORT, ftp://USER@HOST:PORT, yaml-registry PATH, "
-    "sqlite PATH/registry.db, or the PATH of an old FTP registry tree"
+    "sqlite PATH/registry.db, oci-layout:DIR, or the PATH of an old FTP registry tree"
 )
 
 
@@ -43,6 +43,8 @@ class SourceSpec:
             return text
         if text == "mlflow" or text.startswith("mlflow://"):
             return "mlflow"
+        if text.startswith("oci-layout:"):
+            return "oci-layout"
         if "://" in text:
             scheme = text.split("://", 1)[0].lower()
             if scheme in ("ftp", "ftps"):
@@ -83,6 +85,10 @@ def read_source(spec: SourceSpec, config: Config) -> SourceRegistry:
         from registry_cli.importers import ftp_tree
 
         found = ftp_tree.read(spec.source, spec.password, stages)
+    elif kind == "oci-layout":
+        from registry_cli.importers import oci_layout
+
+        found = oci_layout.read(spec.source[len("oci-layout:") :], stages)
     elif kind == "yaml-registry":
         from registry_cli.importers import yaml_registry
 

@@ -70,6 +70,8 @@ class Importer:
     def run(self) -> ImportReport:
         for mplan in self.plan.models:
             self._import_model(mplan)
+        if self.source.finish is not None:
+            self.source.finish(self.reg, self.plan)
         self.report.notes.extend(self.source.notes)
         return self.report
 
@@ -161,7 +163,8 @@ class Importer:
         model = mplan.model
         number = mplan.numbers[version.label]
         source = dict(fetched.source or version.source)
-        source["uri"] = version.identity
+        if not self.source.keep_source:
+            source["uri"] = version.identity
         if model.explicit_candidate:
             set_alias = version.label == model.candidate
         else:
@@ -183,6 +186,7 @@ class Importer:
             set_latest=set_latest,
             set_alias=set_alias,
             signature=fetched.signature,
+            facts=fetched.facts,
             produced=Produced(
                 files=tuple(fetched.files),
                 move=fetched.move,

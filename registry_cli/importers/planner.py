@@ -14,6 +14,7 @@ version on top.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +81,9 @@ def ordinals(model: SourceModel) -> dict[str, int]:
     return found
 
 
-def _local_versions(reg: ModelRegistry, name: str) -> tuple[dict[str, int], set[int]]:
+def _local_versions(
+    reg: ModelRegistry, name: str, identify: Callable[[Any], str | None] | None = None
+) -> tuple[dict[str, int], set[int]]:
     """Identities of a model's local versions, and the numbers its versions hold."""
     try:
         state = reg.model_state(name)
@@ -88,7 +91,7 @@ def _local_versions(reg: ModelRegistry, name: str) -> tuple[dict[str, int], set[
         return {}, set()
     by_identity: dict[str, int] = {}
     for info in reg.list_versions(name):
-        uri = info.source.get("uri")
+        uri = identify(info) if identify is not None else info.source.get("uri")
         if isinstance(uri, str):
             by_identity[uri] = info.version
     # numbers a killed publish reserved but never listed are free again for an importer
@@ -96,10 +99,12 @@ def _local_versions(reg: ModelRegistry, name: str) -> tuple[dict[str, int], set[
     return by_identity, set(state.versions)
 
 
-def plan_model(reg: ModelRegistry, model: SourceModel) -> ModelPlan:
+def plan_model(
+    reg: ModelRegistry, model: SourceModel, identify: Callable[[Any], str | None] | None = None
+) -> ModelPlan:
     out = ModelPlan(model)
     numbers = ordinals(model)
-    local, held = _local_versions(reg, model.name)
+    local, held = _local_versions(reg, model.name, identify)
     next_free = max(held, default=0) + 1
     imported: list[tuple[int, int]] = []
     remaining: list[SourceVersion] = []
@@ -145,4 +150,4 @@ def plan_model(reg: ModelRegistry, model: SourceModel) -> ModelPlan:
 
 def make_plan(reg: ModelRegistry, source: SourceRegistry) -> Plan:
     """The plan against the registry as it is now (reads only)."""
-    return Plan(source, [plan_model(reg, m) for m in source.models])
+    return Plan(source, [plan_model(reg, m, source.identify) for m in source.models])

@@ -44,6 +44,7 @@ class Fetched:
     created_at: str | None = None
     created_by: str | None = None
     standard_artifacts: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, Any] | None = None  # more immutable facts kept as they were (license, card)
 
 
 Fetch = Callable[[Path], Fetched]
@@ -116,6 +117,12 @@ class SourceRegistry:
     parallel_fetches: int = 1  # fetches that may run at once (one FTP session: 1)
     notes: list[str] = field(default_factory=list)  # warnings found while reading
     close: Callable[[], None] = lambda: None
+    # how a local version names its origin (default: ``source.uri``); with ``keep_source``
+    # the source's own ``source`` is recorded unchanged (a regctl export carries it)
+    identify: Callable[[Any], str | None] | None = None
+    keep_source: bool = False
+    # after the versions and their lifecycle: what else a source brings (signatures)
+    finish: Callable[[Any, Any], None] | None = None
 
 
 def chain_promotions(model: SourceModel, stages: tuple[str, ...]) -> None:
