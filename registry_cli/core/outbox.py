@@ -63,13 +63,12 @@ class Policy:
     poll_s: float = 5.0
     claim_s: float = 30.0
 
-    def delay(self, tries: int, rand: Callable[[], float] | None = None) -> float:
+    def delay(self, tries: int) -> float:
         """The wait after the ``tries``-th failed try: the webhook policy's waits (0.5 s,
         1 s, ...) doubling on up to ``cap_s``."""
         from registry_cli.net.retry import WEBHOOK
 
-        waits = WEBHOOK.with_cap(self.cap_s)
-        return waits.delay(max(1, tries)) if rand is None else waits.delay(max(1, tries), rand)
+        return WEBHOOK.with_cap(self.cap_s).delay(max(1, tries))
 
 
 def policy(config: Any) -> Policy:
@@ -128,13 +127,9 @@ def sender(kind: str) -> Sender | None:
 
 
 # ------------------------------------------------------------------ documents
-def _now() -> float:
-    return time.time()
-
-
 def new_id(now: float | None = None) -> str:
     """``20261207T110000123456Z-<16 hex>``: sorts by creation time, unique."""
-    stamp = _dt.datetime.fromtimestamp(_now() if now is None else now, _dt.timezone.utc)
+    stamp = _dt.datetime.fromtimestamp(time.time() if now is None else now, _dt.timezone.utc)
     return f"{stamp.strftime('%Y%m%dT%H%M%S%fZ')}-{os.urandom(8).hex()}"
 
 
@@ -182,7 +177,7 @@ class Delivery:
         push); False when the claim was lost (another sender took it over)."""
         if self.store is None:
             return True
-        doc = dict(self.doc, claim={"by": owner(), "until": _now() + seconds})
+        doc = dict(self.doc, claim={"by": owner(), "until": time.time() + seconds})
         try:
             with _guard(self.store):
                 self.tag = self.store.replace(key_of(self.id), dump(doc), if_match=self.tag)
@@ -204,7 +199,7 @@ def enqueue(
     this process holds the claim for that long (to try it at once, see :func:`attempt`),
     else any sender may take it now."""
     pol = policy or Policy()
-    now = _now()
+    now = time.time()
     delivery_id = new_id(now)
     doc: dict[str, Any] = {
         "format": FORMAT,
@@ -259,7 +254,7 @@ def claim(
     """Claim a delivery for one try, or None: gone, not due (``due_only``), claimed by a
     live sender, of a kind this process cannot send, or taken by another sender first."""
     key = key_of(delivery_id)
-    now = _now()
+    now = time.time()
     with _guard(store):
         try:
             tagged = store.read_tagged(key)
@@ -352,7 +347,7 @@ def finish(
         if store is not None:
             store.delete(key_of(delivery.id))
         return Outcome("sent", made)
-    now = _now()
+    now = time.time()
     doc = dict(delivery.doc, claim=None, last_error=problem)
     doc["tries"] = delivery.tries + made
     dead = permanent or now >= float(doc.get("give_up_at", 0))
