@@ -169,7 +169,8 @@ def test_a_cli_change_queued_while_the_receiver_fails_is_retried_by_a_server_unt
     assert {json.dumps(b) for b in by_id[queued]} == {json.dumps(by_id[queued][0])}
     assert by_id[queued][0]["changed"]["tags"]["set"] == {"queued": "1"}
     assert receiver.signed()
-    assert "next try in" in server.log and "failed (try 4)" in server.log
+    wait_for("the retries in the log", lambda: "failed (try 4)" in server.log)
+    assert "next try in" in server.log
     assert server.stop() == 0, server.log
 
 
@@ -189,9 +190,26 @@ def test_a_server_makes_a_dead_letter_after_retry_for_h(tmp_path, receiver, mode
     api_tag(server.url, token, "doomed")
     wait_for("a dead letter", lambda: depth(root) == {"pending": 0, "dead": 1})
     [delivery_id] = outbox.dead_ids(ModelRegistry(root).store)
-    assert f"delivery {delivery_id} is a dead letter after" in server.log
+    line = f"delivery {delivery_id} is a dead letter after"
+    wait_for("the dead letter in the log", lambda: line in server.log)  # logged after the move
     tries = len(receiver.ids())
     assert tries >= 3 and set(receiver.ids()) == {delivery_id}
     receiver.mode = "ok"
     assert server.stop() == 0, server.log
     assert len(receiver.ids()) == tries  # a dead letter is not sent again by itself
+
+
+def test_sigterm_while_a_receiver_hangs_exits_0_and_keeps_the_delivery(
+    tmp_path, receiver, model_file, servers
+):
+    root = tmp_path / "registry"
+    token = setup_root(root, model_file)
+    write_config(root, config_text(f"{receiver.url}/hook", timeout_s=60))
+    receiver.mode = "hang"
+    server = servers(root)
+    api_tag(server.url, token, "t")
+    wait_for("the delivery in flight", receiver.ids)
+    assert server.stop() == 0, server.log  # the drain is bounded: the try is abandoned
+    assert depth(root) == {"pending": 1, "dead": 0}  # taken over once its claim expires
+    [delivery_id] = outbox.pending_ids(ModelRegistry(root).store)
+    assert receiver.ids() == [delivery_id]

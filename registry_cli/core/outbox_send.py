@@ -17,7 +17,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from registry_cli.core import (
@@ -93,10 +92,19 @@ class _Pass:
                 continue
         return out
 
-    def send_lane(self, ids: list[str], *, due_only: bool, deadline: float | None) -> None:
+    def send_lane(
+        self,
+        ids: list[str],
+        *,
+        due_only: bool,
+        deadline: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         for delivery_id in ids:
             if deadline is not None and time.monotonic() >= deadline:
                 return
+            if stop is not None and stop.is_set():
+                return  # the server is stopping: its last pass takes over
             try:
                 delivery = outbox.claim(self.store, delivery_id, self.policy, due_only=due_only)
                 if delivery is None:
@@ -139,15 +147,26 @@ def flush(
     respected); with ``include_dead``, the dead letters too."""
     requeued = requeue_dead(store, policy) if include_dead else 0
     work = _Pass(store, policy, log)
-    lanes = work.lanes(due_only=False, skip={})
-    if lanes:
-        with ThreadPoolExecutor(min(MAX_LANES, len(lanes)), "regctl-outbox") as pool:
-            for ids in lanes.values():
-                pool.submit(work.send_lane, ids, due_only=False, deadline=None)
+    lanes = list(work.lanes(due_only=False, skip={}).values())
+    for start in range(0, len(lanes), MAX_LANES):  # at most MAX_LANES side by side
+        threads = [
+            _lane_thread(work.send_lane, ids, due_only=False) for ids in lanes[start:][:MAX_LANES]
+        ]
+        for t in threads:
+            t.join()
     work.report.requeued = requeued
     depth = outbox.outbox_depth(store)
     work.report.pending, work.report.dead_letters = depth["pending"], depth["dead"]
     return work.report
+
+
+def _lane_thread(target: Callable[..., None], ids: list[str], **kw: object) -> threading.Thread:
+    """A daemon thread for one lane: a try hanging at exit does not hold the process (its
+    claim expires and another sender takes the delivery over)."""
+    thread = threading.Thread(target=target, args=(ids,), kwargs=kw, daemon=True)
+    thread.name = "regctl-outbox-lane"
+    thread.start()
+    return thread
 
 
 class OutboxSender:
@@ -159,8 +178,7 @@ class OutboxSender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._skip: dict[str, float] = {}
-        self._busy: dict[str, Future[None]] = {}
-        self._pool = ThreadPoolExecutor(MAX_LANES, "regctl-outbox")
+        self._busy: dict[str, threading.Thread] = {}
         self._thread = threading.Thread(target=self._run, name="regctl-outbox", daemon=True)
 
     def start(self) -> OutboxSender:
@@ -169,15 +187,17 @@ class OutboxSender:
         return self
 
     def stop(self, drain_s: float = 10.0) -> None:
-        """Stop polling; let the tries in flight end; one last pass of what is due,
-        bounded by ``drain_s`` (what is left waits in the outbox)."""
+        """Stop polling; within ``drain_s``, let the tries in flight end and make one
+        last pass of what is due. A try still running then is abandoned with the
+        process: its delivery stays in the outbox, claimed until the claim expires."""
         outbox.set_background(self.store, None)
+        deadline = time.monotonic() + drain_s
         self._stop.set()
         self._wake.set()
         self._thread.join()
-        deadline = time.monotonic() + drain_s
+        for thread in list(self._busy.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._pass(deadline=deadline)
-        self._pool.shutdown(wait=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -194,15 +214,17 @@ class OutboxSender:
             return
         now = time.time()
         self._skip = {k: v for k, v in self._skip.items() if v > now}
+        self._busy = {k: t for k, t in self._busy.items() if t.is_alive()}
         for lane, ids in lanes.items():
-            running = self._busy.get(lane)
-            if running is not None and not running.done():
-                continue  # that lane's previous pass is still sending (a slow receiver)
-            self._busy[lane] = self._pool.submit(
-                work.send_lane, ids, due_only=True, deadline=deadline
+            if lane in self._busy or len(self._busy) >= MAX_LANES:
+                continue  # still sending that lane's last pass (a slow receiver), or full
+            self._busy[lane] = _lane_thread(
+                work.send_lane,
+                ids,
+                due_only=True,
+                deadline=deadline,
+                stop=self._stop if deadline is None else None,
             )
-        if deadline is not None:  # the last pass: wait for it
-            for future in list(self._busy.values()):
-                with contextlib.suppress(Exception):
-                    future.result(timeout=max(0.0, deadline - time.monotonic()) + 1)
-        self._busy = {k: f for k, f in self._busy.items() if not f.done()}
+        if deadline is not None:  # the last pass: wait for it, within the deadline
+            for thread in list(self._busy.values()):
+                thread.join(max(0.0, deadline - time.monotonic()))
