@@ -10,7 +10,8 @@ A façade built from parts, each in its own module:
 * ``core/lifecycle.py`` and ``core/gates.py`` — the lifecycle rules (docs/concepts.md), pure;
 * ``core/served/`` — the served tree ``dist/``, updated after each commit;
 * ``core/upkeep.py`` — ``verify`` and ``gc``;
-* ``core/events.py`` — what happens once a change is committed (webhooks).
+* ``core/events.py`` — what happens once a change is committed (webhooks, through the
+  outbox of ``core/outbox.py``).
 
 Each lifecycle method is a rule: a function of the model state that changes
 it and returns what it chose; :meth:`ModelStates.change` commits it.
