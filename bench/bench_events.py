@@ -9,8 +9,9 @@ an alias costs a serving process.
    once; rounds interleaved, the median of the per-round differences reported.
    Process start-up (~200 ms, more on a busy machine) drowns a few ms, so the
    hooked command also runs once per round with the added work timed inside
-   the process (importing ``core/events.py`` + ``committed()``: signing,
-   connecting, POSTing, reading the reply); the target is judged on that. The
+   the process (importing ``core/events.py``, ``record()``: signing and the
+   outbox document, ``announce()``: POSTing, reading the reply, removing the
+   document); the target is judged on that. The
    library rows (``ModelRegistry.tag``) show the delivery alone.
    Target: <= 10 ms added per command.
 2. Following: two real ``regctl serve`` processes with the model loaded idle
@@ -110,19 +111,24 @@ def tiny_program(base: Path) -> Path:
 
 
 # Runs the real CLI, timing what a webhook adds inside the process: importing the
-# events module and the committed() call (signing, connecting, POSTing, the reply).
+# events module, record() (signing, the outbox document) and announce() (claiming,
+# connecting, POSTing, the reply, deleting the document).
 TIMED_CLI = """
 import sys, time
 import registry_cli.cli.main, registry_cli.core.registry  # every command loads these
 t0 = time.perf_counter()
 import registry_cli.core.events as events
 spent = [time.perf_counter() - t0]
-committed = events.committed
-def timed(config, entry):
-    t = time.perf_counter()
-    committed(config, entry)
-    spent.append(time.perf_counter() - t)
-events.committed = timed
+def timing(func):
+    def timed(*args):
+        t = time.perf_counter()
+        try:
+            return func(*args)
+        finally:
+            spent.append(time.perf_counter() - t)
+    return timed
+events.record = timing(events.record)  # the outbox write, in the commit step
+events.announce = timing(events.announce)  # the POST, after the lock
 from registry_cli.cli.main import main
 try:
     main(sys.argv[1:])

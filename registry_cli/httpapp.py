@@ -8,6 +8,7 @@ A new router (another API, another page) is mounted in ONE place:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from registry_cli import webui
+from registry_cli.core import outbox
+from registry_cli.core.outbox_send import OutboxSender
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.tokens import secret_hash
 from registry_cli.server import (
@@ -61,11 +64,14 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the outbox's deliveries (webhooks, ...) are sent in the background (docs/events.md)
+        sender = OutboxSender(ctx.base.store, outbox.policy(ctx.base.config)).start()
         try:
             yield
         finally:
             if ctx.ftp is not None:
                 ctx.ftp.stop_all()  # FTP children stop with the server
+            await asyncio.to_thread(sender.stop)
 
     app = FastAPI(
         title="regctl registry",

@@ -57,6 +57,8 @@ NEVER = (
     "registry_cli.core.served",  # the served tree dist/, only after a change
     "registry_cli.core.publishing",
     "registry_cli.core.events",
+    "registry_cli.core.outbox",  # only when a change has something to deliver
+    "registry_cli.core.outbox_send",
     "registry_cli.core.upkeep",
     "registry_cli.core.webhooks",  # parsed from registry.yaml only
     "rich.console",  # plain output: no Rich console

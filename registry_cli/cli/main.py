@@ -98,6 +98,7 @@ def main_options(
 def _register() -> None:
     from registry_cli.cli import (
         dist_cmds,
+        events_cmds,
         fleet_cmds,
         import_cmds,
         lifecycle_cmds,
@@ -114,6 +115,7 @@ def _register() -> None:
     dist_cmds.register(app)
     predict_cmds.register(app)
     ops_cmds.register(app)
+    events_cmds.register(app)
     server_cmds.register(app)
     import_cmds.register(app)
     fleet_cmds.register(app)

@@ -43,6 +43,7 @@ TOP_KEYS = {
     "remote",
     "s3",
     "fleet",
+    "events",
 }
 
 

@@ -1,25 +1,29 @@
-"""Events (see docs/events.md): what happens after a change is committed.
+"""Events (see docs/events.md): the webhook deliveries of a committed change.
 
-The registry calls :func:`committed` once per committed change, after the
-model lock is released, with the change's audit entry. Each webhook whose
-``events`` name the change gets one POST:
+In the change's commit step (right after the state is written, with its audit line)
+:func:`record` writes one outbox delivery (``core/outbox.py``) per webhook whose
+``events`` name the change; after the lock is released :func:`announce` tries them at
+once in the process that made the change (``tries`` tries, as before the outbox), or,
+where a background sender runs (``serve-registry``), leaves them to it. What a try
+could not send stays in the outbox for any ``serve-registry`` or ``regctl events
+flush``.
 
 - body: JSON ``{event, action, model, version, actor, time, changed}``
   (``changed`` is the audit entry's ``details``; ``action`` the audit action,
   e.g. ``alias-rm`` for an ``alias`` event);
-- header ``X-Regctl-Signature: sha256=<hex HMAC-SHA256 of the body>`` keyed
-  with the secret in ``$secret_env``; ``X-Regctl-Event``; ``X-Regctl-Delivery``
-  (one id for all tries of a delivery, so receivers can drop duplicates);
-- ``timeout_s`` (5) per try, ``tries`` (3) with the back-off of
-  :data:`registry_cli.net.retry.WEBHOOK`, on a transport error, 408, 429, 500,
-  502, 503 or 504; any other answer (or a redirect) fails at once.
+- header ``X-Regctl-Signature: sha256=<hex HMAC-SHA256 of the body>`` keyed with the
+  secret in ``$secret_env`` (computed when the delivery is recorded: the outbox keeps
+  the signature, never the secret); ``X-Regctl-Event``; ``X-Regctl-Delivery`` (the
+  outbox id: one id for every try, in any process, so receivers can drop duplicates);
+- ``timeout_s`` (5) per try; a transport error, 408, 429, 500, 502, 503 or 504 is
+  retried; any other answer (or a redirect) is a refusal: a dead letter at once.
 
-A failed delivery prints one ``warning:`` line on stderr and never raises:
-the change is committed whatever the receiver does. With the secret's
-variable unset or empty, nothing is sent unsigned: one warning instead.
-No-op changes (``details.noop``) are not events. The POST goes over a plain
-socket (``ssl`` for https), imported only when a hook matches; with a proxy
-variable set (``http_proxy``, ``https_proxy``, ``all_proxy``) urllib sends it.
+A failed try prints one ``warning:`` line on stderr and never raises: the change is
+committed whatever the receiver does. With the secret's variable unset or empty,
+nothing is recorded or sent unsigned: one warning instead. No-op changes
+(``details.noop``) are not events. The POST goes over a plain socket (``ssl`` for
+https), imported only when a hook matches; with a proxy variable set (``http_proxy``,
+``https_proxy``, ``all_proxy``) urllib sends it.
 """
 
 from __future__ import annotations
@@ -31,44 +35,145 @@ import os
 import sys
 import threading
 import time
-import uuid
+from dataclasses import dataclass
 from typing import Any
 
+from registry_cli.core import outbox
 from registry_cli.core.config import Config
 from registry_cli.core.webhooks import ACTION_EVENTS, Webhook
 from registry_cli.net.retry import WEBHOOK, retryable_status
+from registry_cli.storage.store import Store
 
 SIGNATURE_HEADER = "X-Regctl-Signature"
+KIND = "webhook"
 
 
-def committed(config: Config, entry: dict[str, Any]) -> None:
-    """Deliver ``entry`` (an audit line: time, actor, action, model, version, details)."""
+@dataclass
+class Queued:
+    """A delivery recorded by this process for one hook, to try at once."""
+
+    hook: Webhook
+    event: str
+    delivery: outbox.Delivery
+    mine: bool  # claimed by this process at enqueue (else left to a background sender)
+    policy: outbox.Policy
+
+
+def record(store: Store, config: Config, entry: dict[str, Any]) -> list[Queued]:
+    """In the commit step of ``entry`` (an audit line): put its deliveries in the outbox."""
     hooks = config.webhooks
-    if not hooks:
-        return
     event = ACTION_EVENTS.get(str(entry.get("action")))
     details = entry.get("details") or {}
-    if event is None or details.get("noop"):
-        return
+    if not hooks or event is None or details.get("noop"):
+        return []
     matching = [h for h in hooks if event in h.events]
     if not matching:
-        return
+        return []
+    queued: list[Queued] = []
     try:
         body = event_body(event, entry)
-        if len(matching) == 1:
-            deliver(matching[0], event, body)
-            return
-        # in parallel, so dead receivers cost one timeout budget, not one each
-        threads = [
-            threading.Thread(target=deliver, args=(hook, event, body), name="regctl-webhook")
-            for hook in matching
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        policy = outbox.policy(config)
+        background = outbox.has_background(store)
+        for hook in matching:
+            secret = os.environ.get(hook.secret_env)
+            if not secret:
+                warn(
+                    f"webhook {hook.shown_url} ({event}) not sent: ${hook.secret_env} is not "
+                    "set (regctl does not send unsigned deliveries)"
+                )
+                continue
+            payload = {
+                "url": hook.url,
+                "event": event,
+                "body": body.decode(),
+                "signature": sign(secret, body),
+                "timeout_s": hook.timeout_s,
+            }
+            queued.append(_queue(store, policy, hook, event, payload, background))
     except Exception as exc:  # the change is committed whatever happens here
-        warn(f"webhooks for {event} not delivered: {type(exc).__name__}: {exc}")
+        warn(f"webhooks for {event} not recorded: {type(exc).__name__}: {exc}")
+    return queued
+
+
+def _queue(
+    store: Store,
+    policy: outbox.Policy,
+    hook: Webhook,
+    event: str,
+    payload: dict[str, Any],
+    background: bool,
+) -> Queued:
+    """Record one delivery; claimed by this process for its tries unless a background
+    sender runs here. When the outbox cannot be written, a delivery kept in memory."""
+    hold = None if background else _inline_s(hook) + policy.claim_s
+    try:
+        delivery = outbox.enqueue(store, KIND, payload, policy, claim_for_s=hold)
+        return Queued(hook, event, delivery, not background, policy)
+    except Exception as exc:
+        warn(
+            f"webhook {hook.shown_url} ({event}) not queued in the outbox "
+            f"({type(exc).__name__}: {exc}); trying it from memory"
+        )
+        delivery = outbox.Delivery(outbox.new_id(), KIND, payload, 0, {}, "", None)
+        return Queued(hook, event, delivery, True, policy)
+
+
+def _inline_s(hook: Webhook) -> float:
+    """The longest the tries at once may take: every timeout plus the waits between."""
+    waits = sum(min(WEBHOOK.cap_s, WEBHOOK.base_s * 2 ** (n - 1)) for n in range(1, hook.tries))
+    return hook.tries * hook.timeout_s + waits
+
+
+def announce(queued: list[Queued]) -> None:
+    """After the lock: try this process's deliveries at once (in parallel, so dead
+    receivers cost one budget, not one each); the rest is the background sender's."""
+    mine = [q for q in queued if q.mine]
+    if not mine:
+        return
+    if len(mine) == 1:
+        _try_now(mine[0])
+        return
+    threads = [threading.Thread(target=_try_now, args=(q,), name="regctl-webhook") for q in mine]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _try_now(queued: Queued) -> bool:
+    """The hook's tries of one delivery; one warning when none got through."""
+    where = f"webhook {queued.hook.shown_url} ({queued.event})"
+    try:
+        outcome = outbox.attempt(queued.delivery, queued.policy, tries=queued.hook.tries)
+    except Exception as exc:  # last resort (the outbox unwritable): never fail the change
+        warn(f"{where} failed: {type(exc).__name__}: {exc}")
+        return False
+    if outcome.status == "sent":
+        return True
+    tries = f"{outcome.tries} {'try' if outcome.tries == 1 else 'tries'}"
+    warn(f"{where} failed after {tries}: {outcome.problem}")
+    return False
+
+
+def deliver(hook: Webhook, event: str, body: bytes) -> bool:
+    """POST ``body`` to ``hook`` now, with its tries, outside the outbox (a one-off);
+    True when a try got a 2xx. Never raises."""
+    secret = os.environ.get(hook.secret_env)
+    if not secret:
+        warn(
+            f"webhook {hook.shown_url} ({event}) not sent: ${hook.secret_env} is not set "
+            "(regctl does not send unsigned deliveries)"
+        )
+        return False
+    payload = {
+        "url": hook.url,
+        "event": event,
+        "body": body.decode(),
+        "signature": sign(secret, body),
+        "timeout_s": hook.timeout_s,
+    }
+    delivery = outbox.Delivery(outbox.new_id(), KIND, payload, 0, {}, "", None)
+    return _try_now(Queued(hook, event, delivery, True, outbox.Policy()))
 
 
 def event_body(event: str, entry: dict[str, Any]) -> bytes:
@@ -99,52 +204,44 @@ def warn(message: str) -> None:
         pass
 
 
-def deliver(hook: Webhook, event: str, body: bytes) -> bool:
-    """POST ``body`` to ``hook`` with retries; True when a try got a 2xx. Never raises."""
-    secret = os.environ.get(hook.secret_env)
-    if not secret:
-        warn(
-            f"webhook {hook.shown_url} ({event}) not sent: ${hook.secret_env} is not set "
-            "(regctl does not send unsigned deliveries)"
-        )
-        return False
-    try:
-        return _post_with_retries(hook, event, body, sign(secret, body))
-    except Exception as exc:  # last resort: a webhook never fails the change
-        warn(f"webhook {hook.shown_url} ({event}) failed: {type(exc).__name__}: {exc}")
-        return False
+def _shown(url: str) -> str:
+    return Webhook(url, frozenset(), "_").shown_url
 
 
-def _post_with_retries(hook: Webhook, event: str, body: bytes, signature: str) -> bool:
+def send(delivery: outbox.Delivery) -> None:
+    """The outbox sender of ``webhook`` deliveries: one POST of the recorded body and
+    signature; :class:`~registry_cli.core.outbox.Retry` or ``GiveUp`` when it fails."""
     from registry_cli.version import __version__
 
+    payload = delivery.payload
+    url = str(payload["url"])
     headers = {
         "Content-Type": "application/json",
         "User-Agent": f"regctl/{__version__}",
-        "X-Regctl-Event": event,
-        "X-Regctl-Delivery": uuid.uuid4().hex,
-        SIGNATURE_HEADER: signature,
+        "X-Regctl-Event": str(payload["event"]),
+        "X-Regctl-Delivery": delivery.id,
+        SIGNATURE_HEADER: str(payload["signature"]),
     }
-    post = _post_via_proxy if _proxied(hook.url) else _post_direct
-    problem = "no try made"
-    policy = WEBHOOK.with_tries(hook.tries)
-    for attempt in range(policy.tries):
-        if attempt:
-            time.sleep(policy.delay(attempt))
-        try:
-            status = post(hook.url, body, headers, hook.timeout_s)
-        except (OSError, ValueError) as exc:  # refused, unreachable, timeout, TLS, garbage
-            reason = getattr(exc, "reason", None) or exc
-            problem = str(reason) or type(exc).__name__
-            continue
-        if 200 <= status < 300:
-            return True
-        problem = f"HTTP {status}"
-        if not retryable_status(status):
-            break  # refused or redirected: another try would get the same answer
-    tries = f"{attempt + 1} {'try' if attempt == 0 else 'tries'}"
-    warn(f"webhook {hook.shown_url} ({event}) failed after {tries}: {problem}")
-    return False
+    post = _post_via_proxy if _proxied(url) else _post_direct
+    try:
+        status = post(url, str(payload["body"]).encode(), headers, float(payload["timeout_s"]))
+    except (OSError, ValueError) as exc:  # refused, unreachable, timeout, TLS, garbage
+        reason = getattr(exc, "reason", None) or exc
+        raise outbox.Retry(str(reason) or type(exc).__name__) from None
+    if 200 <= status < 300:
+        return
+    if retryable_status(status):
+        raise outbox.Retry(f"HTTP {status}")
+    raise outbox.GiveUp(f"HTTP {status}")  # refused or redirected: the same answer again
+
+
+outbox.register_sender(
+    KIND,
+    send,
+    try_s=lambda p: float(p.get("timeout_s", 5.0)),
+    lane=lambda p: str(p.get("url")),
+    describe=lambda p: f"webhook {_shown(str(p.get('url')))} ({p.get('event')})",
+)
 
 
 def _proxied(url: str) -> bool:

@@ -35,6 +35,9 @@ class ModelStates:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: called with each audit entry right after it is appended, in the commit step
+        #: (the registry records the change's webhook deliveries there: core/events.py)
+        self.on_audit: Callable[[dict[str, Any]], None] | None = None
 
     # -- reading ----------------------------------------------------------
     def require_root(self) -> None:
@@ -186,6 +189,8 @@ class ModelStates:
             "details": details,
         }
         self.append_entry(entry)
+        if self.on_audit is not None:
+            self.on_audit(entry)
         return entry
 
     def append_entry(self, entry: dict[str, Any]) -> None:

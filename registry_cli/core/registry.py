@@ -10,7 +10,8 @@ A façade built from parts, each in its own module:
 * ``core/lifecycle.py`` and ``core/gates.py`` — the lifecycle rules (docs/concepts.md), pure;
 * ``core/served/`` — the served tree ``dist/``, updated after each commit;
 * ``core/upkeep.py`` — ``verify`` and ``gc``;
-* ``core/events.py`` — what happens once a change is committed (webhooks).
+* ``core/events.py`` — what happens once a change is committed (webhooks, through the
+  outbox of ``core/outbox.py``).
 
 Each lifecycle method is a rule: a function of the model state that changes
 it and returns what it chose; :meth:`ModelStates.change` commits it.
@@ -109,6 +110,9 @@ class ModelRegistry:
         self.states = ModelStates(self.store)
         self.versions = VersionReader(self.store, self.stages)
         self.rules = Rules(self.config, self.versions)
+        self._queued: list[Any] = []  # deliveries recorded by a commit, tried after it
+        if self.config.webhooks:
+            self.states.on_audit = self._record
 
     @classmethod
     def open(
@@ -202,12 +206,19 @@ class ModelRegistry:
         self._announce(done.entry)
         return self.versions.info(done.state, done.number)
 
+    def _record(self, entry: dict[str, Any]) -> None:
+        """In the commit step: the change's webhook deliveries go to the outbox."""
+        from registry_cli.core import events
+
+        self._queued.extend(events.record(self.store, self.config, entry))
+
     def _announce(self, entry: dict[str, Any]) -> None:
-        """After the lock is released: webhooks (see docs/events.md), when any are configured."""
-        if self.config.webhooks:
+        """After the lock is released: try the deliveries recorded (see docs/events.md)."""
+        if self._queued:
             from registry_cli.core import events
 
-            events.committed(self.config, entry)
+            queued, self._queued = self._queued, []
+            events.announce(queued)
 
     # ------------------------------------------------------------------ reading
     def _best(self, metric: str | None, mode: str | None) -> BestBy:

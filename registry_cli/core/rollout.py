@@ -120,10 +120,7 @@ class Rollouts:
     def _event(self, action: str, name: str, doc: dict[str, Any], **details: Any) -> None:
         number = int(str(doc["version"])[1:])
         entry = self.reg.states.audit(self.reg.actor, action, name, number, details)
-        if self.reg.config.webhooks:
-            from registry_cli.core import events
-
-            events.committed(self.reg.config, entry)
+        self.reg._announce(entry)  # the deliveries the audit line recorded (docs/events.md)
 
     @staticmethod
     def _result(action: str, doc: dict[str, Any], message: str, noop: bool = False, **ch: Any):

@@ -81,6 +81,10 @@ class RetryPolicy:
     def with_tries(self, tries: int) -> RetryPolicy:
         return RetryPolicy(max(1, tries), self.base_s, self.cap_s, self.jitter)
 
+    def with_cap(self, cap_s: float) -> RetryPolicy:
+        """The same waits, doubling up to ``cap_s`` instead (the outbox's long retries)."""
+        return RetryPolicy(self.tries, self.base_s, cap_s, self.jitter)
+
     def run(
         self,
         call: Callable[[], T],
@@ -124,5 +128,6 @@ def retry_reads(exc: BaseException) -> bool:
 # The policies in use:
 HTTP = RetryPolicy(tries=3, base_s=0.5, cap_s=8.0)  # remote client, pulls, probes
 WEBHOOK = RetryPolicy(tries=3, base_s=0.5, cap_s=8.0)  # ``tries`` comes from the hook
+# the outbox goes on with WEBHOOK.with_cap(events.retry_cap_s) for events.retry_for_h
 S3_CONFLICT = RetryPolicy(tries=8, base_s=0.02, cap_s=1.0)  # 409 ConditionalRequestConflict
 COMMIT = RetryPolicy(tries=50, base_s=0.005, cap_s=0.5, jitter=1.0)  # local optimistic commits

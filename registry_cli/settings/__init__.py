@@ -1,5 +1,5 @@
 """Every section of ``registry.yaml`` (``ftp:``, ``pull:``, ``serve:``, ``mlflow:``,
-``server:``, ``remote:``, ``s3:``, ``fleet:``), one module each, behind one engine
+``server:``, ``remote:``, ``s3:``, ``fleet:``, ``events:``), one module each, behind one engine
 (:mod:`registry_cli.settings.engine`: value kinds, :class:`Setting` rows, and the
 :class:`Section` that loads, checks and resolves them; :mod:`.secrets`: password and
 token sources). This package is the one place to import them from; ``core/config.py``
@@ -29,6 +29,7 @@ from registry_cli.settings.engine import (
     Section,
     Setting,
 )
+from registry_cli.settings.events import EVENTS
 from registry_cli.settings.fleet import FLEET
 from registry_cli.settings.ftp import FTP
 from registry_cli.settings.mlflow import MLFLOW
@@ -46,12 +47,13 @@ from registry_cli.settings.serve import SERVE
 from registry_cli.settings.server import SERVER
 
 SECTIONS: dict[str, Section] = {
-    s.name: s for s in (FTP, PULL, SERVE, MLFLOW, SERVER, REMOTE, S3, FLEET)
+    s.name: s for s in (FTP, PULL, SERVE, MLFLOW, SERVER, REMOTE, S3, FLEET, EVENTS)
 }
 
 __all__ = [
     "BOOL",
     "COUNT",
+    "EVENTS",
     "FLEET",
     "FTP",
     "MLFLOW",
