@@ -251,7 +251,15 @@ def _trust(identity: Hashable | None, sha256: str) -> None:
 class BundleStream:
     """The bytes of one assembled bundle: ``size``, ranges, and a file object."""
 
-    def __init__(self, layout_: BundleLayout, sources: Sources, *, label: str = "bundle") -> None:
+    def __init__(
+        self,
+        layout_: BundleLayout,
+        sources: Sources,
+        *,
+        label: str = "bundle",
+        sha256: str | None = None,
+    ) -> None:
+        self.sha256 = sha256  # as recorded at publish (for ETags); not checked here
         self.layout = layout_
         self.sources = sources
         self.label = label
