@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from registry_cli.core.served.bundle_files import DistBundles
-from registry_cli.errors import BadInput
+from registry_cli.errors import BadInput, IntegrityError
 from registry_cli.ftp.settings import ServerSettings
 from registry_cli.storage.bundle_stream import BundleStream
 
@@ -100,6 +100,22 @@ def check_settings(settings: ServerSettings) -> None:
 def _virtual_stat(stream: BundleStream) -> os.stat_result:
     mtime = stream.layout.mtime
     return os.stat_result((stat.S_IFREG | 0o444, 0, 0, 1, 0, 0, stream.size, mtime, mtime, mtime))
+
+
+def _refusing_damaged(dtp: type) -> type:
+    """The data channel, logging a damaged bundle source in one line (no traceback)
+    and answering ``426`` (see registry_cli.storage.bundle_stream)."""
+
+    def handle_error(self: Any) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, IntegrityError):
+            dtp.handle_error(self)
+            return
+        log.error("transfer aborted: %s", exc)
+        self._resp = ("426 The file is damaged on the server; transfer aborted.", log.warning)
+        self.close()
+
+    return type("RegctlDTPHandler", (dtp,), {"handle_error": handle_error})
 
 
 def build_server(settings: ServerSettings) -> Any:
@@ -220,6 +236,7 @@ def build_server(settings: ServerSettings) -> Any:
         )
 
     attrs.update(
+        dtp_handler=_refusing_damaged(base.dtp_handler),
         authorizer=authorizer,
         abstracted_fs=DistFS,
         banner="regctl model registry (read-only).",
