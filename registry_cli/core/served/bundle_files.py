@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from registry_cli.core.documents import ManifestFormatError, parse_version_yaml
+from registry_cli.core.models import ModelStates
 from registry_cli.core.names import parse_version
+from registry_cli.core.served.tree import ServedTree
+from registry_cli.core.state import ModelState
 from registry_cli.errors import BadInput, IntegrityError
 from registry_cli.storage import layout
+from registry_cli.storage.atomic import temp_sibling
 from registry_cli.storage.bundle_stream import (
     BundleLayout,
     BundleStream,
@@ -28,6 +32,7 @@ from registry_cli.storage.bundle_stream import (
     StoreSource,
 )
 from registry_cli.storage.store import Missing, Store
+from registry_cli.storage.streams import write_all
 
 BUNDLE = "bundle.tar.gz"
 
@@ -93,6 +98,70 @@ def stream_digest(
         if progress is not None:
             progress(len(chunk))
     return size, digest.hexdigest()
+
+
+def write_bundles(store: Store, states: ModelStates, served: ServedTree) -> list[str]:
+    """Write ``bundle.tar.gz`` into every served version folder whose bundle is
+    assembled when read (for a plain static server); returns the paths written.
+
+    Each file is assembled from ``models/``, checked against the recorded sha256
+    while it is written to a hidden temp sibling, then renamed into place
+    (read-only). A file already there with the recorded size is left alone
+    (``regctl verify`` checks its bytes)."""
+    if "://" in store.location:
+        raise BadInput(
+            "dist rebuild --bundles writes bundle files on a folder root only",
+            hint="on an object store, clients read the bundle through serve-ftp, "
+            "serve-registry or pull --bundle",
+        )
+    states.require_root()
+    written: list[str] = []
+
+    def write_model(state: ModelState, _result: Any) -> None:
+        for stage in served.stages:
+            for v in served.members(state, stage):
+                if not served.bundle_is_virtual(state.name, v):
+                    continue
+                key = f"{layout.dist_key(stage, state.name)}/versions/v{v}/{BUNDLE}"
+                target = store.local_path(key)
+                bundle = served.version_facts(state.name, v)["bundle"]
+                if not target.parent.is_dir():
+                    continue  # not served (dist rebuild reports it)
+                if target.is_file() and target.stat().st_size == bundle["size"]:
+                    continue
+                stream = version_stream(store, state.name, v)
+                assert stream is not None
+                _write_checked(stream, target, str(bundle["sha256"]))
+                written.append(served.where(key))
+
+    for model in states.names():
+        states.change(model, lambda state: None, then=write_model)
+    return written
+
+
+def _write_checked(stream: BundleStream, target: Path, sha256: str) -> None:
+    temp = temp_sibling(target, "bundle")
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            for chunk in stream.iter_range():
+                digest.update(chunk)
+                write_all(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if digest.hexdigest() != sha256:
+            raise IntegrityError(
+                f"{target}: assembled bundle has sha256 {digest.hexdigest()}, "
+                f"version.yaml records {sha256}",
+                hint="run: regctl verify",
+            )
+        os.chmod(temp, 0o444)
+        os.replace(temp, target)
+    finally:
+        if temp.exists():
+            temp.unlink()
 
 
 class DistBundles:
