@@ -446,6 +446,11 @@ class BundleFile:
         self._pos += have
         return b"".join(out)
 
+    def readinto(self, view: memoryview) -> int:
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
     def readable(self) -> bool:
         return True
 

@@ -164,6 +164,18 @@ def _write_checked(stream: BundleStream, target: Path, sha256: str) -> None:
             temp.unlink()
 
 
+def parse_served_bundle(relpath: str) -> tuple[str, int] | None:
+    """``(name, version)`` when ``relpath`` (under dist/) is
+    ``<stage>/<name>/versions/vN/bundle.tar.gz``."""
+    parts = relpath.split("/")
+    if len(parts) < 5 or parts[-1] != BUNDLE or parts[-3] != "versions" or ".." in parts:
+        return None
+    try:
+        return "/".join(parts[1:-3]), parse_version(parts[-2])
+    except BadInput:
+        return None
+
+
 class DistBundles:
     """Virtual ``versions/vN/bundle.tar.gz`` files of a local served tree ``dist/``
     (serve-ftp, serve-registry's ``/dist/``): found from the path alone, read from
@@ -181,14 +193,7 @@ class DistBundles:
             rel = os.path.relpath(os.path.realpath(path), self.dist)
         except ValueError:
             return None
-        parts = rel.split(os.sep)
-        if len(parts) < 5 or parts[-1] != BUNDLE or parts[-3] != "versions" or ".." in parts:
-            return None
-        try:
-            number = parse_version(parts[-2])
-        except BadInput:
-            return None
-        return "/".join(parts[1:-3]), number
+        return None if rel.startswith("..") else parse_served_bundle(rel.replace(os.sep, "/"))
 
     def stream(self, path: str) -> BundleStream | None:
         """The assembled bundle served at ``path`` (which has no file), else None."""
