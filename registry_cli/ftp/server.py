@@ -102,7 +102,7 @@ def _virtual_stat(stream: BundleStream) -> os.stat_result:
     return os.stat_result((stat.S_IFREG | 0o444, 0, 0, 1, 0, 0, stream.size, mtime, mtime, mtime))
 
 
-def _refusing_damaged(dtp: type) -> type:
+def _refusing_damaged(dtp: Any) -> type:
     """The data channel, logging a damaged bundle source in one line (no traceback)
     and answering ``426`` (see registry_cli.storage.bundle_stream)."""
 
@@ -221,7 +221,7 @@ def build_server(settings: ServerSettings) -> Any:
                 return found.open()
             return super().open(filename, mode)
 
-    base: type = FTPHandler
+    base: Any = FTPHandler
     attrs: dict[str, Any] = {}
     if settings.tls_cert is not None:
         from pyftpdlib.handlers import TLS_FTPHandler

@@ -30,18 +30,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any
 
 from registry_cli.errors import IntegrityError
-from registry_cli.storage import layout
 from registry_cli.storage.bundle import (
     BLOCK,
     FINAL_BLOCK,
@@ -52,26 +49,29 @@ from registry_cli.storage.bundle import (
     tar_end_padding,
     tar_header,
 )
+from registry_cli.storage.bundle_sources import (
+    DamagedSource,
+    FolderSource,
+    Member,
+    Sources,
+    StoreSource,
+)
 from registry_cli.storage.hashing import CHUNK
-from registry_cli.storage.store import Missing, Store
+
+__all__ = [
+    "BundleFile",
+    "BundleLayout",
+    "BundleStream",
+    "DamagedSource",
+    "FolderSource",
+    "Member",
+    "StoreSource",
+]
 
 FRAME = STORED_MAX + 5  # one stored block: header + data
 HEADER = 10
 TRAILER = len(FINAL_BLOCK) + 8
 TRUSTED_MAX = 65536  # verified sources remembered per process
-
-
-class DamagedSource(IntegrityError):
-    """A payload file does not hold the bytes its manifest records."""
-
-
-@dataclass(frozen=True)
-class Member:
-    """One payload file of the bundle, as the manifest lists it."""
-
-    path: str  # "payload/..."
-    size: int
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -139,93 +139,6 @@ class BundleLayout:
         """The tar offset of gzip offset ``pos`` (inside the blocks, or at their end)."""
         k, r = divmod(pos - HEADER, FRAME)
         return min(k * STORED_MAX + max(0, r - 5), self.tar_size)
-
-
-class Sources(Protocol):
-    """Reads the payload files of one version."""
-
-    def identity(self, member: Member) -> Hashable | None: ...
-
-    def chunks(self, member: Member, start: int, end: int) -> Iterator[bytes]: ...
-
-
-class FolderSource:
-    """Payload files under a local version folder (``<folder>/payload/...``), e.g. the
-    hard links of ``dist/<stage>/<name>/versions/vN/``."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def _path(self, member: Member) -> str:
-        return os.path.join(self.folder, *member.path.split("/"))
-
-    def identity(self, member: Member) -> Hashable | None:
-        try:
-            st = os.stat(self._path(member))
-        except OSError:
-            return None
-        return ("file", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-    def chunks(self, member: Member, start: int, end: int) -> Iterator[bytes]:
-        path = self._path(member)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise DamagedSource(f"{path}: cannot read it ({exc.strerror})") from None
-        try:
-            if os.fstat(fd).st_size != member.size:
-                raise DamagedSource(f"{path}: size differs from the manifest's {member.size}")
-            pos = start
-            while pos < end:
-                data = os.pread(fd, min(CHUNK, end - pos), pos)
-                if not data:
-                    raise DamagedSource(f"{path}: ends before byte {end}")
-                pos += len(data)
-                yield data
-        finally:
-            os.close(fd)
-
-
-class StoreSource:
-    """Payload files of ``vkey`` read through a store: the version's own file when it
-    has one, else its blob ``blobs/sha256/..`` (object-store roots)."""
-
-    def __init__(self, store: Store, vkey: str) -> None:
-        self.store = store
-        self.vkey = vkey
-        self._keys: dict[str, str] = {}
-
-    def key(self, member: Member) -> str:
-        found = self._keys.get(member.path)
-        if found is None:
-            own = f"{self.vkey}/{member.path}"
-            found = own if self.store.kind(own) == "file" else layout.blob_key(member.sha256)
-            self._keys[member.path] = found
-        return found
-
-    def identity(self, member: Member) -> Hashable | None:
-        return ("store", self.store.location, self.key(member))
-
-    def chunks(self, member: Member, start: int, end: int) -> Iterator[bytes]:
-        key = self.key(member)
-        try:
-            body: BinaryIO = self.store.open(key)
-        except Missing:
-            raise DamagedSource(f"{self.store.location}/{key} is missing") from None
-        try:
-            pos = 0
-            while pos < end:
-                want = min(CHUNK, end - pos) if pos >= start else min(CHUNK, start - pos)
-                data = body.read(want)
-                if not data:
-                    raise DamagedSource(f"{self.store.location}/{key}: ends before byte {end}")
-                if pos >= start:
-                    yield data
-                pos += len(data)
-            if end == member.size and body.read(1):
-                raise DamagedSource(f"{self.store.location}/{key}: longer than {member.size}")
-        finally:
-            body.close()
 
 
 _trusted: OrderedDict[Hashable, str] = OrderedDict()
