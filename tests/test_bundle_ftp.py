@@ -10,12 +10,13 @@ import hashlib
 import io
 import os
 import shutil
+import ssl
 import subprocess
 
 import pytest
 
 from tests.bundle_virtual import make_bundle_virtual
-from tests.ftp_helpers import PASSWORD, FtpServer
+from tests.ftp_helpers import PASSWORD, FtpServer, make_tls_cert
 from tests.test_bundle_stream import artifact, published
 
 BUNDLE = "dev/team/demo/versions/v1/bundle.tar.gz"
@@ -104,3 +105,21 @@ def test_a_damaged_payload_file_fails_the_transfer(served):
         ftp.close()
     assert "transfer aborted: " in srv.log and "payload/art/w.bin is damaged" in srv.log
     assert "Traceback" not in srv.log
+
+
+def test_ftps_sends_the_assembled_bundle(tmp_path):
+    root, _reg = published(tmp_path)
+    entry = make_bundle_virtual(root, "team/demo", 1)
+    cert, key = make_tls_cert(tmp_path / "tls")
+    with FtpServer(
+        root, "--user", "mlops", "--password-env", "FTP_PW", "--tls-cert", str(cert),
+        "--tls-key", str(key), env={"FTP_PW": PASSWORD},
+    ) as srv:  # fmt: skip
+        tls = ftplib.FTP_TLS(context=ssl.create_default_context(cafile=str(cert)), timeout=10)
+        tls.connect(srv.host, srv.port)
+        tls.login("mlops", PASSWORD)
+        tls.prot_p()
+        whole = retr(tls, BUNDLE)
+        assert hashlib.sha256(whole).hexdigest() == entry["sha256"]
+        assert whole[:500_000] + retr(tls, BUNDLE, rest=500_000) == whole
+        tls.quit()

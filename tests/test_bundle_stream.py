@@ -226,3 +226,26 @@ def test_dist_rebuild_bundles_writes_real_files_that_verify_checks(tmp_path, reg
     bad = regctl_proc("verify")
     assert bad.returncode != 0
     assert "written-out bundle differs" in bad.stdout + bad.stderr
+
+
+def test_verify_finds_drift_around_a_bundle_that_is_not_stored(tmp_path, cli):
+    root, _reg = published(tmp_path)
+    make_bundle_virtual(root, "team/demo", 1)
+    assert cli("verify", root_dir=root).exit_code == 0
+    # the served copy of the manifest differs: the assembled bundle would differ too
+    served = root / "dist/dev/team/demo/versions/v1/manifest.json"
+    data = served.read_bytes()
+    served.unlink()
+    served.write_bytes(data.replace(b'"team/demo"', b'"team/dem0"'))
+    res = cli("verify", root_dir=root)
+    assert res.exit_code != 0 and "manifest.json" in res.stdout + res.stderr
+    served.unlink()
+    served.write_bytes(data)
+    # a recorded mtime that no longer gives the recorded bytes
+    yaml_path = root / "models/team/demo/v1/version.yaml"
+    text = yaml_path.read_text()
+    mtime = bundle_facts(root, "team/demo", 1)["mtime"]
+    yaml_path.write_text(text.replace(f"mtime: {mtime}", f"mtime: {mtime + 1}"))
+    res = cli("verify", root_dir=root)
+    assert res.exit_code == 5
+    assert "bundle.tar.gz" in res.stdout + res.stderr
