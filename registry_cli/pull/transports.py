@@ -279,17 +279,17 @@ class LocalTransport:
         limit: int | None = None,
         on_validator: Callable[[str | None], None] | None = None,
     ) -> Fetched:
+        assembled: Any = None
         try:
-            fh: Any = os.fdopen(self._open_file(relpath), "rb", buffering=0)
+            src = self._open_file(relpath)
         except NotFound:  # a bundle assembled from the payload when read (docs/pull.md)
             from registry_cli.core.served.bundle_files import DistBundles
 
             assembled = DistBundles(self.tree).stream(os.path.join(self.tree, relpath))
             if assembled is None:
                 raise
-            fh = assembled.open()
         try:
-            with fh:
+            with assembled.open() if assembled else os.fdopen(src, "rb", buffering=0) as fh:
                 if offset:
                     fh.seek(offset)
                 size, digest = pump(
