@@ -249,3 +249,35 @@ def test_verify_finds_drift_around_a_bundle_that_is_not_stored(tmp_path, cli):
     res = cli("verify", root_dir=root)
     assert res.exit_code == 5
     assert "bundle.tar.gz" in res.stdout + res.stderr
+
+
+def test_publish_can_hash_the_bundle_without_writing_it(tmp_path):
+    from registry_cli.storage.bundle import write_payload_and_bundle
+    from registry_cli.storage.payload import PlannedFile
+
+    src = artifact(tmp_path)
+    planned = [
+        PlannedFile(p, str(p.relative_to(src.parent)), p.stat().st_size)
+        for p in sorted(src.rglob("*"))
+        if p.is_file()
+    ]
+
+    def manifest(records):
+        return json.dumps({"files": [r.to_doc() for r in records]}).encode()
+
+    results = []
+    for name, write in (("a", True), ("b", False)):
+        vdir = tmp_path / name
+        records, bundle = write_payload_and_bundle(
+            planned, vdir, manifest, mtime=1_700_000_123, write_bundle=write
+        )
+        assert (vdir / "bundle.tar.gz").exists() == write
+        results.append((records, bundle))
+    assert results[0] == results[1]
+    real = (tmp_path / "a" / "bundle.tar.gz").read_bytes()
+    assert (len(real), sha256_of(real)) == results[0][1]
+    # and the bundle assembled from b's payload is a's file
+    layout = BundleLayout.from_manifest(
+        (tmp_path / "b" / "manifest.json").read_bytes(), 1_700_000_123
+    )
+    assert BundleStream(layout, FolderSource(tmp_path / "b")).read(0, layout.size) == real

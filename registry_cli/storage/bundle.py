@@ -8,7 +8,11 @@ two cores a publish costs little more than hashing its bytes twice.
 
 Compression defaults to gzip level 0: the deflate stream is made of "stored"
 blocks framed here directly around the tar bytes (no copy through zlib). It is
-still a ``.tar.gz`` that every client opens. Model weights are float noise
+still a ``.tar.gz`` that every client opens, and its bytes depend only on the
+members, the manifest and the mtime (fixed 65,535-byte blocks, see
+:class:`BundleWriter` and docs/layout.md), so a reader can assemble the same
+bundle again from the payload (:mod:`registry_cli.storage.bundle_stream`) and
+publish may skip writing it (``write_bundle=False``). Model weights are float noise
 that gzip shrinks by a few percent at 20-30 MB/s, so the default trades ~7 %
 of bundle size for a publish ~30x faster. ``bundle: {compression: 1..9}``
 switches to real deflate.
