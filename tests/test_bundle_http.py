@@ -105,3 +105,5 @@ def test_a_damaged_source_breaks_the_body(served, tmp_path):
     res = curl(secret, "-o", str(out), f"{base}/{BUNDLE}")
     assert res.returncode != 0  # curl: transfer closed with bytes remaining
     assert out.stat().st_size < entry["size"]
+    log = (tmp_path / "srv.log").read_text()
+    assert "transfer aborted: " in log and "payload/art/w.bin is damaged" in log
