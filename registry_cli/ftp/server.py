@@ -37,7 +37,7 @@ from typing import Any
 from registry_cli.core.served.bundle_files import DistBundles
 from registry_cli.errors import BadInput, IntegrityError
 from registry_cli.ftp.settings import ServerSettings
-from registry_cli.storage.bundle_stream import BundleStream
+from registry_cli.storage.bundle_stream import BundleFile, BundleStream
 
 log = logging.getLogger("regctl.ftp")
 
@@ -95,6 +95,14 @@ def check_settings(settings: ServerSettings) -> None:
         raise BadInput(
             f"serve-ftp needs {exc.name}", hint='install the extra: pip install "regctl[ftp]"'
         ) from None
+
+
+class _FtpBundleFile(BundleFile):
+    """What pyftpdlib's producer reads: views of the assembled chunks (no copy; the
+    data channel sends and slices them as they are)."""
+
+    def read(self, n: int = -1) -> Any:
+        return self.read_view(n) if n and n > 0 else super().read(n)
 
 
 def _virtual_stat(stream: BundleStream) -> os.stat_result:
@@ -218,7 +226,7 @@ def build_server(settings: ServerSettings) -> Any:
                 raise PermissionError("outside the served tree")
             found = self._bundle(filename)
             if found is not None:
-                return found.open()
+                return _FtpBundleFile(found)
             return super().open(filename, mode)
 
     base: Any = FTPHandler

@@ -252,7 +252,10 @@ class BundleStream:
         if pos < stop:
             t0, t1 = lay.tar_offset(pos), lay.tar_offset(stop)
             tar = _Taker(self._tar(t0, t1))
-            crc = 0 if t0 == 0 and t1 == lay.tar_size else None
+            with _lock:
+                known = _crc.get(self._crc_key)
+            # a read of the whole tar stream computes the CRC on the way, once
+            crc = 0 if t0 == 0 and t1 == lay.tar_size and known is None else None
             k = (pos - HEADER) // FRAME
             while pos < stop:
                 block_at = HEADER + k * FRAME
@@ -274,7 +277,7 @@ class BundleStream:
                     _crc[self._crc_key] = crc
         if end > lay.blocks_end:
             if crc is None:
-                crc = self.crc32()
+                crc = self.crc32()  # known by now after a whole read: no second pass
             tail = FINAL_BLOCK + struct.pack("<II", crc, lay.tar_size & 0xFFFFFFFF)
             yield tail[max(0, start - lay.blocks_end) : end - lay.blocks_end]
 
@@ -340,29 +343,35 @@ class BundleFile:
     def tell(self) -> int:
         return self._pos
 
+    def read_view(self, n: int) -> memoryview:
+        """Up to ``n`` next bytes (fewer only at a chunk's end; empty at the end of the
+        bundle), as a view of the chunk: no copy (the FTP server sends these)."""
+        if self._it is None:
+            self._it = self.stream.iter_range(self._pos)
+        if not self._buf:
+            self._buf = memoryview(next(self._it, b""))
+        take = self._buf[:n]
+        self._buf = self._buf[len(take) :]
+        self._pos += len(take)
+        return take
+
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = self.stream.size - self._pos
-        if self._it is None:
-            self._it = self.stream.iter_range(self._pos)
         out: list[bytes] = []
         have = 0
         while have < n:
-            if not self._buf:
-                self._buf = memoryview(next(self._it, b""))
-                if not self._buf:
-                    break
-            take = self._buf[: n - have]
-            self._buf = self._buf[len(take) :]
+            take = self.read_view(n - have)
+            if not take:
+                break
             out.append(bytes(take))
             have += len(take)
-        self._pos += have
         return b"".join(out)
 
     def readinto(self, view: memoryview) -> int:
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+        take = self.read_view(len(view))
+        view[: len(take)] = take
+        return len(take)
 
     def readable(self) -> bool:
         return True
