@@ -135,7 +135,7 @@ def send_assembled(request: Request, stream: BundleStream, cache: str) -> Respon
     )
 
 
-def _body(stream: BundleStream, start: int, end: int) -> Iterator[bytes]:
+def _body(stream: BundleStream, start: int, end: int) -> Iterator[bytes | memoryview]:
     """The range's bytes; a damaged payload file ends the body short (the client sees a
     cut transfer: fewer bytes than Content-Length) with one line in the log."""
     try:

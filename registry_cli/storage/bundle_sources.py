@@ -34,7 +34,10 @@ class Sources(Protocol):
 
     def identity(self, member: Member) -> Hashable | None: ...
 
-    def chunks(self, member: Member, start: int, end: int) -> Iterator[bytes]: ...
+    def chunks(self, member: Member, start: int, end: int) -> Iterator[bytes | memoryview]:
+        """The bytes ``[start, end)`` of one file; a chunk may be a view of a buffer
+        that the next chunk overwrites (use or copy it before asking for more)."""
+        ...
 
 
 class FolderSource:
@@ -54,7 +57,7 @@ class FolderSource:
             return None
         return ("file", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def chunks(self, member: Member, start: int, end: int) -> Iterator[bytes]:
+    def chunks(self, member: Member, start: int, end: int) -> Iterator[bytes | memoryview]:
         path = self._path(member)
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -63,13 +66,14 @@ class FolderSource:
         try:
             if os.fstat(fd).st_size != member.size:
                 raise DamagedSource(f"{path}: size differs from the manifest's {member.size}")
+            buf = memoryview(bytearray(min(CHUNK, end - start)))  # reused: see Sources
             pos = start
             while pos < end:
-                data = os.pread(fd, min(CHUNK, end - pos), pos)
-                if not data:
+                n = os.preadv(fd, [buf[: min(CHUNK, end - pos)]], pos)
+                if not n:
                     raise DamagedSource(f"{path}: ends before byte {end}")
-                pos += len(data)
-                yield data
+                pos += n
+                yield buf[:n]
         finally:
             os.close(fd)
 

@@ -182,7 +182,7 @@ class BundleStream:
         self._crc_key = (hashlib.sha256(layout_.manifest).hexdigest(), layout_.mtime, ids)
 
     # -- payload files -------------------------------------------------
-    def _member(self, m: Member, start: int, end: int) -> Iterator[bytes]:
+    def _member(self, m: Member, start: int, end: int) -> Iterator[bytes | memoryview]:
         ident = self.sources.identity(m)
         if _is_trusted(ident, m.sha256):
             yield from self.sources.chunks(m, start, end)
@@ -281,22 +281,38 @@ class BundleStream:
             tail = FINAL_BLOCK + struct.pack("<II", crc, lay.tar_size & 0xFFFFFFFF)
             yield tail[max(0, start - lay.blocks_end) : end - lay.blocks_end]
 
-    def iter_range(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """The bytes ``[start, end)`` in chunks of about 1 MiB."""
+    def iter_range(
+        self, start: int = 0, end: int | None = None, *, reuse: bool = False
+    ) -> Iterator[bytes | memoryview]:
+        """The bytes ``[start, end)`` in chunks of about 1 MiB.
+
+        Each piece is copied at once into an output buffer (a source may reuse its
+        read buffer). With ``reuse`` the chunks are views of two buffers used in
+        turn: a chunk is valid until the next-but-one is asked for (a consumer that
+        sends each chunk before asking for the next), and no memory is allocated
+        per chunk; otherwise each chunk is new ``bytes``."""
         end = self.size if end is None else min(end, self.size)
-        parts: list[bytes | memoryview] = []
+        outs = [bytearray(CHUNK + FRAME), bytearray(CHUNK + FRAME)]
+        turn = 0
+        out = outs[0]
         have = 0
         for view in self._frames(start, end):
-            parts.append(view)
-            have += len(view)
+            n = len(view)
+            out[have : have + n] = view
+            have += n
             if have >= CHUNK:
-                yield b"".join(parts)
-                parts, have = [], 0
-        if parts:
-            yield b"".join(parts)
+                done = memoryview(out)[:have]
+                yield done if reuse else bytes(done)
+                if reuse:
+                    turn ^= 1
+                    out = outs[turn]
+                have = 0
+        if have:
+            done = memoryview(out)[:have]
+            yield done if reuse else bytes(done)
 
     def read(self, offset: int, n: int) -> bytes:
-        return b"".join(self.iter_range(offset, offset + n))
+        return b"".join(self.iter_range(offset, offset + n))  # each chunk is new bytes
 
     def open(self) -> BundleFile:
         return BundleFile(self)
@@ -331,7 +347,7 @@ class BundleFile:
         self.name = name
         self.closed = False
         self._pos = 0
-        self._it: Iterator[bytes] | None = None
+        self._it: Iterator[bytes | memoryview] | None = None
         self._buf = memoryview(b"")
 
     def seek(self, pos: int, whence: int = 0) -> int:
@@ -347,7 +363,7 @@ class BundleFile:
         """Up to ``n`` next bytes (fewer only at a chunk's end; empty at the end of the
         bundle), as a view of the chunk: no copy (the FTP server sends these)."""
         if self._it is None:
-            self._it = self.stream.iter_range(self._pos)
+            self._it = self.stream.iter_range(self._pos, reuse=True)
         if not self._buf:
             self._buf = memoryview(next(self._it, b""))
         take = self._buf[:n]
