@@ -118,3 +118,24 @@ class StoreSource:
                 raise DamagedSource(f"{self.store.location}/{key}: longer than {member.size}")
         finally:
             body.close()
+
+
+class Taker:
+    """Take exact byte counts from an iterator of chunks."""
+
+    def __init__(self, it: Iterator[bytes | memoryview]) -> None:
+        self._it = it
+        self._buf = memoryview(b"")
+
+    def take(self, n: int) -> Iterator[memoryview]:
+        while n > 0:
+            if not self._buf:
+                try:
+                    self._buf = memoryview(next(self._it))
+                except StopIteration:
+                    raise IntegrityError("bundle layout ended early") from None
+                continue
+            view = self._buf[:n]
+            self._buf = self._buf[len(view) :]
+            n -= len(view)
+            yield view

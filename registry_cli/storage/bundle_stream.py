@@ -55,6 +55,7 @@ from registry_cli.storage.bundle_sources import (
     Member,
     Sources,
     StoreSource,
+    Taker,
 )
 from registry_cli.storage.hashing import CHUNK
 
@@ -251,7 +252,7 @@ class BundleStream:
         stop = min(end, lay.blocks_end)
         if pos < stop:
             t0, t1 = lay.tar_offset(pos), lay.tar_offset(stop)
-            tar = _Taker(self._tar(t0, t1))
+            tar = Taker(self._tar(t0, t1))
             with _lock:
                 known = _crc.get(self._crc_key)
             # a read of the whole tar stream computes the CRC on the way, once
@@ -316,27 +317,6 @@ class BundleStream:
 
     def open(self) -> BundleFile:
         return BundleFile(self)
-
-
-class _Taker:
-    """Take exact byte counts from an iterator of chunks."""
-
-    def __init__(self, it: Iterator[bytes | memoryview]) -> None:
-        self._it = it
-        self._buf = memoryview(b"")
-
-    def take(self, n: int) -> Iterator[memoryview]:
-        while n > 0:
-            if not self._buf:
-                try:
-                    self._buf = memoryview(next(self._it))
-                except StopIteration:
-                    raise IntegrityError("bundle layout ended early") from None
-                continue
-            view = self._buf[:n]
-            self._buf = self._buf[len(view) :]
-            n -= len(view)
-            yield view
 
 
 class BundleFile:
