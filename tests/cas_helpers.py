@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from registry_cli.storage.bundle import BundleWriter
+from registry_cli.storage.bundle import BundleWriter, bundle_folders
 from registry_cli.storage.hashing import CHUNK
 
 
@@ -36,9 +36,7 @@ def bundle_bytes(vdir: Path) -> bytes:
 def assemble(vdir: Path, mtime: int) -> bytes:
     manifest = (vdir / "manifest.json").read_bytes()
     files = [f["path"] for f in json.loads(manifest)["files"]]
-    folders = sorted(
-        {"payload"} | {p.rsplit("/", i)[0] for p in files for i in range(1, p.count("/"))}
-    )
+    folders = bundle_folders(files)
     with tempfile.TemporaryFile() as out:
         writer = BundleWriter(out.fileno(), level=0, mtime=mtime)
         for folder in folders:

@@ -17,12 +17,28 @@ dist_app = typer.Typer(
 )
 
 
-def dist_rebuild(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+def dist_rebuild(
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    bundles: bool = typer.Option(
+        False,
+        "--bundles",
+        help="Also write bundle.tar.gz files for versions whose bundle is assembled "
+        "when read (for a plain static server of dist/).",
+    ),
+) -> None:
     """Regenerate dist/ from models/: index.json, LATEST files and version links."""
-    report = open_local().rebuild_dist()
+    reg = open_local()
+    report = reg.rebuild_dist()
+    written: list[str] = []
+    if bundles:
+        from registry_cli.core.served.bundle_files import write_bundles
+
+        written = write_bundles(reg.store, reg.states, reg.served)
     if as_json:
-        print_json(report.to_json())
+        print_json({**report.to_json(), **({"bundles": written} if bundles else {})})
         return
+    for path in written:
+        typer.echo(f"wrote {path}")
     for path in report.removed:
         typer.echo(f"removed {path}")
     for path in report.repaired:

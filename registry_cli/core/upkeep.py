@@ -7,6 +7,7 @@ from __future__ import annotations
 from registry_cli.core.models import ModelStates
 from registry_cli.core.names import format_version, parse_version, validate_model_name
 from registry_cli.core.served import check as served_check
+from registry_cli.core.served.bundle_files import is_virtual, stream_digest, version_stream
 from registry_cli.core.served.documents import DistReport
 from registry_cli.core.served.tree import ServedTree
 from registry_cli.core.state import ModelState
@@ -93,17 +94,23 @@ def _verify_version(
         problem(f"{vkey}/version.yaml", str(exc))
         return
     report.checked += 1
-    if bundle.get("stored") is not False:  # else no file: assembled from the payload above
-        try:
+    try:
+        if is_virtual(bundle):  # assembled from the payload when read: hash that
+            stream = version_stream(store, state.name, v)
+            assert stream is not None
+            size, digest = stream_digest(stream, progress)
+        else:
             size, digest = store.hash(f"{vkey}/bundle.tar.gz", progress)
-        except Missing:
-            problem(f"{vkey}/bundle.tar.gz", "bundle is missing")
-            return
-        if size != bundle.get("size") or digest != bundle.get("sha256"):
-            problem(
-                f"{vkey}/bundle.tar.gz",
-                f"bundle sha256 {digest} != recorded {bundle.get('sha256')}",
-            )
+    except IntegrityError as exc:
+        problem(f"{vkey}/bundle.tar.gz", str(exc))
+        return
+    except Missing:
+        problem(f"{vkey}/bundle.tar.gz", "bundle is missing")
+        return
+    if size != bundle.get("size") or digest != bundle.get("sha256"):
+        problem(
+            f"{vkey}/bundle.tar.gz", f"bundle sha256 {digest} != recorded {bundle.get('sha256')}"
+        )
     if facts.get("version") != vname or facts.get("name") != state.name:
         problem(f"{vkey}/manifest.json", "manifest names another model or version")
 

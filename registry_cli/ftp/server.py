@@ -29,12 +29,15 @@ import hmac
 import logging
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from registry_cli.errors import BadInput
+from registry_cli.core.served.bundle_files import DistBundles
+from registry_cli.errors import BadInput, IntegrityError
 from registry_cli.ftp.settings import ServerSettings
+from registry_cli.storage.bundle_stream import BundleFile, BundleStream
 
 log = logging.getLogger("regctl.ftp")
 
@@ -94,6 +97,35 @@ def check_settings(settings: ServerSettings) -> None:
         ) from None
 
 
+class _FtpBundleFile(BundleFile):
+    """What pyftpdlib's producer reads: views of the assembled chunks (no copy; the
+    data channel sends and slices them as they are)."""
+
+    def read(self, n: int = -1) -> Any:
+        return self.read_view(n) if n and n > 0 else super().read(n)
+
+
+def _virtual_stat(stream: BundleStream) -> os.stat_result:
+    mtime = stream.layout.mtime
+    return os.stat_result((stat.S_IFREG | 0o444, 0, 0, 1, 0, 0, stream.size, mtime, mtime, mtime))
+
+
+def _refusing_damaged(dtp: Any) -> type:
+    """The data channel, logging a damaged bundle source in one line (no traceback)
+    and answering ``426`` (see registry_cli.storage.bundle_stream)."""
+
+    def handle_error(self: Any) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, IntegrityError):
+            dtp.handle_error(self)
+            return
+        log.error("transfer aborted: %s", exc)
+        self._resp = ("426 The file is damaged on the server; transfer aborted.", log.warning)
+        self.close()
+
+    return type("RegctlDTPHandler", (dtp,), {"handle_error": handle_error})
+
+
 def build_server(settings: ServerSettings) -> Any:
     """Create (and bind) the pyftpdlib server for ``settings``; call ``serve_forever``.
 
@@ -107,6 +139,7 @@ def build_server(settings: ServerSettings) -> Any:
     from pyftpdlib.servers import FTPServer
 
     root = os.path.realpath(settings.dist)
+    bundles = DistBundles(settings.dist)
     expected_user = settings.user
     expected_password = settings.password
 
@@ -153,19 +186,50 @@ def build_server(settings: ServerSettings) -> Any:
             ]
 
         def listdir(self, path: str) -> list[str]:
-            return self._visible(path, super().listdir(path))
+            names = self._visible(path, super().listdir(path))
+            return names + [n for n in bundles.names(path) if n not in names]
 
         def listdirinfo(self, path: str) -> list[str]:
-            return self._visible(path, super().listdirinfo(path))
+            return self.listdir(path)
+
+        # a version whose bundle is assembled from its payload shows a virtual
+        # bundle.tar.gz (docs/server.md): listed with its size, RETR and REST work
+        def _bundle(self, path: str) -> BundleStream | None:
+            return bundles.stream(path) if path.endswith("/bundle.tar.gz") else None
+
+        def stat(self, path: str) -> Any:
+            found = self._bundle(path)
+            return super().stat(path) if found is None else _virtual_stat(found)
+
+        def lstat(self, path: str) -> Any:
+            found = self._bundle(path)
+            return super().lstat(path) if found is None else _virtual_stat(found)
+
+        def isfile(self, path: str) -> bool:
+            return self._bundle(path) is not None or super().isfile(path)
+
+        def lexists(self, path: str) -> bool:
+            return self._bundle(path) is not None or super().lexists(path)
+
+        def getsize(self, path: str) -> int:
+            found = self._bundle(path)
+            return super().getsize(path) if found is None else found.size
+
+        def getmtime(self, path: str) -> float:
+            found = self._bundle(path)
+            return super().getmtime(path) if found is None else float(found.layout.mtime)
 
         def open(self, filename: str, mode: str) -> Any:
             if "r" not in mode or any(c in mode for c in "wa+x"):
                 raise PermissionError("read-only server")
             if not self.validpath(filename):
                 raise PermissionError("outside the served tree")
+            found = self._bundle(filename)
+            if found is not None:
+                return _FtpBundleFile(found)
             return super().open(filename, mode)
 
-    base: type = FTPHandler
+    base: Any = FTPHandler
     attrs: dict[str, Any] = {}
     if settings.tls_cert is not None:
         from pyftpdlib.handlers import TLS_FTPHandler
@@ -180,6 +244,7 @@ def build_server(settings: ServerSettings) -> Any:
         )
 
     attrs.update(
+        dtp_handler=_refusing_damaged(base.dtp_handler),
         authorizer=authorizer,
         abstracted_fs=DistFS,
         banner="regctl model registry (read-only).",

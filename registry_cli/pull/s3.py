@@ -86,7 +86,12 @@ class S3Transport:
         except Exception as exc:
             if offset and (sc.is_precondition_failed(exc) or sc.status_of(exc)[0] == 416):
                 return self.download(relpath, fd, progress, limit=limit)  # changed: start over
-            raise self._failed(relpath, exc) from None
+            failed = self._failed(relpath, exc)
+            if isinstance(failed, NotFound):  # maybe a bundle assembled from the blobs
+                assembled = self._assembled(relpath)
+                if assembled is not None:
+                    return self._download_assembled(assembled, fd, progress, offset, prefix, limit)
+            raise failed from None
         body = got["Body"]
         declared = int(got.get("ContentLength") or 0)
 
@@ -119,6 +124,44 @@ class S3Transport:
                 hint="run the same pull again: it resumes where it stopped",
             )
         return Fetched(size, digest, got.get("ETag"), offset)
+
+    def _assembled(self, relpath: str) -> Any:
+        """The bundle of a version whose bundle is not stored, read from the registry
+        root above this ``dist/`` (its version.yaml, manifest.json and blobs)."""
+        from registry_cli.core.served.bundle_files import parse_served_bundle, version_stream
+        from registry_cli.storage.cache_root import store_cache_root
+        from registry_cli.storage.s3_store import S3Store
+
+        found = parse_served_bundle(relpath)
+        if found is None or not (self.base == "dist" or self.base.endswith("/dist")):
+            return None
+        root = self.base[: -len("dist")].rstrip("/")
+        store = S3Store(
+            f"s3://{self.bucket}/{root}",
+            self.options,
+            cache_root=store_cache_root(),
+            client=self.client,
+        )
+        try:
+            return version_stream(store, *found)
+        except IntegrityError:
+            return None
+
+    def _download_assembled(
+        self,
+        assembled: Any,
+        fd: int,
+        progress: Progress | None,
+        offset: int,
+        prefix: _Hash | None,
+        limit: int | None,
+    ) -> Fetched:
+        with assembled.open() as fh:
+            fh.seek(offset)
+            size, digest = pump(
+                fh.readinto, fd, progress, sink=sink_for(fd, offset, prefix), limit=limit
+            )
+        return Fetched(size, digest, None, offset)
 
     def fork(self) -> S3Transport:
         return S3Transport(self.source, client=self.client)

@@ -20,7 +20,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from registry_cli.errors import BadInput, IntegrityError, NotFound, RemoteError
 from registry_cli.storage.hashing import Progress
@@ -279,9 +279,17 @@ class LocalTransport:
         limit: int | None = None,
         on_validator: Callable[[str | None], None] | None = None,
     ) -> Fetched:
-        src = self._open_file(relpath)
+        assembled: Any = None
         try:
-            with os.fdopen(src, "rb", buffering=0) as fh:
+            src = self._open_file(relpath)
+        except NotFound:  # a bundle assembled from the payload when read (docs/pull.md)
+            from registry_cli.core.served.bundle_files import DistBundles
+
+            assembled = DistBundles(self.tree).stream(os.path.join(self.tree, relpath))
+            if assembled is None:
+                raise
+        try:
+            with assembled.open() if assembled else os.fdopen(src, "rb", buffering=0) as fh:
                 if offset:
                     fh.seek(offset)
                 size, digest = pump(

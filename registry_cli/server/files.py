@@ -13,23 +13,29 @@ the base. ``ETag`` + ``Range``/``If-Range`` on every file (starlette's
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import stat
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
+from registry_cli.core.served.bundle_files import DistBundles
+from registry_cli.errors import IntegrityError
 from registry_cli.server.auth import Principal, require
 from registry_cli.server.context import ServerContext
 from registry_cli.server.errors import ApiError
 from registry_cli.storage import layout
+from registry_cli.storage.bundle_stream import BundleStream
 from registry_cli.storage.open import local_version
 from registry_cli.urlpaths import MODELNAME  # noqa: F401 (registers {name:modelname})
 
 router = APIRouter()
+log = logging.getLogger("uvicorn.error")
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
@@ -90,6 +96,54 @@ def send_file(
     return FileResponse(path, headers=headers, media_type=_media_type(path))
 
 
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
+
+
+def send_assembled(request: Request, stream: BundleStream, cache: str) -> Response:
+    """A bundle assembled from the payload as it is sent (docs/server.md): the same
+    ``ETag`` (the recorded sha256), ``Range``/``If-Range`` and 304 as a file."""
+    etag = f'"{stream.sha256}"'
+    headers = {"ETag": etag, "Cache-Control": cache, "Accept-Ranges": "bytes"}
+    wanted = request.headers.get("if-none-match")
+    if wanted and (wanted.strip() == "*" or etag in [t.strip() for t in wanted.split(",")]):
+        return Response(status_code=304, headers=headers)
+    size = stream.size
+    start, end, status = 0, size, 200
+    asked = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    found = _RANGE.match(asked.strip()) if asked else None
+    if found and (if_range is None or if_range.strip() == etag):
+        first, last = found.groups()
+        if first:
+            start = int(first)
+            end = min(size, int(last) + 1) if last else size
+        elif last:
+            start = max(0, size - int(last))
+        if start >= size or start >= end or (not first and not last):
+            headers["Content-Range"] = f"bytes */{size}"
+            return Response(status_code=416, headers=headers)
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    return StreamingResponse(
+        _body(stream, start, end),
+        status_code=status,
+        headers=headers,
+        media_type="application/octet-stream",
+    )
+
+
+def _body(stream: BundleStream, start: int, end: int) -> Iterator[bytes | memoryview]:
+    """The range's bytes; a damaged payload file ends the body short (the client sees a
+    cut transfer: fewer bytes than Content-Length) with one line in the log."""
+    try:
+        yield from stream.iter_range(start, end)
+    except IntegrityError as exc:
+        log.error("transfer aborted: %s", exc)
+
+
 def _media_type(path: Path) -> str:
     if path.name.endswith(".json"):
         return "application/json"
@@ -98,11 +152,27 @@ def _media_type(path: Path) -> str:
     return "application/octet-stream"
 
 
+_BUNDLES: dict[str, DistBundles] = {}
+
+
+def _dist_bundles(dist: Path) -> DistBundles:
+    found = _BUNDLES.get(str(dist))
+    if found is None:
+        found = _BUNDLES[str(dist)] = DistBundles(dist)
+    return found
+
+
 @router.api_route("/dist/{path:path}", methods=["GET", "HEAD"], tags=["files"])
 def dist_file(request: Request, path: str, who: Principal = Depends(require("read"))) -> Response:
     """A file of the served tree ``dist/`` (as over FTP)."""
     ctx: ServerContext = request.app.state.ctx
-    found = file_inside(Path(ctx.root) / layout.DIST, path)
+    dist = Path(ctx.root) / layout.DIST
+    if path.endswith("/bundle.tar.gz"):
+        safe_relative(path)
+        assembled = _dist_bundles(dist).stream(os.path.join(dist, path))
+        if assembled is not None:
+            return send_assembled(request, assembled, IMMUTABLE)
+    found = file_inside(dist, path)
     immutable = _VERSION_PART.search(path) and found.name not in POINTERS
     return send_file(request, found, IMMUTABLE if immutable else NO_CACHE)
 

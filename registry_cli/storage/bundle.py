@@ -8,7 +8,11 @@ two cores a publish costs little more than hashing its bytes twice.
 
 Compression defaults to gzip level 0: the deflate stream is made of "stored"
 blocks framed here directly around the tar bytes (no copy through zlib). It is
-still a ``.tar.gz`` that every client opens. Model weights are float noise
+still a ``.tar.gz`` that every client opens, and its bytes depend only on the
+members, the manifest and the mtime (fixed 65,535-byte blocks, see
+:class:`BundleWriter` and docs/layout.md), so a reader can assemble the same
+bundle again from the payload (:mod:`registry_cli.storage.bundle_stream`) and
+publish may skip writing it (``store_bundle=False``). Model weights are float noise
 that gzip shrinks by a few percent at 20-30 MB/s, so the default trades ~7 %
 of bundle size for a publish ~30x faster. ``bundle: {compression: 1..9}``
 switches to real deflate.
@@ -26,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 from registry_cli.errors import BadInput
 from registry_cli.storage import fs_blobs
@@ -39,38 +44,107 @@ STORED_MAX = 0xFFFF
 IN_FLIGHT = 4  # chunk buffers in use at once (4 MiB of memory)
 
 
-class BundleWriter:
-    """Streams a gzip-wrapped tar to a file descriptor, hashing what it writes."""
+class Sink(Protocol):
+    """Where a :class:`BundleWriter` puts its bytes (after hashing them)."""
 
-    def __init__(self, fd: int, *, level: int, mtime: int) -> None:
-        self._fd = fd
-        self._level = level
-        self._mtime = mtime
-        self._sha = hashlib.sha256()
-        self._crc = 0
-        self._raw_size = 0  # uncompressed (tar) bytes
-        self.size = 0  # bytes written to the file
-        self._deflate = (
-            zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS) if level > 0 else None
-        )
-        header = b"\x1f\x8b\x08\x00" + struct.pack("<I", mtime & 0xFFFFFFFF) + b"\x00\xff"
-        self._out([header])
+    def write(self, parts: list[bytes | memoryview]) -> None: ...
 
-    # -- low level ------------------------------------------------------
-    def _out(self, parts: list[bytes | memoryview]) -> None:
-        for p in parts:
-            self._sha.update(p)
-        total = sum(len(p) for p in parts)
+
+class FdSink:
+    """Write to a file descriptor (``writev``; a partial write is continued)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, parts: list[bytes | memoryview]) -> None:
         while parts:
-            n = os.writev(self._fd, parts[:512])
-            self.size += n
-            total -= n
+            n = os.writev(self.fd, parts[:512])
             # drop what was written (writev may be partial)
             while parts and n >= len(parts[0]):
                 n -= len(parts[0])
                 parts.pop(0)
             if n:
                 parts[0] = memoryview(parts[0])[n:]
+
+
+class HashOnly:
+    """Write nothing: the writer still hashes and counts (publish of a bundle that is
+    assembled when it is read, see :mod:`registry_cli.storage.bundle_stream`)."""
+
+    def write(self, parts: list[bytes | memoryview]) -> None:
+        return None
+
+
+def gzip_header(mtime: int) -> bytes:
+    """The 10-byte gzip member header: deflate, no name, the given mtime, OS unknown."""
+    return b"\x1f\x8b\x08\x00" + struct.pack("<I", mtime & 0xFFFFFFFF) + b"\x00\xff"
+
+
+def stored_block_header(n: int) -> bytes:
+    """A non-final deflate "stored" block of ``n`` bytes (byte-aligned)."""
+    return struct.pack("<BHH", 0, n, n ^ 0xFFFF)
+
+
+FINAL_BLOCK = b"\x01\x00\x00\xff\xff"  # an empty final stored block
+
+
+def tar_header(name: str, mtime: int, *, size: int = 0, is_dir: bool = False) -> bytes:
+    """The tar (pax) header of one bundle member: fixed mode, owner and mtime."""
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+    info.mode = 0o755 if is_dir else 0o644
+    info.size = 0 if is_dir else size
+    info.mtime = mtime
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def bundle_folders(paths: list[str]) -> list[str]:
+    """The folder members of a bundle holding ``paths`` (``payload/...``), sorted."""
+    return sorted(
+        {"payload"} | {p.rsplit("/", i)[0] for p in paths for i in range(1, p.count("/"))}
+    )
+
+
+def tar_end_padding(tar_size: int) -> int:
+    """Zero bytes after the last member: two empty blocks, then up to a full record."""
+    end = 2 * BLOCK
+    return end + (-(tar_size + end) % RECORD)
+
+
+class BundleWriter:
+    """Streams a gzip-wrapped tar to a sink, hashing what it writes.
+
+    The output is a pure function of the member list (folders, then each file's
+    name and size and bytes, then manifest.json), the mtime and the level: with
+    level 0 the tar stream is cut into stored blocks of exactly
+    :data:`STORED_MAX` bytes (the last one shorter), whatever the sizes of the
+    pieces it was fed in, followed by an empty final block. So the bundle can
+    be assembled again from the payload files, byte for byte, with its size and
+    every offset known in advance (:mod:`registry_cli.storage.bundle_stream`).
+    """
+
+    def __init__(self, sink: int | Sink, *, level: int, mtime: int) -> None:
+        self._sink: Sink = FdSink(sink) if isinstance(sink, int) else sink
+        self._level = level
+        self._mtime = mtime
+        self._sha = hashlib.sha256()
+        self._crc = 0
+        self._raw_size = 0  # uncompressed (tar) bytes
+        self._pending = bytearray()  # tar bytes of the stored block being filled
+        self.size = 0  # bytes written to the sink
+        self._deflate = (
+            zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS) if level > 0 else None
+        )
+        self._out([gzip_header(mtime)])
+
+    # -- low level ------------------------------------------------------
+    def _out(self, parts: list[bytes | memoryview]) -> None:
+        for p in parts:
+            self._sha.update(p)
+            self.size += len(p)
+        self._sink.write(parts)
 
     def _tar_bytes(self, data: bytes | memoryview) -> None:
         """Append uncompressed tar bytes to the gzip member."""
@@ -85,29 +159,27 @@ class BundleWriter:
             return
         view = memoryview(data)
         parts: list[bytes | memoryview] = []
-        for start in range(0, len(view), STORED_MAX):
-            piece = view[start : start + STORED_MAX]
-            n = len(piece)
-            parts.append(struct.pack("<BHH", 0, n, n ^ 0xFFFF))
-            parts.append(piece)
-        self._out(parts)
+        if self._pending:
+            take = STORED_MAX - len(self._pending)
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) < STORED_MAX:
+                return
+            parts += [stored_block_header(STORED_MAX), bytes(self._pending)]
+            self._pending.clear()
+        whole = len(view) - len(view) % STORED_MAX
+        for start in range(0, whole, STORED_MAX):
+            parts += [stored_block_header(STORED_MAX), view[start : start + STORED_MAX]]
+        self._pending += view[whole:]
+        if parts:
+            self._out(parts)
 
     # -- tar entries ----------------------------------------------------
-    def _info(self, name: str, *, size: int = 0, is_dir: bool = False) -> bytes:
-        info = tarfile.TarInfo(name)
-        info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
-        info.mode = 0o755 if is_dir else 0o644
-        info.size = 0 if is_dir else size
-        info.mtime = self._mtime
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-
     def add_dir(self, name: str) -> None:
-        self._tar_bytes(self._info(name, is_dir=True))
+        self._tar_bytes(tar_header(name, self._mtime, is_dir=True))
 
     def begin_file(self, name: str, size: int) -> None:
-        self._tar_bytes(self._info(name, size=size))
+        self._tar_bytes(tar_header(name, self._mtime, size=size))
 
     def feed(self, data: memoryview) -> None:
         self._tar_bytes(data)
@@ -124,13 +196,15 @@ class BundleWriter:
 
     def close(self) -> tuple[int, str]:
         """Finish the archive and the gzip member; return ``(size, sha256)``."""
-        end = bytes(2 * BLOCK)
-        total = self._raw_size + len(end)
-        self._tar_bytes(end + bytes(-total % RECORD))
+        self._tar_bytes(bytes(tar_end_padding(self._raw_size)))
         if self._deflate is not None:
             self._out([self._deflate.flush()])
         else:
-            self._out([b"\x01\x00\x00\xff\xff"])  # empty final stored block
+            tail: list[bytes | memoryview] = []
+            if self._pending:
+                tail += [stored_block_header(len(self._pending)), bytes(self._pending)]
+                self._pending.clear()
+            self._out([*tail, FINAL_BLOCK])
         self._out([struct.pack("<II", self._crc, self._raw_size & 0xFFFFFFFF)])
         return self.size, self._sha.hexdigest()
 
@@ -138,7 +212,7 @@ class BundleWriter:
 class _Pump:
     """Streams one file: read once, then hashed, framed into the bundle and written on
     threads, ``IN_FLIGHT`` chunks at a time. The bundle is fed the file in ``CHUNK``
-    pieces from its start (its stored deflate blocks follow those pieces)."""
+    pieces from its start (its stored blocks do not depend on those pieces)."""
 
     def __init__(
         self, hasher: ThreadPoolExecutor, bundler: ThreadPoolExecutor, bundle: BundleWriter
@@ -243,25 +317,22 @@ def write_payload_and_bundle(
     placed = copy or blobs_root is not None
     if placed:
         payload.mkdir(parents=True, exist_ok=True)
-    folders = sorted(
-        {"payload"}
-        | {
-            f"payload/{p.relpath}".rsplit("/", i)[0]
-            for p in planned
-            for i in range(1, p.relpath.count("/") + 1)
-        }
-    )
+    folders = bundle_folders([f"payload/{p.relpath}" for p in planned])
     known = fs_blobs.sizes(blobs_root) if blobs_root is not None else set()
     records: list[FileRecord] = []
     copies = 0
-    if store_bundle:
-        target = version_dir / "bundle.tar.gz"
-        bundle_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    else:  # the bundle is assembled from the blobs when read: only its hash is kept
-        bundle_fd = os.open(os.devnull, os.O_WRONLY)
+    # without store_bundle the bundle is assembled from the blobs when read: only
+    # its size and sha256 are kept
+    bundle_fd = (
+        os.open(version_dir / "bundle.tar.gz", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        if store_bundle
+        else -1
+    )
     try:
         with ThreadPoolExecutor(1) as hasher, ThreadPoolExecutor(1) as bundler:
-            bundle = BundleWriter(bundle_fd, level=level, mtime=mtime)
+            bundle = BundleWriter(
+                FdSink(bundle_fd) if store_bundle else HashOnly(), level=level, mtime=mtime
+            )
             pump = _Pump(hasher, bundler, bundle)
             for folder in folders:
                 bundler.submit(bundle.add_dir, folder)
@@ -293,7 +364,8 @@ def write_payload_and_bundle(
         if fsync and store_bundle:
             os.fsync(bundle_fd)
     finally:
-        os.close(bundle_fd)
+        if store_bundle:
+            os.close(bundle_fd)
     return records, result, copies
 
 

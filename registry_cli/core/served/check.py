@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterable
 
 from registry_cli.core.names import format_version
+from registry_cli.core.served.bundle_files import version_stream
 from registry_cli.core.served.tree import MODEL_FILES, ServedTree, is_version_name
 from registry_cli.core.state import ModelState
 from registry_cli.core.types import VerifyProblem, VerifyReport
@@ -119,9 +120,30 @@ def _verify_versions(
             if not store.same_content(f"{src}/{rel}", f"{vkey}/{rel}"):
                 problem(f"{vkey}/{rel}", "missing or differs from models/", v)
         wanted_set = set(wanted)
+        if "bundle.tar.gz" not in wanted_set:
+            wanted_set.add("bundle.tar.gz")
+            _verify_virtual_bundle(tree, state.name, v, vkey, report, problem)
         for rel in store.walk_files(vkey):
             if rel not in wanted_set:
                 problem(f"{vkey}/{rel}", "unexpected file", v)
+
+
+def _verify_virtual_bundle(
+    tree: ServedTree, name: str, v: int, vkey: str, report: VerifyReport, problem: Problem
+) -> None:
+    """A bundle assembled when read: its layout must give the recorded size, and a
+    file written out by ``dist rebuild --bundles`` must hold the recorded bytes."""
+    report.checked += 1
+    bundle = tree.version_facts(name, v)["bundle"]
+    try:
+        version_stream(tree.store, name, v)  # checks the size the layout gives
+    except IntegrityError as exc:
+        problem(f"{vkey}/bundle.tar.gz", str(exc), v)
+        return
+    if tree.store.kind(f"{vkey}/bundle.tar.gz") == "file":
+        size, digest = tree.store.hash(f"{vkey}/bundle.tar.gz")
+        if (size, digest) != (bundle.get("size"), bundle.get("sha256")):
+            problem(f"{vkey}/bundle.tar.gz", "written-out bundle differs from the recorded one", v)
 
 
 def verify_orphans(tree: ServedTree, model_names: Iterable[str], report: VerifyReport) -> None:

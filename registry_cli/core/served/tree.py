@@ -150,10 +150,16 @@ class ServedTree:
             for entry in self.store.children(f"{vkey}/{folder}")
             if not entry.startswith(".")
         ]
-        stored = self.version_facts(name, version)["bundle"].get("stored", True)
-        bundle = ["bundle.tar.gz"] if stored is not False else []  # else assembled when read
+        # a bundle assembled from the payload as it is read has no file to link
+        # (docs/layout.md); `dist rebuild --bundles` writes one, which is then kept
+        bundle = [] if self.bundle_is_virtual(name, version) else ["bundle.tar.gz"]
         payload = [] if self.in_blobs(name, version) else [f["path"] for f in manifest["files"]]
         return bundle + ["manifest.json"] + payload + added
+
+    def bundle_is_virtual(self, name: str, version: int) -> bool:
+        """True when the version recorded ``stored: false`` for its bundle."""
+        bundle = self.version_facts(name, version).get("bundle")
+        return isinstance(bundle, dict) and bundle.get("stored") is False
 
     def add_version_file(self, state: ModelState, version: int, rel: str) -> None:
         """Serve ``rel``, just added beside a published version, in every stage holding it."""
@@ -313,6 +319,8 @@ class ServedTree:
                 if report is not None:
                     report.repaired.append(self.where(f"{target}/{rel}"))
         wanted_set = set(wanted)
+        if "bundle.tar.gz" not in wanted_set:  # a written-out virtual bundle stays
+            wanted_set.add("bundle.tar.gz")
         for rel in list(self.store.walk_files(target)):
             if rel not in wanted_set:
                 self.store.remove_tree(f"{target}/{rel}")
