@@ -35,6 +35,7 @@ LAYERS = {
     "predict": 4,
     "pull": 4,
     "remote": 4,
+    "oci": 4,  # below pull/remote in the import-linter contract, above core
     "importers": 5,
     "urlpaths": 6,
     "server": 7,
