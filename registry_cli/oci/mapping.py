@@ -50,6 +50,8 @@ MODEL = "io.regctl.model"
 STAGES = "io.regctl.stages"  # descriptor annotations only: they move
 LATEST_OF = "io.regctl.latest"
 ALIASES = "io.regctl.aliases"
+STATUS = "io.regctl.status"
+TAG = "io.regctl.tag"  # the tag a layout's index entry stands for (its ref.name may be prefixed)
 SIGNER = "io.regctl.signer"
 
 CONFIG_FORMAT = 1
@@ -214,10 +216,17 @@ def artifact_of(facts: dict[str, Any]) -> Artifact:
 
 
 def descriptor_annotations(
-    artifact: Artifact, stages: list[str], latest_of: list[str], aliases: list[str]
+    artifact: Artifact,
+    stages: list[str],
+    latest_of: list[str],
+    aliases: list[str],
+    *,
+    archived: bool = False,
 ) -> dict[str, str]:
     """What moves, for the descriptor pointing at the manifest (never in its bytes)."""
     out = {MODEL: artifact.name, VERSION: artifact.version}
+    if archived:
+        out[STATUS] = "archived"
     if stages:
         out[STAGES] = ",".join(stages)
     if latest_of:
