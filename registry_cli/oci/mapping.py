@@ -23,17 +23,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry_cli.errors import BadInput, IntegrityError
+from registry_cli.oci.media_types import (
+    CODE,
+    DATASET,
+    DOC,
+    LAYER_MEDIA_TYPES,
+    WEIGHT,
+    WEIGHT_CONFIG,
+    media_type_of,
+)
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 ARTIFACT_TYPE = "application/vnd.cncf.model.manifest.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.cncf.model.config.v1+json"
-WEIGHT = "application/vnd.cncf.model.weight.v1.raw"
-WEIGHT_CONFIG = "application/vnd.cncf.model.weight.config.v1.raw"
-DOC = "application/vnd.cncf.model.doc.v1.raw"
-CODE = "application/vnd.cncf.model.code.v1.raw"
-DATASET = "application/vnd.cncf.model.dataset.v1.raw"
-LAYER_MEDIA_TYPES = (WEIGHT, WEIGHT_CONFIG, DOC, CODE, DATASET)
 
 SIGNATURE_ARTIFACT_TYPE = "application/vnd.dev.regctl.signatures.v1"
 SIGNATURE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -55,23 +58,7 @@ TAG = "io.regctl.tag"  # the tag a layout's index entry stands for (its ref.name
 SIGNER = "io.regctl.signer"
 
 CONFIG_FORMAT = 1
-
-_WEIGHT_SUFFIXES = (
-    ".pt", ".pth", ".pt2", ".ts", ".safetensors", ".onnx", ".bin", ".ckpt", ".h5",
-    ".keras", ".pb", ".tflite", ".gguf", ".ggml", ".pkl", ".joblib", ".npz", ".npy",
-    ".engine", ".plan", ".mlmodel", ".params", ".msgpack",
-)  # fmt: skip
-_CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".model")
-_CONFIG_NAMES = ("MLmodel",)
-_DOC_SUFFIXES = (".md", ".rst", ".txt", ".pdf", ".html", ".htm")
-_DOC_STEMS = ("readme", "license", "licence", "notice", "copying", "model_card", "modelcard")
-_CODE_SUFFIXES = (
-    ".py", ".ipynb", ".sh", ".js", ".c", ".cc", ".cpp", ".h", ".go", ".rs", ".java", ".r",
-    ".jl", ".lua",
-)  # fmt: skip
-_CODE_NAMES = ("requirements.txt", "Dockerfile", "Makefile", "python_env.yaml", "conda.yaml")
-_DATASET_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".arrow", ".tfrecord", ".avro")
-_DATASET_DIRS = ("data", "dataset", "datasets")
+__all__ = ["CODE", "DATASET", "DOC", "WEIGHT", "WEIGHT_CONFIG", "media_type_of"]
 
 
 def canonical(doc: Any) -> bytes:
@@ -81,26 +68,6 @@ def canonical(doc: Any) -> bytes:
 
 def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def media_type_of(path: str) -> str:
-    """The CNCF layer media type of a payload path (``payload/`` stripped or not)."""
-    rel = path[len("payload/") :] if path.startswith("payload/") else path
-    base = rel.rsplit("/", 1)[-1]
-    lower = base.lower()
-    stem = lower.rsplit(".", 1)[0]
-    dirs = [d.lower() for d in rel.split("/")[:-1]]
-    if base in _CODE_NAMES or lower.endswith(_CODE_SUFFIXES):
-        return CODE
-    if lower.endswith(_WEIGHT_SUFFIXES):
-        return WEIGHT
-    if lower.endswith(_DATASET_SUFFIXES) or any(d in _DATASET_DIRS for d in dirs):
-        return DATASET
-    if stem in _DOC_STEMS or lower.endswith(_DOC_SUFFIXES):
-        return DOC
-    if base in _CONFIG_NAMES or lower.endswith(_CONFIG_SUFFIXES):
-        return WEIGHT_CONFIG
-    return WEIGHT
 
 
 @dataclass(frozen=True)
