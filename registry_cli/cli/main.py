@@ -101,6 +101,7 @@ def _register() -> None:
         fleet_cmds,
         import_cmds,
         lifecycle_cmds,
+        oci_push_cmds,
         ops_cmds,
         predict_cmds,
         registry_cmds,
@@ -117,6 +118,7 @@ def _register() -> None:
     import_cmds.register(app)
     fleet_cmds.register(app)
     trust_cmds.register(app)
+    oci_push_cmds.register(app)
 
 
 _register()
