@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +109,8 @@ class ModelRegistry:
         self.states = ModelStates(self.store)
         self.versions = VersionReader(self.store, self.stages)
         self.rules = Rules(self.config, self.versions)
+        # delivers queued OCI mirror pushes after a change (set by the CLI: docs/oci.md)
+        self.mirror_delivery: Callable[[ModelRegistry], None] | None = None
 
     @classmethod
     def open(
@@ -203,11 +205,22 @@ class ModelRegistry:
         return self.versions.info(done.state, done.number)
 
     def _announce(self, entry: dict[str, Any]) -> None:
-        """After the lock is released: webhooks (see docs/events.md), when any are configured."""
+        """After the lock is released: webhooks (see docs/events.md), when any are
+        configured; OCI mirror pushes queued, then delivered by ``mirror_delivery``
+        when a caller set one (docs/oci.md#mirrors)."""
         if self.config.webhooks:
             from registry_cli.core import events
 
             events.committed(self.config, entry)
+        if self.config.oci_mirrors and entry.get("model"):
+            from registry_cli.core import mirror_queue
+
+            state = self.states.load(str(entry["model"]))
+            mirror_queue.enqueue(
+                self.store, mirror_queue.plan(self.config, state, str(entry.get("action")))
+            )
+            if self.mirror_delivery is not None:
+                self.mirror_delivery(self)
 
     # ------------------------------------------------------------------ reading
     def _best(self, metric: str | None, mode: str | None) -> BestBy:

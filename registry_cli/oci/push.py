@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from registry_cli.oci import catalog, mapping
 from registry_cli.oci.auth import Credentials
-from registry_cli.oci.client import Body, OciRef, RegistryClient, check_tag, file_chunks
+from registry_cli.oci.client import Body, RegistryClient, file_chunks
+from registry_cli.oci.reference import OciRef, check_tag
 
 if TYPE_CHECKING:
     from registry_cli.core.registry import ModelRegistry
