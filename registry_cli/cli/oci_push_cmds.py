@@ -27,8 +27,8 @@ def push(
     """Push a version to an OCI registry as a model artifact, tagged vN and each --tag;
     only the blobs the registry lacks are sent (credentials: flags or the Docker config)."""
     from registry_cli.oci import auth
-    from registry_cli.oci.reference import parse_ref
     from registry_cli.oci.push import Target, push_version
+    from registry_cli.oci.reference import parse_ref
 
     where = parse_ref(target, reference=False)
     creds = auth.resolve(where.registry, username, password_env)
