@@ -289,3 +289,13 @@ def test_bad_mirror_config_is_exit_2(tmp_path, cli):
     )
     got = cli("list", root_dir=root)
     assert got.exit_code == 2 and "oci_mirrors[0].url" in got.stderr
+
+
+def test_the_example_config_documents_a_mirror():
+    from registry_cli.core.config import load_config_file
+    from tests.conftest import REPO
+
+    cfg = load_config_file(REPO / "registry.yaml.example")
+    (mirror,) = cfg.oci_mirrors
+    assert mirror.url == "oci://registry.example/models" and mirror.stages == ("release",)
+    assert mirror.repository("faq-bot") == "oci://registry.example/models/faq-bot"

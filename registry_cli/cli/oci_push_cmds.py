@@ -14,11 +14,15 @@ oci_app = typer.Typer(help="OCI mirrors: what is pending, and retrying it.", no_
 
 def push(
     ref: str = typer.Argument(..., metavar="REF", help="The version: NAME, NAME:vN, NAME@alias."),
-    target: str = typer.Argument(..., metavar="oci://HOST[:PORT]/REPO"),
+    target: str = typer.Argument(
+        ..., metavar="oci://HOST[:PORT]/REPO", help="The repository to push to (no tag)."
+    ),
     tags: list[str] = typer.Option([], "--tag", metavar="T", help="Also tag it T (repeatable)."),
     plain_http: bool = typer.Option(False, "--plain-http", help="Talk http, not https."),
     ca_cert: Path | None = typer.Option(None, "--ca-cert", metavar="FILE", help="CA bundle."),
-    username: str | None = typer.Option(None, "--username", metavar="U"),
+    username: str | None = typer.Option(
+        None, "--username", metavar="U", help="Log in as U (with --password-env)."
+    ),
     password_env: str | None = typer.Option(
         None, "--password-env", metavar="VAR", help="Read the password from this variable."
     ),
