@@ -250,3 +250,36 @@ def test_a_foreign_manifest_is_exit_2(cli, registry, tmp_path):
     got = cli("import", f"oci://{registry.host}/team/m", "--plain-http", root_dir=tmp_path / "dest")
     assert got.exit_code == 2, got.stderr
     assert not (tmp_path / "dest" / "models" / "team").exists()
+
+
+def test_a_blob_redirect_is_followed_with_range(src, cli, registry):
+    """Registries serve blobs from object storage: GET answers 307 elsewhere."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    _push(cli, registry.host, "team/m:v2")
+
+    class Redirect(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(307)
+            self.send_header("Location", f"{registry.url}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    front = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=front.serve_forever, daemon=True).start()
+    try:
+        info = src.get("team/m:v2")
+        weight = next(f for f in info.files if f["path"].endswith("model.pt"))
+        data = (info.path / weight["path"]).read_bytes()
+        ref = parse_ref(f"oci://127.0.0.1:{front.server_address[1]}/team/m")
+        client = RegistryClient(ref, plain_http=True)
+        resp = client.open_blob(f"sha256:{weight['sha256']}", offset=10)
+        assert resp.status == 206 and resp.read() == data[10:]
+        client.close()
+    finally:
+        front.shutdown()
+        front.server_close()

@@ -88,11 +88,32 @@ class RegistryClient:
             Endpoint.of(not plain_http, ref.host, port), timeout=timeout, ca_file=ca_cert
         )
         self.authorization: str | None = None
+        self._side: HttpClient | None = None  # the host a blob redirect points at
         self.sent_bytes = 0
         self.description = f"{'http' if plain_http else 'https'}://{ref.registry}"
 
     def close(self) -> None:
         self.http.close()
+        if self._side is not None:
+            self._side.close()
+            self._side = None
+
+    def _redirected(
+        self, location: str, headers: dict[str, str]
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        url = urllib.parse.urljoin(f"{self.description}/", location)
+        where = Endpoint(url)
+        if self._side is not None:
+            self._side.close()
+        self._side = HttpClient(where, timeout=self.timeout, ca_file=self.ca_cert)
+        try:
+            resp = self._side.request("GET", where.target, headers=headers)
+            if resp.status in (200, 206):
+                return resp, b""
+            return resp, resp.read(65536)
+        except (OSError, http.client.HTTPException) as exc:
+            self._side.close()
+            raise RemoteError(f"cannot reach {where.host}:{where.port}: {_why(exc)}") from None
 
     # ---------------------------------------------------------------- transport
     def _path(self, tail: str) -> str:
@@ -175,6 +196,11 @@ class RegistryClient:
             ) from None
         finally:
             client.close()
+        if resp.status in (401, 403) and self.credentials is None:
+            raise RemoteError(
+                f"{self.description} needs a login ({resp.status} from its token service)",
+                hint="give --username U --password-env VAR, or run docker login",
+            )
         if resp.status in (401, 403):
             raise RemoteError(
                 f"the token service of {self.description} refused the credentials ({resp.status})",
@@ -268,6 +294,10 @@ class RegistryClient:
     def blob(self, digest: str, limit: int) -> bytes:
         """A small blob (a config), checked against its digest."""
         resp, payload = self.request("GET", self._path(f"blobs/{digest}"))
+        if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+            resp, payload = self._redirected(resp.getheader("Location") or "", {})
+            if resp.status == 200:
+                payload = resp.read(limit + 1)
         if resp.status == 404:
             raise NotFound(f"blob {digest} is not in {self.ref.display}")
         if resp.status != 200:
@@ -279,11 +309,15 @@ class RegistryClient:
         return payload
 
     def open_blob(self, digest: str, offset: int = 0) -> http.client.HTTPResponse:
-        """The blob's response, body unread (from ``offset`` with a Range; 206 then)."""
+        """The blob's response, body unread (from ``offset`` with a Range; 206 then).
+        A redirect (registries serve blobs from object storage or a CDN) is followed
+        once, without our Authorization."""
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         resp, payload = self.request(
             "GET", self._path(f"blobs/{digest}"), headers=headers, stream=True
         )
+        if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+            resp, payload = self._redirected(resp.getheader("Location") or "", headers)
         if resp.status in (200, 206):
             return resp
         if resp.status == 404:
