@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import sys
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,18 @@ def plan(config: Config, state: ModelState, action: str) -> list[PendingPush]:
                 )
             )
     return out
+
+
+def committed(reg: Any, entry: dict[str, Any]) -> None:
+    """After a change of ``reg`` (a ModelRegistry) committed: queue what the mirrors
+    need, then let ``reg.mirror_delivery`` push it. Never raises: the change stands."""
+    try:
+        state = reg.states.load(str(entry["model"]))
+        enqueue(reg.store, plan(reg.config, state, str(entry.get("action"))))
+        if reg.mirror_delivery is not None:
+            reg.mirror_delivery(reg)
+    except Exception as exc:  # a mirror never fails nor undoes the change
+        sys.stderr.write(f"warning: OCI mirrors: {exc} (the change is committed)\n")
 
 
 def enqueue(store: Store, items: list[PendingPush]) -> None:

@@ -215,12 +215,7 @@ class ModelRegistry:
         if self.config.oci_mirrors and entry.get("model"):
             from registry_cli.core import mirror_queue
 
-            state = self.states.load(str(entry["model"]))
-            mirror_queue.enqueue(
-                self.store, mirror_queue.plan(self.config, state, str(entry.get("action")))
-            )
-            if self.mirror_delivery is not None:
-                self.mirror_delivery(self)
+            mirror_queue.committed(self, entry)
 
     # ------------------------------------------------------------------ reading
     def _best(self, metric: str | None, mode: str | None) -> BestBy:
