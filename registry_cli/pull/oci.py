@@ -27,7 +27,7 @@ from registry_cli.oci import auth, mapping
 from registry_cli.oci.client import RegistryClient
 from registry_cli.oci.reference import OciRef, parse_ref
 from registry_cli.oci.remote import fetch_artifact, version_tags
-from registry_cli.pull.sources import Source
+from registry_cli.pull.sources import Source, parse_source
 from registry_cli.pull.transports import Fetched, sink_for, why
 from registry_cli.storage.hashing import Progress
 from registry_cli.storage.streams import pump
@@ -41,9 +41,8 @@ _FILE_RE = re.compile(r"(?:.+/)?versions/v([0-9]+)/(.+)\Z")
 
 
 def parse_oci_source(raw: str) -> Source:
-    ref = parse_ref(raw)
-    base = ref.repo + (f"@{ref.digest}" if ref.digest else f":{ref.tag}" if ref.tag else "")
-    return Source(kind="oci", host=ref.host, port=ref.port or 0, tls=True, base=base)
+    """An ``oci://`` source (parsed where every ``--from`` is)."""
+    return parse_source(raw)
 
 
 def source_ref(source: Source) -> OciRef:

@@ -91,10 +91,14 @@ def parse_source(text: str | os.PathLike[str], *, relative_to: Path | None = Non
             if prefix != "dist" and not prefix.endswith("/dist"):  # a registry root: its dist/
                 prefix = f"{prefix}/dist" if prefix else "dist"
             return Source(kind="s3", host=bucket, port=0, base=prefix)
-        if parts.scheme == "oci":  # an OCI registry (docs/oci.md#pull)
-            from registry_cli.pull.oci import parse_oci_source
+        if parts.scheme == "oci":  # an OCI registry: REPO[:TAG|@DIGEST] (docs/oci.md#pull)
+            from registry_cli.oci.reference import parse_ref
 
-            return parse_oci_source(raw)
+            ref = parse_ref(raw)
+            tail = f"@{ref.digest}" if ref.digest else f":{ref.tag}" if ref.tag else ""
+            return Source(
+                kind="oci", host=ref.host, port=ref.port or 0, tls=True, base=ref.repo + tail
+            )
         if parts.scheme not in ("ftp", "ftps", "http", "https"):
             raise BadInput(
                 f"unsupported source {raw!r}",
