@@ -23,15 +23,21 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 # The web UI tests (tests/test_webui*.py) drive the system Chromium with Playwright
-# (Playwright's own browser download does not work on these machines). Install both
-# where possible; otherwise those tests fail with a message naming what is missing.
+# (Playwright's own browser download does not work on these machines); the OCI tests
+# run Debian's docker-registry, skopeo and htpasswd (apache2-utils). Install them
+# where possible; otherwise those tests fail (web UI) or skip (OCI), naming what is missing.
 browser: install
 	$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install -q playwright
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get install -y chromium || (apt-get update && apt-get install -y chromium) || \
-	      echo "note: could not install chromium: the web UI tests will fail"; \
-	  else echo "note: no system Chromium (apt-get install -y chromium as root): the web UI tests will fail"; fi
+	@pkgs=""; \
+	  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || pkgs="chromium"; \
+	  command -v skopeo >/dev/null 2>&1 || pkgs="$$pkgs skopeo"; \
+	  command -v docker-registry >/dev/null 2>&1 || pkgs="$$pkgs docker-registry"; \
+	  command -v htpasswd >/dev/null 2>&1 || pkgs="$$pkgs apache2-utils"; \
+	  if [ -z "$$pkgs" ]; then :; \
+	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y $$pkgs || (apt-get update && apt-get install -y $$pkgs) || \
+	      echo "note: could not install $$pkgs: the web UI tests fail, the OCI tests skip"; \
+	  else echo "note: missing $$pkgs (apt-get install -y chromium skopeo docker-registry apache2-utils as root): the web UI tests fail, the OCI tests skip"; fi
 
 test: install browser
 	$(BIN)/python -m pytest -q

@@ -83,7 +83,9 @@ def test_readers_of_the_payload_find_it_in_the_blobs(s3_root, tmp_path, cli):
     weights.write_bytes(os.urandom(4096))
     reg = ModelRegistry(s3_root)
     reg.publish("m", [weights])
-    res = cli("resolve", "m", "--path", root_dir=s3_root)  # the local cache copy, fetched from the blobs
+    res = cli(
+        "resolve", "m", "--path", root_dir=s3_root
+    )  # the local cache copy, fetched from the blobs
     assert res.exit_code == 0, res.stderr
     assert Path(res.stdout.strip()).read_bytes() == weights.read_bytes()
     assert cli("verify", root_dir=s3_root).exit_code == 0

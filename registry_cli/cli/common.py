@@ -89,6 +89,10 @@ def open_registry(root: str | None = None, config: str | None = None) -> Registr
 
     reg = ModelRegistry(root or STATE.root, config=config or STATE.config, actor=STATE.actor)
     STATE.registry_root = reg.root if isinstance(reg.root, Path) else None  # not s3://
+    if reg.config.oci_mirrors:  # changes push to the mirrors (docs/oci.md#mirrors)
+        from registry_cli.oci import mirrors
+
+        mirrors.attach(reg)
     remote = reg.config.section("remote")
     if remote.get("url") and not local:
         refuse_remote(STATE.command, remote["url"])

@@ -204,6 +204,9 @@ def pull(
     trust: list[str] | None = typer.Option(
         None, "--trust", metavar="KEY", help="A trusted public key (PEM), repeatable."
     ),
+    plain_http: bool = typer.Option(
+        False, "--plain-http", help="An oci:// source speaks plain http (docs/oci.md)."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Download and verify a version into the local cache (file by file, resumable, or
@@ -224,6 +227,12 @@ def pull(
         "trust": tuple(trust) if trust else None,
     }
     setup = configure(cfg, flags, prompt=_prompt_password)
+    if plain_http:
+        if setup.puller.source.kind != "oci":
+            raise BadInput("--plain-http applies to an oci:// source only")
+        import dataclasses
+
+        setup.puller.source = dataclasses.replace(setup.puller.source, tls=False)
     if offline and setup.puller.trust:
         raise BadInput("--require-signed cannot check signatures with --offline")
 

@@ -73,6 +73,9 @@ def import_registry(
     password_file: Path | None = typer.Option(
         None, "--password-file", metavar="FILE", help="Read the FTP password from this file."
     ),
+    plain_http: bool = typer.Option(
+        False, "--plain-http", help="An oci:// registry speaks plain http (docs/oci.md)."
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Write nothing; print the plan (import / skip / report)."
     ),
@@ -84,6 +87,9 @@ def import_registry(
     from registry_cli.storage import faults
 
     spec = SourceSpec(source=source, path=path, models=list(models), tracking_uri=tracking_uri)
+    if plain_http and spec.kind != "oci":
+        raise BadInput("--plain-http applies to oci:// sources only")
+    spec.plain_http = plain_http
     spec.check()
     spec.password = _password(spec, password_env, password_file)
     reg = open_local()

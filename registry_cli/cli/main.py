@@ -103,6 +103,7 @@ def _register() -> None:
         import_cmds,
         lifecycle_cmds,
         oci_cmds,
+        oci_push_cmds,
         ops_cmds,
         predict_cmds,
         registry_cmds,
@@ -121,6 +122,7 @@ def _register() -> None:
     fleet_cmds.register(app)
     trust_cmds.register(app)
     oci_cmds.register(app)
+    oci_push_cmds.register(app)
 
 
 _register()

@@ -23,6 +23,7 @@ from registry_cli.storage.store import Missing, Store
 
 if TYPE_CHECKING:
     from registry_cli.core.webhooks import Webhook
+    from registry_cli.settings.oci_mirrors import Mirror
 
 DEFAULT_STAGES = ("dev", "release")
 COMPRESSION_NAMES = {"stored": 0, "none": 0, "fast": 1, "default": 6, "best": 9}
@@ -44,6 +45,7 @@ TOP_KEYS = {
     "s3",
     "fleet",
     "events",
+    "oci_mirrors",
 }
 
 
@@ -59,6 +61,7 @@ class Config:
     publish_fsync: bool = False
     sections: dict[str, Loaded] = field(default_factory=dict)
     webhooks: tuple[Webhook, ...] = ()
+    oci_mirrors: tuple[Mirror, ...] = ()  # docs/oci.md#mirrors
 
     def section(self, name: str) -> Loaded:
         """The checked ``ftp:``/``serve:``/``mlflow:``/``pull:`` values (empty if absent)."""
@@ -237,6 +240,13 @@ def load_config_file(path: Path) -> Config:
         raise ConfigError(
             f"{where}: {exc}", hint="see registry.yaml.example for every key"
         ) from None
+    if data.get("oci_mirrors") is not None:
+        from registry_cli.settings.oci_mirrors import MirrorConfigError, parse_mirrors
+
+        try:
+            cfg.oci_mirrors = parse_mirrors(data["oci_mirrors"], path.parent)
+        except MirrorConfigError as exc:
+            raise _fail(path, loc, str(exc), "oci_mirrors") from None
     return cfg
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +113,8 @@ class ModelRegistry:
         self._queued: list[Any] = []  # deliveries recorded by a commit, tried after it
         if self.config.webhooks:
             self.states.on_audit = self._record
+        # delivers queued OCI mirror pushes after a change (set by the CLI: docs/oci.md)
+        self.mirror_delivery: Callable[[ModelRegistry], None] | None = None
 
     @classmethod
     def open(
@@ -213,12 +215,18 @@ class ModelRegistry:
         self._queued.extend(events.record(self.store, self.config, entry))
 
     def _announce(self, entry: dict[str, Any]) -> None:
-        """After the lock is released: try the deliveries recorded (see docs/events.md)."""
+        """After the lock is released: try the webhook deliveries recorded (see
+        docs/events.md); OCI mirror pushes queued, then delivered by
+        ``mirror_delivery`` when a caller set one (docs/oci.md#mirrors)."""
         if self._queued:
             from registry_cli.core import events
 
             queued, self._queued = self._queued, []
             events.announce(queued)
+        if self.config.oci_mirrors and entry.get("model"):
+            from registry_cli.core import mirror_queue
+
+            mirror_queue.committed(self, entry)
 
     # ------------------------------------------------------------------ reading
     def _best(self, metric: str | None, mode: str | None) -> BestBy:

@@ -35,6 +35,7 @@ class SourceSpec:
     models: list[str] = field(default_factory=list)
     tracking_uri: str | None = None
     password: str | None = None  # for ftp:// (from --password-env / --password-file)
+    plain_http: bool = False  # for oci:// (docs/oci.md#import)
 
     @property
     def kind(self) -> str:
@@ -49,6 +50,8 @@ class SourceSpec:
             scheme = text.split("://", 1)[0].lower()
             if scheme in ("ftp", "ftps"):
                 return "ftp"
+            if scheme == "oci":
+                return "oci"
             raise BadInput(f"unknown source scheme {scheme + '://'!r}", hint=USAGE)
         return "ftp-path"
 
@@ -89,6 +92,10 @@ def read_source(spec: SourceSpec, config: Config) -> SourceRegistry:
         from registry_cli.importers import oci_layout
 
         found = oci_layout.read(spec.source[len("oci-layout:") :], stages)
+    elif kind == "oci":
+        from registry_cli.importers import oci_registry
+
+        found = oci_registry.read(spec.source, stages, plain_http=spec.plain_http)
     elif kind == "yaml-registry":
         from registry_cli.importers import yaml_registry
 

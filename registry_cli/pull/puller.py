@@ -74,10 +74,10 @@ def open_transport(
     """A connected transport for ``source`` (logged in, for FTP)."""
     if source.kind == "http":
         return HttpTransport(source, token=token, ca_cert=ca_cert, timeout=timeout)
-    if source.kind == "s3":
-        from registry_cli.pull.s3 import S3Transport
+    if source.kind in ("s3", "oci"):  # boto3 / the OCI client load only for such a source
+        from registry_cli.pull.oci import transport_for
 
-        return S3Transport(source, timeout=timeout)
+        return transport_for(source, ca_cert=ca_cert, timeout=timeout)
     if source.kind == "ftp":
         return FtpTransport(
             source.host,

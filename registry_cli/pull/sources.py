@@ -26,7 +26,7 @@ HTTP_PORTS = {"http": 80, "https": 443}
 class Source:
     """An FTP(S) server or a served tree (or registry root) on disk."""
 
-    kind: str  # "ftp" | "http" | "local" | "s3" (host: the bucket, base: the tree's prefix)
+    kind: str  # "ftp" | "http" | "local" | "s3" (host: the bucket, base: the tree's prefix) | "oci"
     host: str = ""
     port: int = DEFAULT_PORT
     user: str | None = None
@@ -44,6 +44,12 @@ class Source:
             return f"http_{self.host.replace(':', '-')}_{self.port}" + (f"_{base}" if base else "")
         if self.kind == "s3":
             return f"s3_{self.host}_{hashlib.sha256(self.base.encode()).hexdigest()[:8]}"
+        if self.kind == "oci":  # base: REPO[:TAG|@DIGEST] (pull/oci.py)
+            repo = self.base.split("@", 1)[0].rsplit(":", 1)[0] if ":" in self.base else self.base
+            return (
+                f"oci_{self.host.replace(':', '-')}_{self.port}_"
+                + hashlib.sha256(repo.encode()).hexdigest()[:8]
+            )
         digest = hashlib.sha256(str(self.tree).encode()).hexdigest()[:16]
         return f"local_{digest}"
 
@@ -58,6 +64,9 @@ class Source:
             return str(self.tree)
         if self.kind == "s3":
             return f"s3://{self.host}/{self.base}"
+        if self.kind == "oci":
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            return f"oci://{host}{f':{self.port}' if self.port else ''}/{self.base}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         user = f"{self.user}@" if self.user else ""
         base = "" if self.base == "/" else self.base
@@ -82,6 +91,14 @@ def parse_source(text: str | os.PathLike[str], *, relative_to: Path | None = Non
             if prefix != "dist" and not prefix.endswith("/dist"):  # a registry root: its dist/
                 prefix = f"{prefix}/dist" if prefix else "dist"
             return Source(kind="s3", host=bucket, port=0, base=prefix)
+        if parts.scheme == "oci":  # an OCI registry: REPO[:TAG|@DIGEST] (docs/oci.md#pull)
+            from registry_cli.oci.reference import parse_ref
+
+            ref = parse_ref(raw)
+            tail = f"@{ref.digest}" if ref.digest else f":{ref.tag}" if ref.tag else ""
+            return Source(
+                kind="oci", host=ref.host, port=ref.port or 0, tls=True, base=ref.repo + tail
+            )
         if parts.scheme not in ("ftp", "ftps", "http", "https"):
             raise BadInput(
                 f"unsupported source {raw!r}",
