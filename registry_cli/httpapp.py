@@ -17,11 +17,21 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from registry_cli import webui
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.tokens import secret_hash
-from registry_cli.server import api, errors, files, fleet_api, ftp_control, mlflow_api, uploads
+from registry_cli.server import (
+    api,
+    errors,
+    files,
+    fleet_api,
+    ftp_control,
+    metrics,
+    mlflow_api,
+    uploads,
+)
 from registry_cli.server.auth import Principal, authenticate
 from registry_cli.server.context import ServerContext
 from registry_cli.server.errors import ApiError
 from registry_cli.server.ftp_children import FtpChildren
+from registry_cli.server.logging_json import access_logger
 from registry_cli.server.run import serve_app
 from registry_cli.version import __version__
 
@@ -41,6 +51,7 @@ def routers(ctx: ServerContext) -> list[APIRouter]:
         ftp_control.router,
         fleet_api.router,  # fleet reports, status, rollouts (docs/fleet.md)
         mlflow_api.router,  # MLflow's registry REST API (docs/mlflow.md)
+        metrics.router,  # GET /metrics for Prometheus (docs/operations.md)
         ui_router(ctx),  # the web UI at / (docs/webui.md): last, it owns the remaining paths
     ]
 
@@ -64,6 +75,10 @@ def create_app(ctx: ServerContext) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.metrics = metrics.Metrics(ctx.base.store)  # one registry per app
+    app.add_middleware(
+        metrics.Observe, metrics=app.state.metrics, log=access_logger(ctx.log_format)
+    )
     errors.install(app)
     for router in routers(ctx):
         app.include_router(router)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 
 import httpx
@@ -82,3 +83,110 @@ def test_ftp_children_die_with_a_sigkilled_server(tmp_path):
         assert _wait_until(lambda: not any(_accepts(p) for p in ports)), "a port still open"
     finally:
         proc.stop()
+
+
+BOUNDARY = "regctl-drain-test"
+
+
+def _multipart(path: str, data: bytes) -> bytes:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{path}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+class SlowUpload(threading.Thread):
+    """A publish sent a piece at a time over a raw socket (a throttled client)."""
+
+    def __init__(self, port: int, token: str, name: str, size: int, pieces: int, pause: float):
+        super().__init__(daemon=True)
+        self.body = _multipart("weights.bin", os.urandom(size))
+        self.head = (
+            f"POST /api/v1/models/{name}/-/versions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token}\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(self.body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        self.port, self.pieces, self.pause = port, pieces, pause
+        self.sent_pieces = 0
+        self.reply = b""
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=60) as s:
+                s.sendall(self.head)
+                step = -(-len(self.body) // self.pieces)
+                for i in range(0, len(self.body), step):
+                    s.sendall(self.body[i : i + step])
+                    self.sent_pieces += 1
+                    time.sleep(self.pause)
+                while chunk := s.recv(65536):
+                    self.reply += chunk
+        except OSError as exc:
+            self.error = exc
+
+    @property
+    def status(self) -> int | None:
+        line = self.reply.split(b"\r\n", 1)[0].split()
+        return int(line[1]) if len(line) > 1 else None
+
+
+def _refused(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+def test_sigterm_lets_an_upload_in_flight_finish_and_refuses_new_connections(tmp_path):
+    root = tmp_path / "registry"
+    tokens = make_root(root, ("publish",))
+    proc = ServeRegistryProcess(
+        root, "--drain-timeout", "60", log=tmp_path / "server.log", env=server_env(tmp_path)
+    )
+    proc.start()
+    try:
+        upload = SlowUpload(proc.port, tokens["publish"], "team/slow", 400_000, 40, 0.1)
+        upload.start()
+        assert _wait_until(lambda: upload.sent_pieces >= 3)
+        proc.proc.send_signal(signal.SIGTERM)
+        assert _wait_until(lambda: _refused(proc.port)), "still accepting after SIGTERM"
+        assert upload.is_alive(), "the upload should still be in flight when refusals start"
+        upload.join(60)
+        assert upload.error is None and upload.status == 201, upload.reply[:500]
+        assert proc.proc.wait(60) == 0, proc.log
+    finally:
+        proc.stop()
+    from registry_cli import ModelRegistry
+
+    assert ModelRegistry(root).get("team/slow:v1").version == 1  # committed
+
+
+def test_a_request_longer_than_the_drain_timeout_is_cut_and_the_server_exits(tmp_path):
+    root = tmp_path / "registry"
+    tokens = make_root(root, ("publish",))
+    proc = ServeRegistryProcess(
+        root, "--drain-timeout", "1", log=tmp_path / "server.log", env=server_env(tmp_path)
+    )
+    proc.start()
+    try:
+        upload = SlowUpload(proc.port, tokens["publish"], "team/cut", 400_000, 200, 0.2)
+        upload.start()
+        assert _wait_until(lambda: upload.sent_pieces >= 3)
+        proc.proc.send_signal(signal.SIGTERM)
+        code = proc.proc.wait(60)  # bounded: it exits long before the upload could end
+        assert upload.sent_pieces < 200, "the upload ended before the server: nothing was cut"
+        upload.join(60)
+        assert upload.status != 201
+        assert code == 0, proc.log
+        assert "timeout graceful shutdown exceeded" in proc.log
+    finally:
+        proc.stop()
+    from registry_cli import ModelRegistry
+
+    assert ModelRegistry(root).list_models() == []  # a cut upload publishes nothing
