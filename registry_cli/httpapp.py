@@ -99,10 +99,8 @@ def ui_router(ctx: ServerContext) -> APIRouter:
         return webui.Identity(who.name, who.scopes, secret_hash(secret))
 
     def still_live(identity: webui.Identity) -> tuple[str, ...] | None:
-        for token in ctx.tokens.list_tokens():
-            if token.name == identity.name and token.sha256 == identity.token_sha256:
-                return None if token.expired() else token.scopes
-        return None
+        token = ctx.tokens.find(identity.name, identity.token_sha256)  # cached: token_cache_s
+        return None if token is None else token.scopes
 
     def registry(actor: str) -> ModelRegistry:
         return ctx.registry(actor)
@@ -113,7 +111,15 @@ def ui_router(ctx: ServerContext) -> APIRouter:
         who = Principal(viewer.name, viewer.scopes, anonymous=not viewer.signed_in)
         return files.version_file(request, name, version, path, who=who)
 
-    deps = webui.UiDeps(registry, verify, still_live, version_file, ctx.anonymous_read)
+    deps = webui.UiDeps(
+        registry,
+        verify,
+        still_live,
+        version_file,
+        ctx.anonymous_read,
+        sessions_store=ctx.base.store,  # replicas on one root share sessions
+        sessions_cache_s=ctx.token_cache_s,
+    )
     return webui.create_router(deps)
 
 

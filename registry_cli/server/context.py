@@ -26,7 +26,9 @@ class ServerContext:
 
     def __post_init__(self) -> None:
         self.base = ModelRegistry(self.root, config=self.config, actor="regctl-server")
-        self.tokens = Tokens(self.base.store, self.base.states, self.base.actor)
+        self.tokens = Tokens(
+            self.base.store, self.base.states, self.base.actor, cache_s=self.token_cache_s
+        )
         self.reads = ReadCache()
 
     def registry(self, actor: str) -> ModelRegistry:
