@@ -148,6 +148,7 @@ class Tokens:
         self._cached_at = 0.0
         self._cached_stamp: tuple[int, ...] | None = None
         self._cache_lock = threading.Lock()
+        self._file: str | None = None  # the token file's path on a folder root, found once
 
     # ---------------------------------------------------------------- reading
     def _load(self) -> tuple[list[Token], str | None]:
@@ -181,8 +182,10 @@ class Tokens:
         """What changes when the token file is replaced (folder roots only: a stat)."""
         if not isinstance(self.store, FsStore):
             return None
+        if self._file is None:  # resolved (and checked inside the root) once, not per request
+            self._file = str(self.store.local_path(KEY))
         try:
-            st = os.stat(self.store.local_path(KEY))
+            st = os.stat(self._file)
         except FileNotFoundError:
             return (0,)
         return (st.st_ino, st.st_mtime_ns, st.st_size)

@@ -37,6 +37,7 @@ MAX_AGE_S = 12 * 3600
 MAX_SESSIONS = 10_000  # held in memory by one process (the root holds every one)
 FOLDER = ".regctl/sessions"
 SEEN_EVERY_S = 300  # how stale a stored session's "seen" may get (one write per 5 min)
+FORMAT_VERSION = 1
 SWEEP_EVERY_S = 3600  # expired session documents are removed this often, at most
 
 
@@ -82,6 +83,7 @@ class Session:
 
     def to_doc(self) -> dict[str, object]:
         return {
+            "format_version": FORMAT_VERSION,
             "token_name": self.token_name,
             "scopes": list(self.scopes),
             "token_sha256": self.token_sha256,
@@ -121,6 +123,8 @@ class SessionBook:
         assert self.store is not None
         try:
             doc = json.loads(self.store.read(self._doc_key(key)))
+            if doc.get("format_version") != FORMAT_VERSION:
+                raise ValueError("format_version")
             session = Session(
                 token_name=str(doc["token_name"]),
                 scopes=tuple(doc["scopes"]),
