@@ -198,3 +198,41 @@ def test_json_logs_one_object_per_line_and_never_a_secret(tmp_path, model_file):
     )
     stray = [line for line in text.splitlines() if line and not line.startswith("{")]
     assert stray == [f"regctl serve-registry: serving {root} on {proc.url}"]  # the ready line
+
+
+def test_health_is_503_and_degraded_when_the_store_does_not_answer(tmp_path):
+    root, _tokens = _root(tmp_path)
+    app = _app(root)
+
+    def unreachable(key):
+        raise ConnectionRefusedError("store down")
+
+    app.state.ctx.base.store.kind = unreachable
+    with TestClient(app) as client:
+        reply = client.get("/api/v1/health")
+    assert reply.status_code == 503
+    doc = reply.json()
+    assert doc["status"] == "degraded"
+    assert doc["store"] == {"kind": "folder", "reachable": False, "error": "ConnectionRefusedError"}
+
+
+def test_the_cli_never_loads_prometheus_client_on_start_up():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from registry_cli.cli.main import main\n"
+        "sys.argv = ['regctl', 'serve-registry', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('LOADED' if 'prometheus_client' in sys.modules else 'CLEAN')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.strip().endswith("CLEAN"), out
+
+
+def test_a_bad_log_format_is_refused_at_the_door(tmp_path, cli):
+    _root(tmp_path)
+    result = cli("--root", str(tmp_path / "registry"), "serve-registry", "--log-format", "xml")
+    assert result.exit_code == 2
+    assert "error:" in result.stderr and "--log-format" in result.stderr
