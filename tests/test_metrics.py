@@ -236,3 +236,22 @@ def test_a_bad_log_format_is_refused_at_the_door(tmp_path, cli):
     result = cli("--root", str(tmp_path / "registry"), "serve-registry", "--log-format", "xml")
     assert result.exit_code == 2
     assert "error:" in result.stderr and "--log-format" in result.stderr
+
+
+def test_text_access_lines_hide_query_secrets_too():
+    import logging
+
+    from registry_cli.server.logging_json import RedactAccess
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/api/v1/models?token=rgt_s3cr3t&stage=release", "1.1", 200),
+        None,
+    )
+    assert RedactAccess().filter(record)
+    line = record.getMessage()
+    assert "rgt_s3cr3t" not in line and "stage=release" in line and "token=" in line

@@ -11,6 +11,7 @@ credentials, ``rgt_`` token secrets and ``password=``/``token=`` style values.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import logging
@@ -71,10 +72,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
-def uvicorn_log_config(log_format: str) -> dict[str, Any] | None:
-    """uvicorn's ``log_config`` for ``log_format`` (None: uvicorn's own, for ``text``)."""
+class RedactAccess(logging.Filter):
+    """uvicorn's own access lines (``text``) with secret query values hidden too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, full_path, version, status = record.args
+            path, _, query = str(full_path).partition("?")
+            shown = redact(path) + (f"?{safe_query(query)}" if query else "")
+            record.args = (client, method, shown, version, status)
+        return True
+
+
+def uvicorn_log_config(log_format: str) -> dict[str, Any]:
+    """uvicorn's ``log_config`` for ``log_format``: its own for ``text`` (with
+    :class:`RedactAccess` on the access lines), else one JSON object a line."""
     if log_format != "json":
-        return None
+        from uvicorn.config import LOGGING_CONFIG
+
+        config = copy.deepcopy(LOGGING_CONFIG)
+        config.setdefault("filters", {})["redact"] = {"()": RedactAccess}
+        config["handlers"]["access"]["filters"] = ["redact"]
+        return config
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     quiet = {"handlers": [], "level": "WARNING", "propagate": False}
     return {

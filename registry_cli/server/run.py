@@ -47,13 +47,11 @@ def serve_app(
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"{'https' if tls_cert else 'http'}://{shown}:{bound_port}"
-    from uvicorn.config import LOGGING_CONFIG
-
     as_json = ctx.log_format == "json"
     config = uvicorn.Config(
         create_app(ctx),
         log_level="info",
-        log_config=uvicorn_log_config(ctx.log_format) if as_json else LOGGING_CONFIG,
+        log_config=uvicorn_log_config(ctx.log_format),
         access_log=not as_json,
         timeout_graceful_shutdown=math.ceil(ctx.drain_timeout_s),  # whole seconds
         ssl_certfile=str(tls_cert) if tls_cert else None,
