@@ -68,9 +68,18 @@ class FtpChildren:
         self.children: dict[str, tuple[ServeFtpProcess, str | None]] = {}
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
-        # the children read the one end; the other closes when this process dies
-        self.watch_fd, self._alive_fd = os.pipe()
-        self.spawner = ThreadPoolExecutor(1, thread_name_prefix="ftp-spawner")
+        # made with the first child: the children read the one end of the pipe, and
+        # the other end closes when this process dies
+        self._pipe: tuple[int, int] | None = None
+        self._spawner: ThreadPoolExecutor | None = None
+
+    def _watch_fd_and_spawner(self) -> tuple[int, ThreadPoolExecutor]:
+        with self.lock:
+            if self._pipe is None:
+                self._pipe = os.pipe()
+            if self._spawner is None:
+                self._spawner = ThreadPoolExecutor(1, thread_name_prefix="ftp-spawner")
+            return self._pipe[0], self._spawner
 
     def start(self, body: FtpServerBody) -> dict[str, Any]:
         args: list[str] = []
@@ -89,16 +98,17 @@ class FtpChildren:
         args += ["--port", str(body.port)]
         with self.lock:
             ident = f"ftp-{next(self.ids)}"
+        watch_fd, spawner = self._watch_fd_and_spawner()
         child = GuardedFtpProcess(
             self.root,
             *args,
             log=self.logs / f"{ident}.log",
             env=env,
             host=body.host,
-            watch_fd=self.watch_fd,
+            watch_fd=watch_fd,
         )
         try:
-            self.spawner.submit(child.start).result()
+            spawner.submit(child.start).result()
         except RuntimeError as exc:
             lines = [ln for ln in str(exc).splitlines() if ln.startswith(("error:", "hint:"))]
             raise BadInput(
@@ -140,5 +150,10 @@ class FtpChildren:
             self.children.clear()
         for child, _user in children:
             child.stop()
-        self.spawner.shutdown(wait=False)
+        with self.lock:
+            pipe, spawner, self._pipe, self._spawner = self._pipe, self._spawner, None, None
+        if spawner is not None:
+            spawner.shutdown(wait=False)
+        for fd in pipe or ():
+            os.close(fd)
         shutil.rmtree(self.logs, ignore_errors=True)
