@@ -26,6 +26,7 @@ from registry_cli.server import (
     files,
     fleet_api,
     ftp_control,
+    metrics,
     mlflow_api,
     oci_api,
     uploads,
@@ -34,6 +35,7 @@ from registry_cli.server.auth import Principal, authenticate
 from registry_cli.server.context import ServerContext
 from registry_cli.server.errors import ApiError
 from registry_cli.server.ftp_children import FtpChildren
+from registry_cli.server.logging_json import access_logger
 from registry_cli.server.run import serve_app
 from registry_cli.version import __version__
 
@@ -54,6 +56,7 @@ def routers(ctx: ServerContext) -> list[APIRouter]:
         fleet_api.router,  # fleet reports, status, rollouts (docs/fleet.md)
         mlflow_api.router,  # MLflow's registry REST API (docs/mlflow.md)
         oci_api.router,  # the OCI distribution API, read side, at /v2/ (docs/oci.md)
+        metrics.router,  # GET /metrics for Prometheus (docs/operations.md)
         ui_router(ctx),  # the web UI at / (docs/webui.md): last, it owns the remaining paths
     ]
 
@@ -80,6 +83,10 @@ def create_app(ctx: ServerContext) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.metrics = metrics.Metrics(ctx.base.store)  # one registry per app
+    app.add_middleware(
+        metrics.Observe, metrics=app.state.metrics, log=access_logger(ctx.log_format)
+    )
     errors.install(app)
     for router in routers(ctx):
         app.include_router(router)
@@ -100,10 +107,8 @@ def ui_router(ctx: ServerContext) -> APIRouter:
         return webui.Identity(who.name, who.scopes, secret_hash(secret))
 
     def still_live(identity: webui.Identity) -> tuple[str, ...] | None:
-        for token in ctx.tokens.list_tokens():
-            if token.name == identity.name and token.sha256 == identity.token_sha256:
-                return None if token.expired() else token.scopes
-        return None
+        token = ctx.tokens.find(identity.name, identity.token_sha256)  # cached: token_cache_s
+        return None if token is None else token.scopes
 
     def registry(actor: str) -> ModelRegistry:
         return ctx.registry(actor)
@@ -114,7 +119,15 @@ def ui_router(ctx: ServerContext) -> APIRouter:
         who = Principal(viewer.name, viewer.scopes, anonymous=not viewer.signed_in)
         return files.version_file(request, name, version, path, who=who)
 
-    deps = webui.UiDeps(registry, verify, still_live, version_file, ctx.anonymous_read)
+    deps = webui.UiDeps(
+        registry,
+        verify,
+        still_live,
+        version_file,
+        ctx.anonymous_read,
+        sessions_store=ctx.base.store,  # replicas on one root share sessions
+        sessions_cache_s=ctx.token_cache_s,
+    )
     return webui.create_router(deps)
 
 

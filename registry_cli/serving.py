@@ -60,6 +60,7 @@ class ServeProcess:
     ready_re: ClassVar[re.Pattern[str]]
     start_timeout_default: ClassVar[float] = 30.0
     stop_timeout_default: ClassVar[float] = 15.0
+    pass_fds: tuple[int, ...] = ()  # file descriptors the child inherits (besides 0-2)
 
     def __init__(
         self,
@@ -118,6 +119,7 @@ class ServeProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=self.env,
+            pass_fds=self.pass_fds,
         )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:

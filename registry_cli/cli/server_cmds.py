@@ -33,6 +33,15 @@ def serve_registry(
     max_upload_size: str | None = typer.Option(
         None, "--max-upload-size", metavar="SIZE", help="Largest publish body (default 50GiB)."
     ),
+    log_format: str | None = typer.Option(
+        None, "--log-format", metavar="FORMAT", help="text (default) or json: one object a line."
+    ),
+    drain_timeout: float | None = typer.Option(
+        None,
+        "--drain-timeout",
+        metavar="SECONDS",
+        help="On SIGTERM, how long requests in flight may finish (default 30).",
+    ),
 ) -> None:
     """Serve this root over HTTP: the REST API, dist/ and FTP control (docs at /docs)."""
     from registry_cli.errors import BadInput
@@ -47,6 +56,8 @@ def serve_registry(
             "tls_cert": tls_cert,
             "tls_key": tls_key,
             "max_upload_size": max_upload_size,
+            "log_format": log_format,
+            "drain_timeout_s": drain_timeout,
         },
         reg.config.section("server"),
     )
@@ -64,6 +75,9 @@ def serve_registry(
         reg.config,
         anonymous_read=settings["anonymous_read"],
         max_upload_size=settings["max_upload_size"],
+        token_cache_s=settings["token_cache_s"],
+        drain_timeout_s=settings["drain_timeout_s"],
+        log_format=settings["log_format"],
     )
     serve(
         ctx,

@@ -9,8 +9,13 @@ On a folder root the ``.regctl/tokens`` folder and the file are owner-only.
 
 A secret is ``rgt_`` + 43 url-safe characters (256 random bits).
 :meth:`Tokens.authenticate` hashes what it is given and compares it with
-every stored hash in constant time, reading the file each time, so a revoke
-or an expiry holds from the next request on.
+every stored hash in constant time. With ``cache_s`` 0 (the CLI) it reads the file
+each time. A server passes ``server.token_cache_s`` (see docs/operations.md,
+"Replicas"): on a folder root the file is still checked on every request (a
+``stat``: a revoke holds from the next request on); on an object store the book is
+read again once it is ``cache_s`` old, so a revoke made anywhere holds within
+``cache_s`` on every replica. A secret the cached book does not know makes it read
+the book again (at most once a second), so a new token works at once.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import hmac
 import json
 import os
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +45,7 @@ LOCK = f"{FOLDER}/.lock"
 FORMAT_VERSION = 1
 SCOPES = ("read", "publish", "promote", "admin", "report")
 PREFIX = "rgt_"
+MISS_RELOAD_S = 1.0  # an unknown secret re-reads a cached book at most this often
 
 # What each scope allows besides itself (see docs/server.md).
 _IMPLIES: dict[str, frozenset[str]] = {
@@ -129,10 +137,18 @@ def validate_token_name(name: str) -> str:
 class Tokens:
     """The token book of one root. ``actor`` is who creates/revokes (for the audit)."""
 
-    def __init__(self, store: Store, states: ModelStates, actor: str) -> None:
+    def __init__(
+        self, store: Store, states: ModelStates, actor: str, *, cache_s: float = 0.0
+    ) -> None:
         self.store = store
         self.states = states
         self.actor = actor
+        self.cache_s = cache_s
+        self._cached: list[Token] | None = None
+        self._cached_at = 0.0
+        self._cached_stamp: tuple[int, ...] | None = None
+        self._cache_lock = threading.Lock()
+        self._file: str | None = None  # the token file's path on a folder root, found once
 
     # ---------------------------------------------------------------- reading
     def _load(self) -> tuple[list[Token], str | None]:
@@ -162,6 +178,43 @@ class Tokens:
             ) from None
         return tokens, tagged.tag
 
+    def _stamp(self) -> tuple[int, ...] | None:
+        """What changes when the token file is replaced (folder roots only: a stat)."""
+        if not isinstance(self.store, FsStore):
+            return None
+        if self._file is None:  # resolved (and checked inside the root) once, not per request
+            self._file = str(self.store.local_path(KEY))
+        try:
+            st = os.stat(self._file)
+        except FileNotFoundError:
+            return (0,)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _book(self, *, fresher_than: float | None = None) -> list[Token]:
+        """The tokens, from the cache while it may be trusted (see the module's doc)."""
+        if self.cache_s <= 0:
+            return self._load()[0]
+        now = time.monotonic()
+        stamp = self._stamp()
+        age_limit = self.cache_s if fresher_than is None else min(self.cache_s, fresher_than)
+        with self._cache_lock:
+            if self._cached is not None:
+                if stamp is not None and stamp == self._cached_stamp:
+                    return self._cached
+                if stamp is None and now - self._cached_at < age_limit:
+                    return self._cached
+        tokens = self._load()[0]
+        with self._cache_lock:
+            self._cached, self._cached_at, self._cached_stamp = tokens, now, stamp
+        return tokens
+
+    def find(self, name: str, sha256: str) -> Token | None:
+        """The live token named ``name`` whose secret hashes to ``sha256``, or None."""
+        for token in self._book():
+            if token.name == name and hmac.compare_digest(token.sha256, sha256):
+                return None if token.expired() else token
+        return None
+
     def list_tokens(self) -> list[Token]:
         return sorted(self._load()[0], key=lambda t: t.name)
 
@@ -174,12 +227,19 @@ class Tokens:
         if not secret or len(secret) > 512:
             return None
         presented = secret_hash(secret)
-        found: Token | None = None
-        for token in self._load()[0]:  # every hash is compared: the time does not tell which
-            if hmac.compare_digest(presented, token.sha256):
-                found = token
+        found = self._match(presented, self._book())
+        if found is None and self.cache_s > 0:  # perhaps a token created since the last read
+            found = self._match(presented, self._book(fresher_than=MISS_RELOAD_S))
         if found is None or found.expired():
             return None
+        return found
+
+    @staticmethod
+    def _match(presented: str, tokens: list[Token]) -> Token | None:
+        found: Token | None = None
+        for token in tokens:  # every hash is compared: the time does not tell which
+            if hmac.compare_digest(presented, token.sha256):
+                found = token
         return found
 
     # ---------------------------------------------------------------- changing

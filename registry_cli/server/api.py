@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.server.auth import Principal, require
 from registry_cli.server.context import ServerContext
+from registry_cli.server.metrics import outbox_depth
 from registry_cli.urlpaths import MODELNAME  # noqa: F401 (registers {name:modelname})
 from registry_cli.version import __version__
 
@@ -62,10 +63,31 @@ class TagsBody(Body):
 
 # ----------------------------------------------------------------- reads
 @router.get("/api/v1/health", tags=["read"])
-def health(request: Request) -> dict[str, Any]:
-    """Liveness; open to everyone (a token sent here is ignored)."""
+def health(request: Request) -> Any:
+    """Liveness, the store and the outbox; open to everyone (a token sent is ignored).
+
+    ``status`` is ``ok``, or ``degraded`` when the store does not answer (the reply is
+    then 503, so a load balancer takes this replica out)."""
     ctx: ServerContext = request.app.state.ctx
-    return {"status": "ok", "version": __version__, "stages": list(ctx.config.stages)}
+    store = ctx.base.store
+    reachable, error = True, None
+    try:
+        store.kind("registry.yaml")  # one cheap look-up: a HEAD on S3, a stat on a folder
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        reachable, error = False, type(exc).__name__
+    outbox = outbox_depth(store) if reachable else {"pending": None, "dead": None}
+    doc = {
+        "status": "ok" if reachable else "degraded",
+        "version": __version__,
+        "stages": list(ctx.config.stages),
+        "store": {
+            "kind": "s3" if str(ctx.root).startswith("s3://") else "folder",
+            "reachable": reachable,
+            **({"error": error} if error else {}),
+        },
+        "outbox": {"depth": outbox["pending"], "dead": outbox["dead"]},
+    }
+    return doc if reachable else JSONResponse(doc, status_code=503)
 
 
 @router.get("/api/v1/models", tags=["read"])

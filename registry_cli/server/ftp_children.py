@@ -5,14 +5,21 @@ Its password reaches a child through an environment variable named on its comman
 line (``--password-env``), never the value itself, so ``ps`` never shows it, and no
 description repeats it. The routes that drive them are in ``ftp_control.py``; the
 server context holds one :class:`FtpChildren`.
+
+Children stop with the registry server, even when it is killed by SIGKILL: each one
+runs under ``child_guard`` (a parent-death signal on Linux, and a pipe whose write end
+only this process holds, watched by the child). Children are started from one
+long-lived thread, since the parent-death signal follows the thread that forked.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +27,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry_cli.errors import BadInput, NotFound
 from registry_cli.ftp.launch import ServeFtpProcess
+from registry_cli.server import child_guard
 
 PASSWORD_VAR = "REGCTL_FTP_PASSWORD"
+
+
+class GuardedFtpProcess(ServeFtpProcess):
+    """``regctl serve-ftp`` under :mod:`registry_cli.server.child_guard`."""
+
+    def __init__(self, *args: Any, watch_fd: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pass_fds = (watch_fd,)
+        self.env[child_guard.PID_VAR] = str(os.getpid())
+        self.env[child_guard.FD_VAR] = str(watch_fd)
+
+    @property
+    def cmd(self) -> list[str]:
+        cmd = super().cmd
+        cmd[cmd.index("registry_cli")] = child_guard.__name__
+        return cmd
 
 
 class FtpServerBody(BaseModel):
@@ -44,6 +68,18 @@ class FtpChildren:
         self.children: dict[str, tuple[ServeFtpProcess, str | None]] = {}
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
+        # made with the first child: the children read the one end of the pipe, and
+        # the other end closes when this process dies
+        self._pipe: tuple[int, int] | None = None
+        self._spawner: ThreadPoolExecutor | None = None
+
+    def _watch_fd_and_spawner(self) -> tuple[int, ThreadPoolExecutor]:
+        with self.lock:
+            if self._pipe is None:
+                self._pipe = os.pipe()
+            if self._spawner is None:
+                self._spawner = ThreadPoolExecutor(1, thread_name_prefix="ftp-spawner")
+            return self._pipe[0], self._spawner
 
     def start(self, body: FtpServerBody) -> dict[str, Any]:
         args: list[str] = []
@@ -62,11 +98,17 @@ class FtpChildren:
         args += ["--port", str(body.port)]
         with self.lock:
             ident = f"ftp-{next(self.ids)}"
-        child = ServeFtpProcess(
-            self.root, *args, log=self.logs / f"{ident}.log", env=env, host=body.host
+        watch_fd, spawner = self._watch_fd_and_spawner()
+        child = GuardedFtpProcess(
+            self.root,
+            *args,
+            log=self.logs / f"{ident}.log",
+            env=env,
+            host=body.host,
+            watch_fd=watch_fd,
         )
         try:
-            child.start()
+            spawner.submit(child.start).result()
         except RuntimeError as exc:
             lines = [ln for ln in str(exc).splitlines() if ln.startswith(("error:", "hint:"))]
             raise BadInput(
@@ -108,4 +150,10 @@ class FtpChildren:
             self.children.clear()
         for child, _user in children:
             child.stop()
+        with self.lock:
+            pipe, spawner, self._pipe, self._spawner = self._pipe, self._spawner, None, None
+        if spawner is not None:
+            spawner.shutdown(wait=False)
+        for fd in pipe or ():
+            os.close(fd)
         shutil.rmtree(self.logs, ignore_errors=True)

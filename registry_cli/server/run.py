@@ -1,9 +1,15 @@
-"""Running the server: bind, start uvicorn, print one ready line, stop on SIGTERM/Ctrl-C."""
+"""Running the server: bind, start uvicorn, print one ready line, stop on SIGTERM/Ctrl-C.
+
+SIGTERM drains (see docs/operations.md, "Drain"): the listening socket closes at once
+(new connections are refused), requests in flight run to their end for up to
+``server.drain_timeout_s`` seconds, then what is left is cut and the process exits 0.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import sys
 import threading
@@ -13,6 +19,7 @@ from typing import Any
 
 from registry_cli.errors import BadInput
 from registry_cli.server.context import ServerContext
+from registry_cli.server.logging_json import event, uvicorn_log_config
 from registry_cli.serving import bind
 
 log = logging.getLogger("uvicorn.error")
@@ -40,11 +47,13 @@ def serve_app(
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"{'https' if tls_cert else 'http'}://{shown}:{bound_port}"
+    as_json = ctx.log_format == "json"
     config = uvicorn.Config(
         create_app(ctx),
         log_level="info",
-        access_log=True,
-        timeout_graceful_shutdown=10,
+        log_config=uvicorn_log_config(ctx.log_format),
+        access_log=not as_json,
+        timeout_graceful_shutdown=math.ceil(ctx.drain_timeout_s),  # whole seconds
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
         server_header=False,
@@ -66,14 +75,21 @@ def serve_app(
                 for sig, handler in original.items():
                     signal.signal(sig, handler)
 
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not self.should_exit:
+                event("draining", signal=signal.Signals(sig).name, timeout_s=ctx.drain_timeout_s)
+            super().handle_exit(sig, frame)
+
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
             if self.started:
                 sys.stdout.write(f"regctl serve-registry: serving {ctx.root} on {url}\n")
                 sys.stdout.flush()
+                event("serving", url=url, root=str(ctx.root))
 
     server = ReadyServer(config)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        event("stopped")

@@ -25,6 +25,7 @@ from fastapi import Request, Response
 
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.tokens import allows
+from registry_cli.storage.store import Store
 from registry_cli.webui.sessions import Session, SessionBook
 
 SESSION_COOKIE = "regctl_session"
@@ -51,6 +52,8 @@ class UiDeps:
     # (request, name, version, payload path, viewer) -> the file, as the API sends it
     version_file: Callable[[Request, str, str, str, Viewer], Response]
     anonymous_read: bool = False
+    sessions_store: Store | None = None  # where sessions are shared (None: this process)
+    sessions_cache_s: float = 5.0  # a session unread for longer is read again
 
 
 @dataclass
@@ -76,7 +79,7 @@ class Viewer:
 class Access:
     def __init__(self, deps: UiDeps) -> None:
         self.deps = deps
-        self.sessions = SessionBook()
+        self.sessions = SessionBook(deps.sessions_store, deps.sessions_cache_s)
 
     def session_of(self, request: Request) -> Session | None:
         """The request's live session (a revoked or expired token ends it)."""

@@ -206,7 +206,7 @@ async def posted(gate: Access, request: Request) -> tuple[Viewer, Form]:
 def tell(viewer: Viewer, notice: str) -> None:
     """Show ``notice`` on the viewer's next page (once)."""
     if viewer.session is not None:
-        viewer.session.notice = notice
+        viewer.session.tell(notice)  # kept with the session: any replica shows it
 
 
 def require(viewer: Viewer, scope: str) -> None:
