@@ -47,6 +47,8 @@ from registry_cli.storage.hashing import Progress
 from registry_cli.storage.payload import FileRecord, PlannedFile
 from registry_cli.storage.store import AlreadyExists, Store
 
+WRITE_LEVEL0_BUNDLES = False  # True: keep writing bundle.tar.gz files for level 0 too
+
 PublishProgress = Callable[[str, int], "Progress | None"]
 """Called with a phase name ("publish") and the byte total; returns a per-chunk
 callback or None."""
@@ -192,7 +194,8 @@ class Publisher:
         planned, options, source = self.plan(name, paths, options, produced)
         total = sum(p.size for p in planned)
         blobs_root = self.store.blobs_root()
-        stored_bundle = self.config.bundle_level > 0  # level 0: assembled from the blobs
+        # a level-0 bundle is assembled from the blobs when read, so no file is written
+        stored_bundle = self.config.bundle_level > 0 or WRITE_LEVEL0_BUNDLES
         # new bytes go once into blobs (a folder root) or nowhere local (object stores)
         needed = (0 if blobs_root is None else total) + (total if stored_bundle else 0)
         faults.check_free_space(self.store.local_path(""), needed, "publish", name, what="payload")
