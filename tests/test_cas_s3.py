@@ -10,7 +10,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from registry_cli import ModelRegistry
+import pytest
+
+from registry_cli import BadInput, ModelRegistry
 from registry_cli.storage import s3_transfer
 from tests.conftest import regctl_cmd
 
@@ -83,7 +85,9 @@ def test_readers_of_the_payload_find_it_in_the_blobs(s3_root, tmp_path, cli):
     weights.write_bytes(os.urandom(4096))
     reg = ModelRegistry(s3_root)
     reg.publish("m", [weights])
-    res = cli("resolve", "m", "--path", root_dir=s3_root)  # the local cache copy, fetched from the blobs
+    res = cli(
+        "resolve", "m", "--path", root_dir=s3_root
+    )  # the local cache copy, fetched from the blobs
     assert res.exit_code == 0, res.stderr
     assert Path(res.stdout.strip()).read_bytes() == weights.read_bytes()
     assert cli("verify", root_dir=s3_root).exit_code == 0
@@ -133,3 +137,22 @@ def test_concurrent_publishers_of_the_same_bytes_on_s3(s3_root, tmp_path):
     (blob,) = blob_keys(s3_root)
     assert blob.endswith(sha(weights.read_bytes()))
     assert ModelRegistry(s3_root).verify().ok
+
+
+def test_a_source_changed_before_its_upload_is_refused_and_its_blob_removed(
+    s3_root, tmp_path, monkeypatch
+):
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"first bytes")
+    real = s3_transfer.put_blobs
+
+    def rewrite_then_upload(store, blobs):
+        weights.write_bytes(b"other bytes")  # after the hash, before the upload
+        return real(store, blobs)
+
+    monkeypatch.setattr(s3_transfer, "put_blobs", rewrite_then_upload)
+    reg = ModelRegistry(s3_root)
+    with pytest.raises(BadInput, match="changed while being published"):
+        reg.publish("m", [weights])
+    assert blob_keys(s3_root) == []  # no blob whose bytes differ from its name
+    assert not [k for k in s3_root.keys() if k.startswith(".regctl/pending/")]

@@ -40,7 +40,7 @@ from registry_cli.core.models import ModelStates, utc_now
 from registry_cli.core.names import validate_key, validate_model_name
 from registry_cli.core.state import ModelState
 from registry_cli.errors import BadInput, RegctlError, RuleViolation
-from registry_cli.storage import faults, layout, payload
+from registry_cli.storage import faults, fs_blobs, layout, payload
 from registry_cli.storage.atomic import write_durable
 from registry_cli.storage.bundle import write_payload_and_bundle
 from registry_cli.storage.hashing import Progress
@@ -231,6 +231,9 @@ class Publisher:
                 return data
 
             mtime = int(time.time())
+            # an object store uploads from the sources after hashing them: any write to
+            # one in between must be noticed (same inode, size, mtime and ctime)
+            seen = {} if blobs_root else {p.source: fs_blobs.identity(p.source) for p in planned}
             files, (bsize, bsha), _copies = write_payload_and_bundle(
                 planned,
                 vdir,
@@ -246,7 +249,7 @@ class Publisher:
             )
             uploads = [(p.source, f.sha256) for p, f in zip(planned, files, strict=True)]
             if blobs_root is None:
-                self.store.put_blobs(uploads)
+                self._upload_blobs(uploads, seen)
             bundle: dict[str, Any] = {
                 "path": "bundle.tar.gz",
                 "size": bsize,
@@ -304,6 +307,18 @@ class Publisher:
             if blobs_root is None:  # a gc elsewhere may have raced the upload: check again
                 self.store.put_blobs(uploads)
         return Published(state, number, entry)
+
+    def _upload_blobs(self, uploads: list[tuple[Path, str]], seen: dict[Path, str]) -> None:
+        uploaded = self.store.put_blobs(uploads)
+        changed = [p for p, ident in seen.items() if fs_blobs.identity(p) != ident]
+        if changed:
+            for source, sha in uploads:  # its blob may hold other bytes than its name says
+                if source in changed and sha in uploaded:
+                    self.store.delete(layout.blob_key(sha))
+            raise BadInput(
+                f"{changed[0]} changed while being published",
+                hint="publish a file that is no longer being written",
+            )
 
     def _reserve(self, name: str, wanted: int | None) -> Callable[[ModelState], int]:
         def reserve(state: ModelState) -> int:
