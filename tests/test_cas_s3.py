@@ -156,3 +156,25 @@ def test_a_source_changed_before_its_upload_is_refused_and_its_blob_removed(
         reg.publish("m", [weights])
     assert blob_keys(s3_root) == []  # no blob whose bytes differ from its name
     assert not [k for k in s3_root.keys() if k.startswith(".regctl/pending/")]
+
+
+def test_the_pending_marker_names_every_blob_before_they_are_looked_for(
+    s3_root, tmp_path, monkeypatch
+):
+    src = tmp_path / "run"
+    src.mkdir()
+    (src / "a.bin").write_bytes(b"a")
+    (src / "b.bin").write_bytes(b"b")
+    seen: list[dict] = []
+    real = s3_transfer.put_blobs
+
+    def look_first(store, blobs):
+        for key in s3_root.keys():
+            if key.startswith(".regctl/pending/"):
+                seen.append(json.loads((s3_root / key).read_text()))
+        return real(store, blobs)
+
+    monkeypatch.setattr(s3_transfer, "put_blobs", look_first)
+    ModelRegistry(s3_root).publish("m", [src])
+    assert sorted(seen[0]["blobs"]) == sorted([sha(b"a"), sha(b"b")])
+    assert not [k for k in s3_root.keys() if k.startswith(".regctl/pending/")]

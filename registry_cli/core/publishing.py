@@ -134,9 +134,10 @@ class _Pending:
         with contextlib.suppress(OSError, RegctlError):
             self.store.delete(self.key)
 
-    def add(self, sha256: str) -> None:
-        if sha256 not in self.blobs:
-            self.blobs.append(sha256)
+    def add(self, *sha256: str) -> None:
+        new = [s for s in dict.fromkeys(sha256) if s not in self.blobs]
+        if new:
+            self.blobs.extend(new)
             self._write()
 
     def _write(self) -> None:
@@ -245,10 +246,13 @@ class Publisher:
                 blobs_root=blobs_root,
                 copy=False,
                 store_bundle=stored_bundle,
-                on_blob=pending.add,
+                # a folder root looks for each blob as soon as it is hashed; an object
+                # store looks for them all at once below, so one marker write does
+                on_blob=pending.add if blobs_root is not None else None,
             )
             uploads = [(p.source, f.sha256) for p, f in zip(planned, files, strict=True)]
             if blobs_root is None:
+                pending.add(*[sha for _p, sha in uploads])
                 self._upload_blobs(uploads, seen)
             bundle: dict[str, Any] = {
                 "path": "bundle.tar.gz",
