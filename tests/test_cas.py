@@ -312,3 +312,24 @@ def test_remote_publish_through_serve_registry_stores_blobs(server, tmp_path):
         bundle_bytes(vdir)
     assert leftovers(root) == [] and local.verify().ok
     assert not list((root / ".regctl" / "tmp").glob("*"))  # the upload was moved, not left
+
+
+def test_a_source_rewritten_in_place_is_hashed_again(tmp_path):
+    """A file published before is found by its identity without a second hash; any write
+    to it (even of the same size, with its mtime put back) is noticed."""
+    reg = ModelRegistry(tmp_path / "r")
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(os.urandom(1 << 20))
+    first = reg.publish("m", [weights])
+    again = reg.publish("m", [weights])
+    assert again.files == first.files
+    st = os.stat(weights)
+    new = os.urandom(1 << 20)
+    with open(weights, "r+b") as fh:
+        fh.write(new)
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))  # ctime still moves
+    third = reg.publish("m", [weights])
+    assert third.files[0]["sha256"] == sha(new)
+    assert (third.path / "payload/w.bin").read_bytes() == new
+    bundle_bytes(third.path)
+    assert len(blobs(reg.root)) == 2 and reg.verify().ok

@@ -10,7 +10,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from registry_cli import ModelRegistry
+import pytest
+
+from registry_cli import BadInput, ModelRegistry
 from registry_cli.storage import s3_transfer
 from tests.conftest import regctl_cmd
 
@@ -135,3 +137,44 @@ def test_concurrent_publishers_of_the_same_bytes_on_s3(s3_root, tmp_path):
     (blob,) = blob_keys(s3_root)
     assert blob.endswith(sha(weights.read_bytes()))
     assert ModelRegistry(s3_root).verify().ok
+
+
+def test_a_source_changed_before_its_upload_is_refused_and_its_blob_removed(
+    s3_root, tmp_path, monkeypatch
+):
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"first bytes")
+    real = s3_transfer.put_blobs
+
+    def rewrite_then_upload(store, blobs):
+        weights.write_bytes(b"other bytes")  # after the hash, before the upload
+        return real(store, blobs)
+
+    monkeypatch.setattr(s3_transfer, "put_blobs", rewrite_then_upload)
+    reg = ModelRegistry(s3_root)
+    with pytest.raises(BadInput, match="changed while being published"):
+        reg.publish("m", [weights])
+    assert blob_keys(s3_root) == []  # no blob whose bytes differ from its name
+    assert not [k for k in s3_root.keys() if k.startswith(".regctl/pending/")]
+
+
+def test_the_pending_marker_names_every_blob_before_they_are_looked_for(
+    s3_root, tmp_path, monkeypatch
+):
+    src = tmp_path / "run"
+    src.mkdir()
+    (src / "a.bin").write_bytes(b"a")
+    (src / "b.bin").write_bytes(b"b")
+    seen: list[dict] = []
+    real = s3_transfer.put_blobs
+
+    def look_first(store, blobs):
+        for key in s3_root.keys():
+            if key.startswith(".regctl/pending/"):
+                seen.append(json.loads((s3_root / key).read_text()))
+        return real(store, blobs)
+
+    monkeypatch.setattr(s3_transfer, "put_blobs", look_first)
+    ModelRegistry(s3_root).publish("m", [src])
+    assert sorted(seen[0]["blobs"]) == sorted([sha(b"a"), sha(b"b")])
+    assert not [k for k in s3_root.keys() if k.startswith(".regctl/pending/")]

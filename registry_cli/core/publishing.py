@@ -40,12 +40,14 @@ from registry_cli.core.models import ModelStates, utc_now
 from registry_cli.core.names import validate_key, validate_model_name
 from registry_cli.core.state import ModelState
 from registry_cli.errors import BadInput, RegctlError, RuleViolation
-from registry_cli.storage import faults, layout, payload
+from registry_cli.storage import faults, fs_blobs, layout, payload
 from registry_cli.storage.atomic import write_durable
 from registry_cli.storage.bundle import write_payload_and_bundle
 from registry_cli.storage.hashing import Progress
 from registry_cli.storage.payload import FileRecord, PlannedFile
 from registry_cli.storage.store import AlreadyExists, Store
+
+WRITE_LEVEL0_BUNDLES = False  # True: keep writing bundle.tar.gz files for level 0 too
 
 PublishProgress = Callable[[str, int], "Progress | None"]
 """Called with a phase name ("publish") and the byte total; returns a per-chunk
@@ -132,9 +134,10 @@ class _Pending:
         with contextlib.suppress(OSError, RegctlError):
             self.store.delete(self.key)
 
-    def add(self, sha256: str) -> None:
-        if sha256 not in self.blobs:
-            self.blobs.append(sha256)
+    def add(self, *sha256: str) -> None:
+        new = [s for s in dict.fromkeys(sha256) if s not in self.blobs]
+        if new:
+            self.blobs.extend(new)
             self._write()
 
     def _write(self) -> None:
@@ -192,7 +195,8 @@ class Publisher:
         planned, options, source = self.plan(name, paths, options, produced)
         total = sum(p.size for p in planned)
         blobs_root = self.store.blobs_root()
-        stored_bundle = self.config.bundle_level > 0  # level 0: assembled from the blobs
+        # a level-0 bundle is assembled from the blobs when read, so no file is written
+        stored_bundle = self.config.bundle_level > 0 or WRITE_LEVEL0_BUNDLES
         # new bytes go once into blobs (a folder root) or nowhere local (object stores)
         needed = (0 if blobs_root is None else total) + (total if stored_bundle else 0)
         faults.check_free_space(self.store.local_path(""), needed, "publish", name, what="payload")
@@ -228,6 +232,9 @@ class Publisher:
                 return data
 
             mtime = int(time.time())
+            # an object store uploads from the sources after hashing them: any write to
+            # one in between must be noticed (same inode, size, mtime and ctime)
+            seen = {} if blobs_root else {p.source: fs_blobs.identity(p.source) for p in planned}
             files, (bsize, bsha), _copies = write_payload_and_bundle(
                 planned,
                 vdir,
@@ -239,11 +246,14 @@ class Publisher:
                 blobs_root=blobs_root,
                 copy=False,
                 store_bundle=stored_bundle,
-                on_blob=pending.add,
+                # a folder root looks for each blob as soon as it is hashed; an object
+                # store looks for them all at once below, so one marker write does
+                on_blob=pending.add if blobs_root is not None else None,
             )
             uploads = [(p.source, f.sha256) for p, f in zip(planned, files, strict=True)]
             if blobs_root is None:
-                self.store.put_blobs(uploads)
+                pending.add(*[sha for _p, sha in uploads])
+                self._upload_blobs(uploads, seen)
             bundle: dict[str, Any] = {
                 "path": "bundle.tar.gz",
                 "size": bsize,
@@ -301,6 +311,18 @@ class Publisher:
             if blobs_root is None:  # a gc elsewhere may have raced the upload: check again
                 self.store.put_blobs(uploads)
         return Published(state, number, entry)
+
+    def _upload_blobs(self, uploads: list[tuple[Path, str]], seen: dict[Path, str]) -> None:
+        uploaded = self.store.put_blobs(uploads)
+        changed = [p for p, ident in seen.items() if fs_blobs.identity(p) != ident]
+        if changed:
+            for source, sha in uploads:  # its blob may hold other bytes than its name says
+                if source in changed and sha in uploaded:
+                    self.store.delete(layout.blob_key(sha))
+            raise BadInput(
+                f"{changed[0]} changed while being published",
+                hint="publish a file that is no longer being written",
+            )
 
     def _reserve(self, name: str, wanted: int | None) -> Callable[[ModelState], int]:
         def reserve(state: ModelState) -> int:

@@ -92,7 +92,7 @@ def _payload_problems(store: Store, name: str, version: int, files: list[Any]) -
     for f in files:
         listed.add(f["path"])
         try:
-            size, sha = store.hash(f"{vkey}/{f['path']}")
+            size, sha = store.hash(store.payload_key(vkey, f["path"], f["sha256"]))
         except (Missing, FileNotFoundError):
             out.append(f"{f['path']} is missing")
             continue

@@ -34,6 +34,7 @@ from registry_cli.importers.source import (
 from registry_cli.pull.sources import parse_source
 from registry_cli.pull.transports import FtpTransport, LocalTransport, Transport
 from registry_cli.storage.bundle_reader import unpack_bundle
+from registry_cli.storage.layout import check_key_parts
 
 SMALL = 64 << 20
 SKIP_DIRS = {"versions"}
@@ -140,6 +141,40 @@ class _Listing:
     latest_doc: tree_docs.Entry | None
 
 
+def _fetch_payload(tree: Tree, where: str, into: Path) -> dict[str, tuple[int, str]]:
+    """``manifest.json`` and each file it lists under ``where`` (a version folder whose
+    bundle is assembled by its server, so has no file), as an unpacked bundle would be;
+    the digests are checked against the manifest by the caller."""
+    import json
+
+    data = tree.read(f"{where}/manifest.json")
+    if data is None:
+        raise IntegrityError(f"{where}/bundle.tar.gz is listed but missing")
+    (into / "manifest.json").write_bytes(data)
+    try:
+        files = json.loads(data)["files"]
+        paths = [str(f["path"]) for f in files]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"{where}/manifest.json lists no files ({exc})") from None
+    digests = {}
+    for path in paths:
+        check_key_parts(path)
+        if not path.startswith("payload/"):
+            raise IntegrityError(f"{where}/manifest.json: {path!r} is not under payload/")
+        dest = into / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            got = tree.transport.download(f"{where}/{path}", fd)
+        except NotFound:
+            raise IntegrityError(f"{where}/{path} is listed but missing") from None
+        finally:
+            os.close(fd)
+        digests[path] = (got[0], got[1])
+    digests["manifest.json"] = (len(data), "")
+    return digests
+
+
 def _read_stage(tree: Tree, stage: str, name: str) -> _Listing:
     where = f"{stage}/{name}"
     data = tree.read(f"{where}/index.json")
@@ -163,23 +198,27 @@ def _fetcher(tree: Tree, listing: _Listing, name: str, entry: tree_docs.Entry) -
         where = f"{listing.stage}/{name}/versions/{entry.label}"
         expected = tree_docs.expected_bundle(entry, listing.latest_doc)
         bundle = folder / "bundle.tar.gz"
+        unpacked = folder / "unpacked"
+        unpacked.mkdir()
         fd = os.open(bundle, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             got = tree.transport.download(f"{where}/bundle.tar.gz", fd)
             size, sha = got[0], got[1]  # (size, sha256, ...)
         except NotFound:
-            raise IntegrityError(f"{where}/bundle.tar.gz is listed but missing") from None
+            got = None
         finally:
             os.close(fd)
-        if size != expected.size or sha != expected.sha256:
-            raise IntegrityError(
-                f"{where}/bundle.tar.gz: sha256 {sha} ({size} bytes) does not match "
-                f"{expected.size} bytes, sha256 {expected.sha256} in index.json/LATEST.json"
-            )
-        unpacked = folder / "unpacked"
-        unpacked.mkdir()
-        digests = unpack_bundle(bundle, unpacked)
-        bundle.unlink()
+        if got is None:  # a regctl tree serving its bundle without a file: file by file
+            bundle.unlink()
+            digests = _fetch_payload(tree, where, unpacked)
+        else:
+            if size != expected.size or sha != expected.sha256:
+                raise IntegrityError(
+                    f"{where}/bundle.tar.gz: sha256 {sha} ({size} bytes) does not match "
+                    f"{expected.size} bytes, sha256 {expected.sha256} in index.json/LATEST.json"
+                )
+            digests = unpack_bundle(bundle, unpacked)
+            bundle.unlink()
         manifest = tree_docs.check_bundle(unpacked, digests, where)
         files = [
             (unpacked / path, path[len("payload/") :])

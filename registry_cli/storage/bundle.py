@@ -319,6 +319,8 @@ def write_payload_and_bundle(
         payload.mkdir(parents=True, exist_ok=True)
     folders = bundle_folders([f"payload/{p.relpath}" for p in planned])
     known = fs_blobs.sizes(blobs_root) if blobs_root is not None else set()
+    seen = fs_blobs.load_seen(blobs_root) if blobs_root is not None else {}
+    seen_before = dict(seen)
     records: list[FileRecord] = []
     copies = 0
     # without store_bundle the bundle is assembled from the blobs when read: only
@@ -344,7 +346,7 @@ def write_payload_and_bundle(
                 # while being read would corrupt the bundle, so it is refused
                 bundler.submit(bundle.begin_file, f"payload/{item.relpath}", item.size)
                 if blobs_root is not None:
-                    sha = _into_blob(pump, item, blobs_root, known, fsync, progress, on_blob)
+                    sha = _into_blob(pump, item, blobs_root, known, seen, fsync, progress, on_blob)
                     if not fs_blobs.link_payload(fs_blobs.blob_path(blobs_root, sha), dst):
                         copies += 1
                 else:
@@ -366,6 +368,8 @@ def write_payload_and_bundle(
     finally:
         if store_bundle:
             os.close(bundle_fd)
+    if blobs_root is not None and seen != seen_before:
+        fs_blobs.save_seen(blobs_root, seen)
     return records, result, copies
 
 
@@ -374,19 +378,34 @@ def _into_blob(
     item: PlannedFile,
     root: Path,
     known: set[int],
+    seen: dict[str, str],
     fsync: bool,
     progress: Progress | None,
     on_blob: Callable[[str], None] | None,
 ) -> str:
-    """Store one planned file as its blob (if new); its sha256."""
+    """Store one planned file as its blob (if new); its sha256. ``known``: sizes of
+    the blobs present; ``seen``: source identities hashed before (updated here)."""
+    ident = None if item.move else fs_blobs.identity(item.source)
     if item.move or item.size in known:
-        # may be a blob already (or is ours to rename): hash without writing first
+        # may be a blob already (or is ours to rename): hash without writing first,
+        # or only read it for the bundle when this very file was hashed before
+        before = seen.get(ident) if ident else None
+        if before and not fs_blobs.blob_path(root, before).exists():
+            before = None
+        known_sha = item.sha256 or before
         sha = pump.run(
-            item, item.source, None, feed=True, fsync=False, progress=progress, known=item.sha256
+            item, item.source, None, feed=True, fsync=False, progress=progress, known=known_sha
         )
+        if before and fs_blobs.identity(item.source) != ident:
+            raise BadInput(
+                f"{item.source} changed while being published",
+                hint="publish a file that is no longer being written",
+            )
         if on_blob is not None:
             on_blob(sha)
         if fs_blobs.blob_path(root, sha).exists():
+            if ident:
+                seen[ident] = sha
             return sha
         if item.move:
             fs_blobs.adopt(root, item.source, sha, fsync=fsync)
@@ -419,4 +438,6 @@ def _into_blob(
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)  # dropped, or left by a failed adopt
+    if ident and fs_blobs.identity(item.source) == ident:
+        seen[ident] = sha
     return sha

@@ -153,3 +153,43 @@ def copied_payloads(root: Path, limit: int = 200) -> tuple[int, int]:
                 if checked >= limit:
                     return checked, copies
     return checked, copies
+
+
+# -- sources already hashed ---------------------------------------------------
+# A file published again unchanged (same inode, size, mtime and ctime, as git's index
+# and rsync judge it) need not be hashed again to find its blob: the bundle's hash
+# still reads it once. ctime cannot be set back by a user, so any write is noticed.
+SEEN = ".regctl/hashed.json"
+SEEN_MAX = 4096  # entries kept, newest last
+
+
+def identity(path: Path) -> str:
+    st = os.stat(path)
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def load_seen(root: Path) -> dict[str, str]:
+    import json
+
+    try:
+        doc = json.loads((root / SEEN).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {k: v for k, v in doc.items() if isinstance(v, str) and layout.is_sha256(v)}
+
+
+def save_seen(root: Path, seen: dict[str, str]) -> None:
+    """Best effort, atomically (a lost entry only costs a hash next time)."""
+    import json
+
+    path = root / SEEN
+    keep = dict(list(seen.items())[-SEEN_MAX:])
+    tmp = temp_sibling(path)
+    try:
+        tmp.write_text(json.dumps(keep))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

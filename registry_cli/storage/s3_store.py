@@ -380,12 +380,12 @@ class S3Store(Store):
         return self.hash(src)[1] == self.hash(dst)[1]
 
     # -- blobs ----------------------------------------------------------
-    def put_blobs(self, blobs: list[tuple[Path, str]]) -> None:
+    def put_blobs(self, blobs: list[tuple[Path, str]]) -> list[str]:
         """One object per distinct file: HEAD each blob, upload the missing ones from
         their local file with ``If-None-Match: *`` (a concurrent writer of the same
         bytes wins the race harmlessly)."""
         self._writable()
-        s3_transfer.put_blobs(self, dict((sha, path) for path, sha in blobs))
+        return s3_transfer.put_blobs(self, dict((sha, path) for path, sha in blobs))
 
     def payload_key(self, vkey: str, path: str, sha256: str) -> str:
         """A version published with blobs has no payload objects of its own: its files

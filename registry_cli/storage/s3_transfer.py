@@ -90,8 +90,9 @@ def upload_folder(store: Bucket, staging: Path, key: str) -> None:
             fut.result()
 
 
-def put_blobs(store: Bucket, blobs: dict[str, Path]) -> None:
-    """Upload each ``sha -> local file`` whose blob object is missing (HEAD first)."""
+def put_blobs(store: Bucket, blobs: dict[str, Path]) -> list[str]:
+    """Upload each ``sha -> local file`` whose blob object is missing (HEAD first);
+    the sha256 of those uploaded by this call."""
 
     def missing(sha: str) -> bool:
         key = layout.blob_key(sha)
@@ -114,11 +115,14 @@ def put_blobs(store: Bucket, blobs: dict[str, Path]) -> None:
                 futures.append(big.submit(_put_multipart, store, path, key, pool))
             else:
                 futures.append(pool.submit(_put_new, store, path, key))
-        for fut in futures:
+        uploaded = []
+        for sha, fut in zip(todo, futures, strict=True):
             try:
                 fut.result()
+                uploaded.append(sha)
             except AlreadyExists:
                 pass  # another publisher of the same bytes was first
+    return uploaded
 
 
 def _put_new(store: Bucket, path: Path, key: str) -> None:

@@ -166,10 +166,11 @@ class Store(ABC):
         """The local folder root whose ``blobs/`` a publish writes into directly, if any."""
         return None
 
-    def put_blobs(self, blobs: list[tuple[Path, str]]) -> None:
+    def put_blobs(self, blobs: list[tuple[Path, str]]) -> list[str]:
         """Make sure blob ``sha`` exists for each ``(local file, sha)``, uploading those
-        missing from the local file (object stores; a folder root writes its own)."""
-        return None
+        missing from the local file (object stores; a folder root writes its own).
+        Returns the sha256 of the blobs uploaded."""
+        return []
 
     def payload_key(self, vkey: str, path: str, sha256: str) -> str:
         """Where the payload file ``path`` (``payload/...``) of version ``vkey`` is read."""
