@@ -15,8 +15,11 @@ the right bytes under every name, a SIGKILL at any instant leaves at most a temp
 name (removed by the next run), and running again finds the work done.
 
 Object-store root: each payload object is copied server-side to its blob key (when
-missing), the blob is read back and checked, and only then is the version's payload
-object deleted; readers of such a version find its files as blobs.
+missing) and the blob is read back and checked. Only then may the version's payload
+object be deleted (readers then find its files as blobs); that step is off until the
+served tree and the version readers of an object-store root read payloads from blobs
+(:data:`DROP_VERSION_OBJECTS`): until then a deleted object would break ``dist
+rebuild``, ``promote`` and ``gc``'s served-tree repair of that version.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from registry_cli.storage.atomic import (
 )
 from registry_cli.storage.hashing import hash_file
 from registry_cli.storage.store import Missing, Store
+
+DROP_VERSION_OBJECTS = False  # object store: delete vN/payload/* once its blobs verify
 
 
 def dedup(
@@ -193,12 +198,16 @@ def _dedup_object_version(
         if rel.removeprefix("payload/") not in present:
             continue
         blob = layout.blob_key(sha)
+        missing = sha not in checked and store.kind(blob) != "file"
+        if not missing and not DROP_VERSION_OBJECTS:
+            continue
         if dry_run:
             report.removed.append(f"dedup {store.location}/{vkey}/{rel} -> {blob}")
             report.deduped += 1
+            checked.add(sha)
             continue
         if sha not in checked:
-            if store.kind(blob) != "file":
+            if missing:
                 store.copy_file(f"{vkey}/{rel}", blob)
             try:
                 got = store.hash(blob)
@@ -212,5 +221,6 @@ def _dedup_object_version(
                     hint="run: regctl verify",
                 )
             checked.add(sha)
-        store.delete(f"{vkey}/{rel}")
+        if DROP_VERSION_OBJECTS:
+            store.delete(f"{vkey}/{rel}")
         report.deduped += 1
