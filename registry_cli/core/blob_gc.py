@@ -17,6 +17,7 @@ from registry_cli.core.types import GcReport
 from registry_cli.core.versions import VersionReader
 from registry_cli.errors import IntegrityError
 from registry_cli.storage import layout
+from registry_cli.storage.atomic import is_temp_sibling, temp_sibling_abandoned
 from registry_cli.storage.store import Store
 
 DEFAULT_GRACE_S = 3600.0
@@ -50,6 +51,7 @@ def collect_blobs(
             f"gc removes no blob while references are unknown: {refs.unreadable[0]}",
             hint="run: regctl verify, fix what it reports, then gc again",
         )
+    _remove_abandoned_temps(store, report, dry_run)
     pending = pending_blobs(store, grace_s)
     candidates = sorted(sha for sha in list_blobs(store) if sha not in refs.by_sha)
     for sha in candidates:
@@ -79,3 +81,18 @@ def collect_blobs(
             report.removed.append(f"{store.location}/{key}")
             report.blobs_removed += 1
             report.bytes_freed += info.size
+
+
+def _remove_abandoned_temps(store: Store, report: GcReport, dry_run: bool) -> None:
+    """Temporary blobs of writers killed before their rename, gone and over an hour old
+    (a writer on another machine sharing the folder may still rename a younger one)."""
+    root = getattr(store, "root", None) if hasattr(store, "path") else None
+    if root is None:
+        return
+    base = root / layout.BLOBS
+    for fan in sorted(base.iterdir()) if base.is_dir() else []:
+        for path in sorted(fan.iterdir()) if fan.is_dir() else []:
+            if is_temp_sibling(path.name) and temp_sibling_abandoned(path):
+                if not dry_run:
+                    path.unlink(missing_ok=True)
+                report.removed.append(str(path))

@@ -44,6 +44,7 @@ from registry_cli.storage.atomic import (
 from registry_cli.storage.hashing import hash_file
 from registry_cli.storage.store import Missing, Store
 
+TAG = "dedup"  # the temporary names of this module: .NAME.dedup-PID-HEX8
 DROP_VERSION_OBJECTS = False  # object store: delete vN/payload/* once its blobs verify
 
 
@@ -95,15 +96,16 @@ def _writable(folder: Path) -> Any:
         os.chmod(folder, mode)
 
 
-def _clean_temps(folder: Path, min_age_s: float) -> None:
-    """Temporary names a killed run left in ``folder`` (its process gone)."""
+def _clean_temps(folder: Path) -> None:
+    """Temporary names a killed ``gc --dedup`` left in ``folder`` (its process gone); a
+    publish's temporary blobs (another tag) are ``gc``'s after an hour."""
     try:
         names = os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
         return
     for entry in names:
         path = folder / entry
-        if is_temp_sibling(entry) and temp_sibling_abandoned(path, min_age_s):
+        if f".{TAG}-" in entry and is_temp_sibling(entry) and temp_sibling_abandoned(path, 0.0):
             with _writable(folder), contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
@@ -112,7 +114,7 @@ def _relink(blob: Path, target: Path) -> None:
     """Replace ``target`` by a hard link of ``blob``: temporary link, then rename over."""
     folder = target.parent
     with _writable(folder):
-        tmp = temp_sibling(target)
+        tmp = temp_sibling(target, TAG)
         os.link(blob, tmp)
         try:
             os.rename(tmp, target)
@@ -137,8 +139,8 @@ def _dedup_folder_version(
         payload = vdir / rel
         blob = root / layout.blob_key(sha)
         if not dry_run:
-            _clean_temps(payload.parent, 0.0)
-            _clean_temps(blob.parent, 3600.0)  # a publish elsewhere may be writing one
+            _clean_temps(payload.parent)
+            _clean_temps(blob.parent)
         if not os.path.exists(payload):
             continue  # verify reports it; nothing to move
         if not blob.exists():
@@ -152,7 +154,7 @@ def _dedup_folder_version(
                     hint="run: regctl verify",
                 )
             blob.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temp_sibling(blob)
+            tmp = temp_sibling(blob, TAG)
             os.link(payload, tmp)
             os.chmod(tmp, 0o444)
             if blob.exists():
@@ -179,7 +181,7 @@ def _dedup_folder_version(
             copy = served / rel
             if dry_run or not os.path.isfile(copy) or _same(copy, blob):
                 continue
-            _clean_temps(copy.parent, 0.0)
+            _clean_temps(copy.parent)
             _relink(blob, copy)
 
 
