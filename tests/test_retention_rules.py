@@ -10,9 +10,10 @@ import pytest
 
 from registry_cli import ModelRegistry
 from registry_cli.core import lifecycle
-from registry_cli.core.blob_gc import parse_grace
+from registry_cli.core.blob_gc import collect_blobs, parse_grace
 from registry_cli.core.retention import keep_reason
 from registry_cli.core.state import ModelState
+from registry_cli.core.types import GcReport
 from registry_cli.core.versionset import VersionSet
 from registry_cli.errors import IntegrityError, RuleViolation
 from registry_cli.settings.retention import RetentionRule, parse_retention, rule_for
@@ -98,6 +99,7 @@ def test_gc_removes_no_blob_while_a_manifest_is_unreadable(tmp_path, model_file)
     manifest = root / "models/m/v1/manifest.json"
     os.chmod(manifest, 0o644)
     manifest.write_text("{broken")
+    report = GcReport()
     with pytest.raises(IntegrityError, match="references are unknown"):
-        reg.gc(grace_s=0)
+        collect_blobs(reg.store, reg.states, reg.versions, report, grace_s=0, dry_run=False)
     assert orphan.exists()
