@@ -1,5 +1,5 @@
 """Commands that create and read versions: init, publish, list, versions, show,
-resolve, audit, verify, gc."""
+resolve, audit, verify (gc is in ops_cmds)."""
 
 from __future__ import annotations
 
@@ -281,6 +281,10 @@ def resolve(
     """Print the version a reference means (vN), for scripts."""
     reg = open_registry()
     info = reg.get(ref, stage=stage, metric=metric, mode=mode, with_bundle=as_json)
+    if info.status == "purged":
+        from registry_cli.core.retention import require_payload
+
+        require_payload(info.status, info.name, info.version)
     if as_json:
         print_json(info.to_json())
     elif path and reg.remote:  # the path on the registry's machine
@@ -364,24 +368,6 @@ def verify(
         raise typer.Exit(5)
 
 
-def gc(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
-    """Remove leftovers of interrupted publishes (never a live one)."""
-    report = open_local().gc()
-    if as_json:
-        print_json(report.to_json())
-    else:
-        for path in report.removed:
-            typer.echo(f"removed {path}")
-        typer.echo(
-            f"gc: removed {len(report.removed)} leftover(s)"
-            + (
-                f", {len(report.kept_in_use)} publish(es) still running"
-                if report.kept_in_use
-                else ""
-            )
-        )
-
-
 def register(app: typer.Typer) -> None:
     app.command("init")(command(init))
     app.command("publish")(command(publish))
@@ -391,4 +377,3 @@ def register(app: typer.Typer) -> None:
     app.command("resolve")(command(resolve))
     app.command("audit")(command(audit))
     app.command("verify")(command(verify))
-    app.command("gc")(command(gc))

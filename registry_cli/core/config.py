@@ -18,6 +18,7 @@ from registry_cli.core.gates import StageGate, parse_condition
 from registry_cli.core.names import ALIAS_RE, validate_key
 from registry_cli.errors import ConfigError
 from registry_cli.settings import SECTIONS, Loaded
+from registry_cli.settings.retention import RetentionRule, parse_retention
 from registry_cli.storage import layout
 from registry_cli.storage.store import Missing, Store
 
@@ -46,6 +47,7 @@ TOP_KEYS = {
     "fleet",
     "events",
     "oci_mirrors",
+    "retention",
 }
 
 
@@ -62,6 +64,7 @@ class Config:
     sections: dict[str, Loaded] = field(default_factory=dict)
     webhooks: tuple[Webhook, ...] = ()
     oci_mirrors: tuple[Mirror, ...] = ()  # docs/oci.md#mirrors
+    retention: tuple[RetentionRule, ...] = ()  # prune without flags (settings/retention.py)
 
     def section(self, name: str) -> Loaded:
         """The checked ``ftp:``/``serve:``/``mlflow:``/``pull:`` values (empty if absent)."""
@@ -226,6 +229,10 @@ def load_config_file(path: Path) -> Config:
     if not isinstance(publish.get("fsync", False), bool):
         raise _fail(path, loc, "publish.fsync must be true or false", "publish", "fsync")
     cfg.publish_fsync = publish.get("fsync", False)
+    try:
+        cfg.retention = parse_retention(data.get("retention"))
+    except ValueError as exc:
+        raise _fail(path, loc, str(exc), "retention") from None
     if isinstance(data.get("remote"), str):  # the shorthand remote: URL
         data["remote"] = {"url": data["remote"]}
     for name, spec in SECTIONS.items():

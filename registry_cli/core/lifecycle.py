@@ -255,3 +255,18 @@ def remove_alias(state: ModelState, alias: str) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     _move_alias(state, alias, None, changes)
     return changes
+
+
+def purge(state: ModelState, version: int) -> dict[str, Any]:
+    """An archived version's payload goes; its number, facts and audit lines stay."""
+    require_version(state, version)
+    if version in state.purged:
+        return {"noop": True}
+    if version not in state.archived:
+        raise RuleViolation(
+            f"{state.name}:v{version} is {state.status_of(version)}; only an archived "
+            "version can be purged",
+            hint=f"archive it first: regctl archive {state.name} v{version}",
+        )
+    state.purged.add(version)
+    return {"status": ["archived", "purged"]}

@@ -396,11 +396,24 @@ class ModelRegistry:
 
         return upkeep.verify(self.store, self.states, self.versions, self.served, name, progress)
 
-    def gc(self) -> GcReport:
-        """Remove what interrupted writers left; bring dist/ back in step."""
+    def gc(
+        self, *, grace_s: float = 3600.0, dry_run: bool = False, dedup: bool = False
+    ) -> GcReport:
+        """Remove what interrupted writers left and unreferenced blobs older than
+        ``grace_s``; bring dist/ back in step; ``dedup``: move old payloads into blobs."""
         from registry_cli.core import upkeep
 
-        return upkeep.gc(self.store, self.states, self.served, self.actor)
+        return upkeep.gc(
+            self.store, self.states, self.served, self.actor, versions=self.versions,
+            grace_s=grace_s, dry_run=dry_run, dedup=dedup,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ retention
+    def retention(self) -> Any:
+        """The parts ``core/retention.py`` and ``core/usage.py`` work on (purge, prune, du)."""
+        from registry_cli.core.retention import Parts
+
+        return Parts(self.store, self.states, self.versions, self.served, self.stages, self.actor)
 
 
 _conforms: type[Registry] = ModelRegistry  # mypy fails here when the contract drifts

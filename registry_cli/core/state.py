@@ -49,6 +49,7 @@ class ModelState:
     description: str | None = None
     versions: VersionSet = field(default_factory=VersionSet)
     archived: VersionSet = field(default_factory=VersionSet)
+    purged: VersionSet = field(default_factory=VersionSet)  # archived, payload deleted
     stages: dict[str, VersionSet] = field(default_factory=dict)
     latest: dict[str, int | None] = field(default_factory=dict)
     aliases: dict[str, int] = field(default_factory=dict)
@@ -76,6 +77,8 @@ class ModelState:
         return [s for s in stages if self.in_stage(version, s, stages[0])]
 
     def status_of(self, version: int) -> str:
+        if version in self.purged:
+            return "purged"
         return "archived" if version in self.archived else "active"
 
     def active(self) -> list[int]:
@@ -91,6 +94,7 @@ class ModelState:
             "next_version": self.next_version,
             "versions": self.versions.dump(),
             "archived": self.archived.dump(),
+            **({"purged": self.purged.dump()} if self.purged else {}),
             "stages": {s: vs.dump() for s, vs in sorted(self.stages.items())},
             "latest": {s: (format_version(v) if v else None) for s, v in self.latest.items()},
             "aliases": {a: format_version(v) for a, v in sorted(self.aliases.items())},
@@ -118,6 +122,7 @@ class ModelState:
                 description=doc.get("description"),
                 versions=VersionSet.parse(doc.get("versions")),
                 archived=VersionSet.parse(doc.get("archived")),
+                purged=VersionSet.parse(doc.get("purged")),
                 stages={str(s): VersionSet.parse(v) for s, v in (doc.get("stages") or {}).items()},
                 latest={
                     str(s): (parse_version(v) if v else None)

@@ -153,11 +153,28 @@ class VerifyReport:
 
 @dataclass
 class GcReport:
-    removed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # with dry_run: what would go
     kept_in_use: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    blobs_removed: int = 0
+    bytes_freed: int = 0
+    kept_young: int = 0  # unreferenced blobs younger than the grace period
+    kept_pending: int = 0  # unreferenced blobs a publish in progress announced
+    deduped: int = 0  # payload files turned into hard links of blobs (gc --dedup)
 
     def to_json(self) -> dict[str, Any]:
-        return {"removed": self.removed, "in_use": self.kept_in_use}
+        return {
+            "removed": self.removed,
+            "in_use": self.kept_in_use,
+            "dry_run": self.dry_run,
+            "blobs": {
+                "removed": self.blobs_removed,
+                "bytes": self.bytes_freed,
+                "kept_young": self.kept_young,
+                "kept_pending": self.kept_pending,
+            },
+            "deduped": self.deduped,
+        }
 
 
 @dataclass

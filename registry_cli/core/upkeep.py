@@ -4,6 +4,8 @@ parts, so they work on any :class:`Store`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from registry_cli.core.models import ModelStates
 from registry_cli.core.names import format_version, parse_version, validate_model_name
 from registry_cli.core.served import check as served_check
@@ -72,10 +74,15 @@ def _verify_version(
         problem(f"{vkey}/manifest.json", str(exc))
         return
     listed = set()
+    if v in state.purged:  # its payload is gone on purpose; its facts stay
+        return
+    blob_only = store.kind(f"{vkey}/payload") is None  # an object-store version in blobs
     for f in facts["files"]:
         key = store.payload_key(vkey, f["path"], f["sha256"])
         listed.add(f["path"])
         report.checked += 1
+        if blob_only and layout.is_sha256(str(f.get("sha256"))):
+            key = layout.blob_key(f["sha256"])
         try:
             size, digest = store.hash(key, progress)
         except Missing:
@@ -93,6 +100,8 @@ def _verify_version(
     except IntegrityError as exc:
         problem(f"{vkey}/version.yaml", str(exc))
         return
+    if bundle.get("stored") is False:
+        return  # assembled from the blobs when read: nothing on disk to re-hash
     report.checked += 1
     try:
         if is_virtual(bundle):  # assembled from the payload when read: hash that
@@ -138,28 +147,78 @@ def _verify_invariants(
         problem("next_version is not above every recorded version")
 
 
-def gc(store: Store, states: ModelStates, served: ServedTree, actor: str) -> GcReport:
+def gc(
+    store: Store,
+    states: ModelStates,
+    served: ServedTree,
+    actor: str,
+    *,
+    versions: VersionReader | None = None,
+    grace_s: float = 3600.0,
+    dry_run: bool = False,
+    dedup: bool = False,
+) -> GcReport:
     """Remove what interrupted publishes left: scratch folders and unrecorded ``vN``;
-    repair ``dist/`` after a writer killed between its commit and the served-tree update."""
+    repair ``dist/`` after a writer killed between its commit and the served-tree update;
+    finish killed purges; remove unreferenced blobs older than ``grace_s``
+    (core/blob_gc.py). ``dedup`` first moves old payload files into blobs
+    (core/dedup.py). ``dry_run`` changes nothing and reports what would go."""
+    from registry_cli.core import blob_gc
+    from registry_cli.core import dedup as dedupe
+    from registry_cli.core.retention import delete_payload
+
     states.require_root()
-    report = GcReport()
+    versions = versions or VersionReader(store, served.stages)
+    report = GcReport(dry_run=dry_run)
     for key, alive in store.leftover_scratch():
         if alive:
             report.kept_in_use.append(f"{store.location}/{key}")
         else:
-            store.remove_tree(key)
+            if not dry_run:
+                store.remove_tree(key)
             report.removed.append(f"{store.location}/{key}")
     for name in states.names():
-        report.removed.extend(_collect_model(store, states, served, name))
-    if report.removed:
-        states.audit(actor, "gc", None, None, {"removed": len(report.removed)})
+        report.removed.extend(_collect_model(store, states, served, name, dry_run))
+        state = states.load(name)
+        for v in state.purged:
+            vkey = layout.version_key(name, v)
+            if dry_run:
+                report.removed.extend(
+                    f"{store.location}/{vkey}/{rel}"
+                    for rel in ("payload", "bundle.tar.gz")
+                    if store.kind(f"{vkey}/{rel}") is not None
+                )
+            else:
+                report.removed.extend(delete_payload(store, name, v))
+    if dedup:
+        dedupe.dedup(store, states, versions, served.stages, report, dry_run=dry_run)
+    blob_gc.collect_blobs(store, states, versions, report, grace_s=grace_s, dry_run=dry_run)
+    if (report.removed or report.deduped) and not dry_run:
+        details: dict[str, Any] = {"removed": len(report.removed)}
+        if report.blobs_removed:
+            details["blobs"] = report.blobs_removed
+            details["bytes"] = report.bytes_freed
+        if report.deduped:
+            details["deduped"] = report.deduped
+        states.audit(actor, "gc", None, None, details)
     return report
 
 
-def _collect_model(store: Store, states: ModelStates, served: ServedTree, name: str) -> list[str]:
+def _collect_model(
+    store: Store, states: ModelStates, served: ServedTree, name: str, dry_run: bool = False
+) -> list[str]:
     """Remove ``vN`` folders the state does not list; repair the model's ``dist/``."""
     mkey = layout.model_key(name)
     removed: list[str] = []
+    if dry_run:
+        state = states.load(name)
+        return [
+            f"{store.location}/{mkey}/{entry}"
+            for entry in store.children(mkey)
+            if (number := _version_folder(entry)) is not None
+            and number not in state.versions
+            and store.kind(f"{mkey}/{entry}") == "dir"
+        ]
 
     def drop_unrecorded(state: ModelState) -> None:
         for entry in store.children(mkey):

@@ -45,8 +45,11 @@ def load_alias(registry: ModelRegistry, name: str, alias: str) -> LoadedModel:
 def local_folder(registry: ModelRegistry, info: VersionInfo) -> Path:
     """The version's folder; on an s3 root, its copy in the local cache, fetched and
     verified against the manifest first (see docs/object-storage.md)."""
+    from registry_cli.core.retention import require_payload
     from registry_cli.storage.layout import version_key
     from registry_cli.storage.open import local_version
+
+    require_payload(info.status, info.name, info.version)
 
     return local_version(registry.store, version_key(info.name, info.version))
 

@@ -72,10 +72,15 @@ class ServedTree:
 
     # -- facts ---------------------------------------------------------
     def members(self, state: ModelState, stage: str) -> list[int]:
+        """The versions served in ``stage``: a purged version has nothing left to serve."""
         if stage == self.stages[0]:
-            return list(state.versions)
+            return [v for v in state.versions if v not in state.purged]
         inside = state.stages.get(stage)
-        return [v for v in state.versions if inside is not None and v in inside]
+        return [
+            v
+            for v in state.versions
+            if inside is not None and v in inside and v not in state.purged
+        ]
 
     def version_facts(self, name: str, version: int) -> dict[str, Any]:
         """``version.yaml`` of a published version (created_at and bundle)."""
