@@ -260,8 +260,8 @@ def test_verify_finds_drift_around_a_bundle_that_is_not_stored(tmp_path, cli):
 
 
 def test_publish_can_hash_the_bundle_without_writing_it(tmp_path):
-    from registry_cli.storage.bundle import write_payload_and_bundle
     from registry_cli.storage.payload import PlannedFile
+    from registry_cli.storage.payload_copy import write_payload_and_bundle
 
     src = artifact(tmp_path)
     planned = [

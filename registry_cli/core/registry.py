@@ -43,27 +43,24 @@ from registry_cli.core.models import ModelStates
 from registry_cli.core.names import format_version, validate_alias, validate_key, vname
 from registry_cli.core.names import validate_model_name as _name
 from registry_cli.core.refs import BestBy, Ref, parse_ref, resolve_number
+from registry_cli.core.registry_upkeep import Upkeep
 from registry_cli.core.rules import Decision, Rule, Rules
 from registry_cli.core.state import ModelState
 from registry_cli.core.types import (
     AuditLog,
     ChangeResult,
-    GcReport,
     ModelSummary,
-    VerifyReport,
     VersionInfo,
 )
 from registry_cli.core.versions import VersionReader
 from registry_cli.errors import BadInput
 from registry_cli.storage import layout
-from registry_cli.storage.hashing import Progress
 from registry_cli.storage.layout import Layout
 from registry_cli.storage.open import open_store
 from registry_cli.storage.store import AlreadyExists, Store
 
 if TYPE_CHECKING:
     from registry_cli.core.publishing import Produced
-    from registry_cli.core.served.documents import DistReport
     from registry_cli.core.served.tree import ServedTree
 
 
@@ -79,7 +76,7 @@ def default_actor() -> str:
         return f"uid:{os.getuid()}"
 
 
-class ModelRegistry:
+class ModelRegistry(Upkeep):
     """A registry root. Every public method maps to a CLI command; the operations of
     :class:`~registry_cli.core.contract.Registry` are the ones a server offers too."""
 
@@ -376,44 +373,6 @@ class ModelRegistry:
         if not wanted and not dropped:
             raise BadInput("nothing to change", hint="give KEY=VALUE pairs and/or --rm KEY")
         return self._change(name, "tag", self.rules.tag(version, wanted, dropped))
-
-    def import_audit(self, entries: list[dict[str, Any]]) -> None:
-        """Append audit entries of a system regctl replaces, as they were (importers)."""
-        self.states.require_root()
-        for entry in entries:
-            self.states.append_entry(entry)
-
-    # ------------------------------------------------------------------ upkeep
-    def rebuild_dist(self) -> DistReport:
-        """Regenerate ``dist/`` from ``models/`` (each model under its lock)."""
-        from registry_cli.core import upkeep
-
-        return upkeep.rebuild_served(self.store, self.states, self.served)
-
-    def verify(self, name: str | None = None, progress: Progress | None = None) -> VerifyReport:
-        """Re-hash every payload file and bundle; check state and dist/ against the folders."""
-        from registry_cli.core import upkeep
-
-        return upkeep.verify(self.store, self.states, self.versions, self.served, name, progress)
-
-    def gc(
-        self, *, grace_s: float = 3600.0, dry_run: bool = False, dedup: bool = False
-    ) -> GcReport:
-        """Remove what interrupted writers left and unreferenced blobs older than
-        ``grace_s``; bring dist/ back in step; ``dedup``: move old payloads into blobs."""
-        from registry_cli.core import upkeep
-
-        return upkeep.gc(
-            self.store, self.states, self.served, self.actor, versions=self.versions,
-            grace_s=grace_s, dry_run=dry_run, dedup=dedup,
-        )  # fmt: skip
-
-    # ------------------------------------------------------------------ retention
-    def retention(self) -> Any:
-        """The parts ``core/retention.py`` and ``core/usage.py`` work on (purge, prune, du)."""
-        from registry_cli.core.retention import Parts
-
-        return Parts(self.store, self.states, self.versions, self.served, self.stages, self.actor)
 
 
 _conforms: type[Registry] = ModelRegistry  # mypy fails here when the contract drifts

@@ -1,0 +1,263 @@
+"""Publishing's one pass over the payload: each source chunk is read once and then, on
+threads, written to its blob (or payload file), hashed for the manifest and framed
+into the bundle by :class:`~registry_cli.storage.bundle.BundleWriter` (which hashes
+what it frames). ``hashlib`` and ``os.write`` release the GIL, so on two cores a
+publish costs little more than hashing its bytes twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from registry_cli.errors import BadInput
+from registry_cli.storage import fs_blobs
+from registry_cli.storage.bundle import (
+    IN_FLIGHT,
+    BundleWriter,
+    FdSink,
+    HashOnly,
+    bundle_folders,
+)
+from registry_cli.storage.hashing import CHUNK, Progress
+from registry_cli.storage.payload import FileRecord, PlannedFile
+from registry_cli.storage.streams import write_all
+
+
+class _Pump:
+    """Streams one file: read once, then hashed, framed into the bundle and written on
+    threads, ``IN_FLIGHT`` chunks at a time. The bundle is fed the file in ``CHUNK``
+    pieces from its start (its stored blocks do not depend on those pieces)."""
+
+    def __init__(
+        self, hasher: ThreadPoolExecutor, bundler: ThreadPoolExecutor, bundle: BundleWriter
+    ) -> None:
+        self.hasher = hasher
+        self.bundler = bundler
+        self.bundle = bundle
+        self.buffers = [bytearray(CHUNK) for _ in range(IN_FLIGHT)]
+        self.turn = 0
+
+    def run(
+        self,
+        item: PlannedFile,
+        src: Path,
+        out: Path | None,
+        *,
+        feed: bool,
+        fsync: bool,
+        progress: Progress | None,
+        known: str | None = None,
+    ) -> str:
+        """Read ``src`` (copying it to the new file ``out`` when given); its sha256
+        (``known``, not hashed again, when the caller hashed it already)."""
+        digest = hashlib.sha256()
+        size = 0
+        pending: deque[list[Future[None]]] = deque()
+        fd_in = os.open(src, os.O_RDONLY)
+        try:
+            fd_out = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644) if out else -1
+            try:
+                while True:
+                    if len(pending) == IN_FLIGHT:
+                        for fut in pending.popleft():
+                            fut.result()
+                    buf = self.buffers[self.turn]
+                    self.turn = (self.turn + 1) % IN_FLIGHT
+                    n = os.readv(fd_in, [buf])
+                    if n == 0:
+                        break
+                    size += n
+                    if size > item.size:
+                        break
+                    view = memoryview(buf)[:n]
+                    jobs = [] if known else [self.hasher.submit(digest.update, view)]
+                    if feed:
+                        jobs.append(self.bundler.submit(self.bundle.feed, view))
+                    pending.append(jobs)
+                    if fd_out >= 0:
+                        write_all(fd_out, view)
+                    if progress is not None:
+                        progress(n)
+                if fsync and fd_out >= 0:
+                    os.fsync(fd_out)
+            finally:
+                if fd_out >= 0:
+                    os.close(fd_out)
+                while pending:
+                    for fut in pending.popleft():
+                        fut.result()
+        finally:
+            os.close(fd_in)
+        if size != item.size:
+            raise BadInput(
+                f"{item.source} changed size while being published",
+                hint="publish a file that is no longer being written",
+            )
+        return known or digest.hexdigest()
+
+
+def write_payload_and_bundle(
+    planned: list[PlannedFile],
+    version_dir: Path,
+    make_manifest: Callable[[list[FileRecord]], bytes],
+    *,
+    level: int = 0,
+    mtime: int = 0,
+    progress: Progress | None = None,
+    fsync: bool = False,
+    blobs_root: Path | None = None,
+    copy: bool = True,
+    store_bundle: bool = True,
+    on_blob: Callable[[str], None] | None = None,
+) -> tuple[list[FileRecord], tuple[int, str], int]:
+    """Hash every planned file and place it, computing the bundle from the same reads.
+
+    * ``blobs_root`` (a folder root): each file is copied once into a temporary blob,
+      hashed as it is copied, and becomes ``blobs/sha256/xx/<sha>`` unless that blob
+      exists (the copy is dropped); ``version_dir/payload/<path>`` is a hard link to it.
+      A file of the size of an existing blob is hashed first without writing, so bytes
+      the root holds already cost one read and no write.
+    * else with ``copy``: a plain copy into ``version_dir/payload``;
+    * else: hashed only (an object store uploads its blobs from the sources).
+
+    ``on_blob`` hears each sha256 before its blob is looked for (the pending marker).
+    ``make_manifest`` receives the file records and returns manifest.json's bytes,
+    written beside the payload and last into the bundle. ``bundle.tar.gz`` is
+    written only with ``store_bundle``, its sha256 and size are always computed.
+    Returns the records, the bundle's ``(size, sha256)`` and how many payload files
+    are copies of their blob because the filesystem refused a hard link.
+    """
+    payload = version_dir / "payload"
+    placed = copy or blobs_root is not None
+    if placed:
+        payload.mkdir(parents=True, exist_ok=True)
+    folders = bundle_folders([f"payload/{p.relpath}" for p in planned])
+    known = fs_blobs.sizes(blobs_root) if blobs_root is not None else set()
+    seen = fs_blobs.load_seen(blobs_root) if blobs_root is not None else {}
+    seen_before = dict(seen)
+    records: list[FileRecord] = []
+    copies = 0
+    # without store_bundle the bundle is assembled from the blobs when read: only
+    # its size and sha256 are kept
+    bundle_fd = (
+        os.open(version_dir / "bundle.tar.gz", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        if store_bundle
+        else -1
+    )
+    try:
+        with ThreadPoolExecutor(1) as hasher, ThreadPoolExecutor(1) as bundler:
+            bundle = BundleWriter(
+                FdSink(bundle_fd) if store_bundle else HashOnly(), level=level, mtime=mtime
+            )
+            pump = _Pump(hasher, bundler, bundle)
+            for folder in folders:
+                bundler.submit(bundle.add_dir, folder)
+            for item in planned:
+                dst = payload / item.relpath
+                if placed:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                # the header records the planned size; a file that changes size
+                # while being read would corrupt the bundle, so it is refused
+                bundler.submit(bundle.begin_file, f"payload/{item.relpath}", item.size)
+                if blobs_root is not None:
+                    sha = _into_blob(pump, item, blobs_root, known, seen, fsync, progress, on_blob)
+                    if not fs_blobs.link_payload(fs_blobs.blob_path(blobs_root, sha), dst):
+                        copies += 1
+                else:
+                    src, out = item.source, (dst if copy else None)
+                    if item.move and copy:  # already on this filesystem: rename, then read
+                        os.rename(item.source, dst)
+                        src, out = dst, None
+                    sha = pump.run(item, src, out, feed=True, fsync=fsync, progress=progress)
+                    if on_blob is not None:
+                        on_blob(sha)
+                bundler.submit(bundle.end_file, item.size).result()
+                records.append(FileRecord(f"payload/{item.relpath}", item.size, sha))
+            manifest = make_manifest(records)
+            (version_dir / "manifest.json").write_bytes(manifest)
+            bundler.submit(bundle.add_bytes, "manifest.json", manifest).result()
+            result = bundler.submit(bundle.close).result()
+        if fsync and store_bundle:
+            os.fsync(bundle_fd)
+    finally:
+        if store_bundle:
+            os.close(bundle_fd)
+    if blobs_root is not None and seen != seen_before:
+        fs_blobs.save_seen(blobs_root, seen)
+    return records, result, copies
+
+
+def _into_blob(
+    pump: _Pump,
+    item: PlannedFile,
+    root: Path,
+    known: set[int],
+    seen: dict[str, str],
+    fsync: bool,
+    progress: Progress | None,
+    on_blob: Callable[[str], None] | None,
+) -> str:
+    """Store one planned file as its blob (if new); its sha256. ``known``: sizes of
+    the blobs present; ``seen``: source identities hashed before (updated here)."""
+    ident = None if item.move else fs_blobs.identity(item.source)
+    if item.move or item.size in known:
+        # may be a blob already (or is ours to rename): hash without writing first,
+        # or only read it for the bundle when this very file was hashed before
+        before = seen.get(ident) if ident else None
+        if before and not fs_blobs.blob_path(root, before).exists():
+            before = None
+        known_sha = item.sha256 or before
+        sha = pump.run(
+            item, item.source, None, feed=True, fsync=False, progress=progress, known=known_sha
+        )
+        if before and fs_blobs.identity(item.source) != ident:
+            raise BadInput(
+                f"{item.source} changed while being published",
+                hint="publish a file that is no longer being written",
+            )
+        if on_blob is not None:
+            on_blob(sha)
+        if fs_blobs.blob_path(root, sha).exists():
+            if ident:
+                seen[ident] = sha
+            return sha
+        if item.move:
+            fs_blobs.adopt(root, item.source, sha, fsync=fsync)
+            return sha
+        tmp = fs_blobs.incoming(root)
+        try:
+            again = pump.run(item, item.source, tmp, feed=False, fsync=fsync, progress=None)
+            if again != sha:
+                raise BadInput(
+                    f"{item.source} changed while being published",
+                    hint="publish a file that is no longer being written",
+                )
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    else:
+        tmp = fs_blobs.incoming(root)
+        try:
+            sha = pump.run(item, item.source, tmp, feed=True, fsync=fsync, progress=progress)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        if on_blob is not None:
+            on_blob(sha)
+    known.add(item.size)
+    try:
+        fs_blobs.adopt(root, tmp, sha, fsync=fsync)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # dropped, or left by a failed adopt
+    if ident and fs_blobs.identity(item.source) == ident:
+        seen[ident] = sha
+    return sha
