@@ -29,7 +29,7 @@ from registry_cli.errors import BadInput, IntegrityError, NotFound, RemoteError
 from registry_cli.net.http import Endpoint, HttpClient
 from registry_cli.net.retry import HTTP, RetryableReply, retry_reads, retryable_status
 from registry_cli.pull.sources import Source
-from registry_cli.pull.transports import Fetched, sink_for, why
+from registry_cli.pull.transports import Fetched, sink_for, tree_path, why
 from registry_cli.storage.hashing import Progress
 from registry_cli.storage.streams import pump
 
@@ -125,7 +125,7 @@ class HttpTransport:
     def _path(self, relpath: str) -> str:
         if any(c in relpath for c in "\r\n\0"):
             raise BadInput(f"invalid path {relpath!r}")
-        return f"{self._base()}/{urllib.parse.quote(relpath)}"
+        return urllib.parse.quote(tree_path(self._base(), relpath))
 
     # -- the transport -------------------------------------------------
     def read_small(self, relpath: str, limit: int) -> bytes:

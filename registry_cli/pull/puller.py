@@ -32,6 +32,7 @@ from typing import Any
 from registry_cli.core.documents import preferred_weight
 from registry_cli.core.names import ALIAS_RE, format_version, parse_version, validate_model_name
 from registry_cli.errors import BadInput, IntegrityError, NotFound
+from registry_cli.pull.blobs import BlobCache
 from registry_cli.pull.cache import (
     MARKER,
     best_effort_lock,
@@ -307,6 +308,11 @@ class Puller:
         result.timings["total_s"] = time.perf_counter() - started
         return result
 
+    def blobs(self, model_cache: Path) -> BlobCache:
+        """The cache's blobs; files of this model's versions cached before blobs
+        existed are adopted on demand."""
+        return BlobCache(self.cache_root / "regctl", legacy=model_cache)
+
     def _best_effort_lock(self, stage: str, name: str, version: int) -> Any:
         key = hashlib.sha256(f"{self.source.key}/{stage}/{name}/v{version}".encode()).hexdigest()
         return best_effort_lock(
@@ -338,7 +344,9 @@ class Puller:
             try:
                 if per_file:
                     work = download
-                    manifest, _data = fetch_files(transport, stage, name, remote, work, progress)
+                    manifest, _data = fetch_files(
+                        transport, stage, name, remote, work, progress, self.blobs(vdir.parent)
+                    )
                 else:
                     fetch_one(
                         transport,
@@ -376,6 +384,7 @@ class Puller:
             require_signed(self.trust, transport, stage, name, remote, work)
             (work / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
             read_only_files(work)
+            BlobCache(self.cache_root / "regctl").keep_folder(work, manifest["files"])
 
             def intact() -> bool:
                 hit = read_cached(vdir, name, remote.version)
