@@ -97,6 +97,7 @@ def main_options(
 
 def _register() -> None:
     from registry_cli.cli import (
+        cache_cmds,
         dist_cmds,
         fleet_cmds,
         import_cmds,
@@ -111,6 +112,7 @@ def _register() -> None:
     registry_cmds.register(app)
     lifecycle_cmds.register(app)
     dist_cmds.register(app)
+    cache_cmds.register(app)
     predict_cmds.register(app)
     ops_cmds.register(app)
     server_cmds.register(app)

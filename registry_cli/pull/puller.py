@@ -25,7 +25,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from registry_cli.pull.blobs import BlobCache
 from registry_cli.pull.cache import (
     MARKER,
     best_effort_lock,
+    hold_version,
     install,
     pull_marker,
     read_cached,
@@ -43,6 +43,7 @@ from registry_cli.pull.cache import (
     remove_empty_parents,
     resolve_cache_root,
 )
+from registry_cli.pull.connect import open_transport
 from registry_cli.pull.files import (
     claim_work_folder,
     fetch_files,
@@ -50,11 +51,11 @@ from registry_cli.pull.files import (
     park_work_folder,
     work_key,
 )
-from registry_cli.pull.http import HttpTransport
 from registry_cli.pull.remote import RemoteVersion, check_against_manifest, resolve_version
+from registry_cli.pull.result import PullResult
 from registry_cli.pull.signed import require_signed
 from registry_cli.pull.sources import Source
-from registry_cli.pull.transports import FtpTransport, LocalTransport, Transport
+from registry_cli.pull.transports import Transport
 from registry_cli.storage.atomic import remove_tree
 from registry_cli.storage.bundle_reader import unpack_bundle
 from registry_cli.storage.hashing import Progress
@@ -62,66 +63,6 @@ from registry_cli.storage.layout import inside
 
 PullProgress = Callable[[str, int], "Progress | None"]
 """Called with a phase ("download", "unpack") and its byte total; returns a per-chunk callback."""
-
-
-def open_transport(
-    source: Source,
-    *,
-    password: str | None = None,
-    token: str | None = None,
-    ca_cert: Path | None = None,
-    timeout: float = 30.0,
-) -> Transport:
-    """A connected transport for ``source`` (logged in, for FTP)."""
-    if source.kind == "http":
-        return HttpTransport(source, token=token, ca_cert=ca_cert, timeout=timeout)
-    if source.kind == "s3":
-        from registry_cli.pull.s3 import S3Transport
-
-        return S3Transport(source, timeout=timeout)
-    if source.kind == "ftp":
-        return FtpTransport(
-            source.host,
-            source.port,
-            user=source.user,
-            password=password,
-            tls=source.tls,
-            ca_cert=ca_cert,
-            timeout=timeout,
-            base=source.base,
-        )
-    assert source.tree is not None
-    return LocalTransport(source.tree)
-
-
-@dataclass
-class PullResult:
-    name: str
-    stage: str
-    version: str
-    path: Path
-    preferred_weight_path: Path
-    cached: bool
-    sha256: str
-    size: int
-    source: str
-    manifest: dict[str, Any] = field(default_factory=dict, repr=False)
-    offline: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "stage": self.stage,
-            "version": self.version,
-            "path": str(self.path),
-            "preferred_weight_path": str(self.preferred_weight_path),
-            "cached": self.cached,
-            "sha256": self.sha256,
-            "size": self.size,
-            "source": self.source,
-            "offline": self.offline,
-        }
 
 
 class Puller:
@@ -259,7 +200,26 @@ class Puller:
         bundle: bool = False,
     ) -> PullResult:
         """Resolve, fetch and verify; see the module docstring. ``bundle``: use the
-        bundle even where the tree allows a per-file pull."""
+        bundle even where the tree allows a per-file pull. The version stays in use by
+        this process (``cache prune`` leaves it alone) until it exits."""
+        for _attempt in range(3):
+            result = self._pull(name, stage, version, offline, progress, bundle)
+            if hold_version(result.path):
+                return result
+        raise NotFound(
+            f"{result.path} keeps being removed from the cache while it is pulled",
+            hint="is a `regctl cache prune` running in a loop?",
+        )
+
+    def _pull(
+        self,
+        name: str,
+        stage: str,
+        version: str | int,
+        offline: bool,
+        progress: PullProgress | None,
+        bundle: bool,
+    ) -> PullResult:
         started = time.perf_counter()
         validate_model_name(name)
         if not ALIAS_RE.match(stage or ""):
