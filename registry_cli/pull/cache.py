@@ -3,6 +3,8 @@
 Cache layout (one folder per source, stage, model and version)::
 
     <cache>/regctl/
+      blobs/sha256/xx/<sha256>    each verified file once (pull/blobs.py); payload
+                                  files below are hard links of these
       <source-key>/               "<host>_<port>" for ftp:// and ftps://,
                                   "local_<16 hex of sha256(real path)>" for --from PATH
         <stage>/<name>/           <name> may be nested: team/project/task
