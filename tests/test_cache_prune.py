@@ -167,3 +167,13 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(cached, args, message)
 def test_an_empty_or_missing_cache_is_fine(tmp_path):
     doc = prune(tmp_path / "nothing-here", "--keep-last", "1", "--max-size", "1G")
     assert doc["removed"] == [] and doc["size_after"] == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("4096", 4096), ("500M", 500 * MiB), ("2G", 2 << 30), ("1.5GiB", 3 << 29), ("10kb", 10240)],
+)
+def test_sizes(text, size):
+    from registry_cli.pull.prune import parse_size
+
+    assert parse_size(text) == size

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -211,8 +212,6 @@ def test_a_damaged_blob_is_detected_and_fetched_again(two_versions, tmp_path):
 def blobify(root: Path, out: Path) -> Path:
     """A served tree with no payload copies: ``out/dist`` (documents and manifests) and
     ``out/blobs/sha256``, LATEST.json and index.json saying ``"blobs"`` (as on S3)."""
-    import shutil
-
     dist = out / "dist"
     shutil.copytree(root / "dist", dist, ignore=shutil.ignore_patterns("payload", "bundle.tar.gz"))
     for manifest in dist.rglob("manifest.json"):
@@ -278,3 +277,72 @@ def test_a_hostile_blobs_key_is_exit_5(two_versions, tmp_path):
     assert proc.returncode == 5, proc.stderr
     assert "blobs" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "c/regctl/blobs").exists()
+
+
+def test_a_bundle_pull_fills_the_blobs_a_later_per_file_pull_uses(two_versions, tmp_path):
+    root, reg = two_versions
+    env = {"FTP_PW": PASSWORD}
+    cache = tmp_path / "cache"
+    with FtpServer(root, "--user", "mlops", "--password-env", "FTP_PW", env=env) as srv:
+        args = ("m", "--stage", "dev", "--from", srv.user_url(), "--password-env", "FTP_PW")
+        v1 = pull(*args, "--version", "v1", "--bundle", "--cache-dir", str(cache), env=env)
+        first = retrieved(srv.log)
+        assert [p for p, _n in first if p.endswith("bundle.tar.gz")] == [
+            "/dev/m/versions/v1/bundle.tar.gz"
+        ]
+        v2 = pull(*args, "--cache-dir", str(cache), env=env)
+        second = [p for p, _n in retrieved(srv.log)[len(first) :] if "/payload/" in p]
+    assert second == ["/dev/m/versions/v2/payload/small.bin"]
+    check_delta(cache, v1, v2, reg)
+
+
+def test_blob_paths_of_the_served_tree():
+    from registry_cli.errors import IntegrityError
+    from registry_cli.pull.remote import RemoteVersion, blob_path
+
+    sha = "ab" + "0" * 62
+    assert blob_path("release/ppe", "../../../blobs/sha256", sha) == f"../blobs/sha256/ab/{sha}"
+    assert blob_path("dev/team/m", "../../../../blobs/sha256", sha) == f"../blobs/sha256/ab/{sha}"
+    assert blob_path("dev/m", "blobs", sha) == f"dev/m/blobs/ab/{sha}"
+    for hostile in ("../../../../blobs", "/etc", "../../../blobs/../../x"):
+        with pytest.raises(IntegrityError):
+            blob_path("release/ppe", hostile, sha)
+    entry = {"path": "payload/a.bin", "sha256": sha, "size": 1}
+    plain = RemoteVersion(3, sha, 1, sha)
+    assert plain.file_path("dev", "m", entry) == "dev/m/versions/v3/payload/a.bin"
+    blobbed = RemoteVersion(3, sha, 1, sha, "../../../blobs/sha256")
+    assert blobbed.file_path("dev", "m", entry) == f"../blobs/sha256/ab/{sha}"
+
+
+def test_a_registry_server_tree_with_blobs_is_pulled_through_its_files_route(
+    two_versions, tmp_path
+):
+    """serve-registry over a tree whose documents say "blobs" (as over an object store)
+    serves no blob folder: the payload comes from its files route, still only what the
+    cache lacks."""
+    root, reg = two_versions
+    dist = root / "dist"
+    for payload in dist.rglob("payload"):
+        shutil.rmtree(payload)  # /dist/ has no payload copies now
+    for doc_path in [*dist.rglob("LATEST.json"), *dist.rglob("index.json")]:
+        up = "/".join([".."] * (len(doc_path.parent.relative_to(dist).parts) + 1))
+        doc = json.loads(doc_path.read_text())
+        for entry in [doc] if doc_path.name == "LATEST.json" else doc["versions"]:
+            entry["blobs"] = f"{up}/blobs/sha256"
+        os.unlink(doc_path)  # never write through a hard link
+        doc_path.write_text(json.dumps(doc))
+    cache = tmp_path / "cache"
+    with ServeRegistryProcess(root, log=tmp_path / "s.log", env=server_env(tmp_path)) as srv:
+        port = int(srv.url.rsplit(":", 1)[1])
+        with CountingProxy(port) as proxy:
+            env = {"REGCTL_TOKEN": _read_token(root)}
+            base = ("m", "--stage", "dev", "--from", proxy.url, "--cache-dir", str(cache))
+            v1 = pull(*base, "--version", "v1", env=env)
+            proxy.reset()
+            v2 = pull(*base, env=env)
+            paths = [p for _m, p in proxy.requests()]
+    assert [p for p in paths if "/files/" in p or "/blobs/" in p] == [
+        "/api/v1/models/m/-/versions/v2/files/payload/small.bin"
+    ]
+    assert not any(p.endswith("bundle.tar.gz") for p in paths)
+    check_delta(cache, v1, v2, reg)

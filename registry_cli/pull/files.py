@@ -289,7 +289,7 @@ def fetch_files(
             work,
             entry,
             counted,
-            remote_path=remote.file_path(stage, name, entry),
+            remote_path=payload_path(session, stage, name, remote, entry),
         )
 
     pool = TransportPool(transport, PARALLEL_FILES)
@@ -312,6 +312,15 @@ def fetch_files(
         counted(entry["size"])
     (work / "manifest.json").write_bytes(data)
     return manifest, data
+
+
+def payload_path(
+    transport: Transport, stage: str, name: str, remote: RemoteVersion, entry: dict[str, Any]
+) -> str:
+    """Where ``transport`` fetches a payload file: its own say (a registry server's
+    files route), else the served tree's (:meth:`RemoteVersion.file_path`)."""
+    own = getattr(transport, "payload_path", None)
+    return own(stage, name, remote, entry) if own else remote.file_path(stage, name, entry)
 
 
 def _fetch_parallel(todo: list[dict[str, Any]], one: Any, pool: TransportPool) -> None:

@@ -71,7 +71,7 @@ def blob_path(doc_dir: str, blobs: str, sha256: str) -> str:
     parts = joined.split("/")
     climbs = 1 if parts[0] == ".." else 0
     if (
-        joined.startswith("/")
+        blobs.startswith("/")
         or any(p in ("..", "") or "\\" in p or "\0" in p for p in parts[climbs:])
         or not SHA256_RE.match(sha256)
     ):
