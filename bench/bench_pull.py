@@ -549,7 +549,7 @@ def report(
         print(f"  one pull of a {big // MiB} MiB model (median of {runs})")
         rows = [
             ("curl -o file", "curl", "", False),
-            ("pull per file, end to end", "api", "target <= 1.3: in the cache, verified", True),
+            ("pull per file, end to end", "api", "target <= 1.2: in the cache, verified", True),
             ("bundle: download + verify", "download_verify", "issue 4: target <= 1.5", True),
             ("pull --bundle, end to end", "bundle", "+ unpack, per-file check", False),
             ("regctl pull process, end to end", "cli", "+ Python start-up", False),
