@@ -5,10 +5,13 @@ is not asked for:
 
 1. fetch ``versions/vN/manifest.json``, check it against ``manifest_sha256``
    and check every listed path (under ``payload/``, no ``..``);
-2. download each payload file once, hashing it as it arrives, straight into a
+2. link each file whose sha256 the cache's blobs hold (hashed first, see
+   :mod:`registry_cli.pull.blobs`; no transfer); the served tree's ``"blobs"`` key
+   says where the others are (:meth:`RemoteVersion.file_path`);
+3. download each other payload file once, hashing it as it arrives, straight into a
    hidden work folder beside the target; up to :data:`PARALLEL_FILES` files
    at once, each on its own session (:meth:`Transport.fork`);
-3. check each file's size and sha256 against the manifest, then rename it
+4. check each file's size and sha256 against the manifest, then rename it
    from ``*.incomplete`` to its name; the caller renames the finished folder
    to ``vN``.
 
@@ -249,8 +252,8 @@ def fetch_files(
 
     Files whose sha256 ``blobs`` holds are linked from it, verified (no transfer); each
     distinct missing sha256 is downloaded once (the caller keeps them in ``blobs`` once
-    the version is accepted). ``progress`` is
-    the puller's factory (phase, total) -> per-chunk callback.
+    the version is accepted). ``progress`` is the puller's factory (phase, total) ->
+    per-chunk callback.
     """
     folder = remote.folder(stage, name)
     data = transport.read_small(f"{folder}/manifest.json", SMALL_LIMIT)

@@ -3,7 +3,8 @@
 A pull: resolve the version (``LATEST.json`` for ``latest``, ``index.json`` for ``vN``); if
 ``vN/`` is already cached and intact, done (no download, and for an explicit ``vN`` no
 network at all). Where the tree records the manifest's sha256, fetch the version file by
-file (:mod:`registry_cli.pull.files`: one write per byte, resumable, parallel). Otherwise
+file (:mod:`registry_cli.pull.files`: one write per byte, resumable, parallel; files the
+cache's blobs hold are linked, not downloaded: a delta pull). Otherwise
 (an older tree, or ``bundle=True``) download the bundle the same resumable way, check its
 size and sha256 against the index, unpack it into a unique folder beside the target
 (:mod:`registry_cli.storage.bundle_reader` refuses hostile members) and check every file
