@@ -173,10 +173,13 @@ def test_pull_from_a_registry_root_into_the_documented_layout(served, root, cli,
         served.get("faq-bot:v1").path / "payload/model.pt"
     ).read_bytes()
     assert not os.stat(vdir / "payload/model.pt").st_mode & 0o222
-    assert cache_files(hub) == [
+    sha = served.get("faq-bot:v1").files[0]["sha256"]
+    assert cache_files(hub) == [f"regctl/blobs/sha256/{sha[:2]}/{sha}"] + [
         f"regctl/{key}/release/faq-bot/v1/{f}"
         for f in (".regctl-pull.json", "manifest.json", "payload/model.pt")
     ]
+    blob = hub / f"regctl/blobs/sha256/{sha[:2]}/{sha}"
+    assert os.path.samefile(blob, vdir / "payload/model.pt")  # the payload links its blob
     again = json.loads(
         cli("pull", "faq-bot", "--from", str(root / "dist"), "--json", root_dir=None).stdout
     )
@@ -550,7 +553,7 @@ def test_eight_concurrent_pulls_of_one_version(server, tmp_path):
     assert len(paths) == 1
     vdir = Path(paths.pop())
     assert sorted(os.listdir(vdir.parent)) == ["v1"]  # no temp file or folder left
-    assert len(cache_files(cache)) == 3
+    assert len(cache_files(cache)) == 4  # marker, manifest, the payload file and its blob
 
 
 @pytest.mark.slow

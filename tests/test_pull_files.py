@@ -111,9 +111,12 @@ def test_per_file_pull_over_http_fetches_each_file_once_and_no_bundle(tree, root
     ).read_bytes()
     here = f"regctl/http_127.0.0.1_{web.port}/dev/faq-bot/v2"
     names = [f["path"] for f in tree.get("faq-bot:v2").files]
+    shas = {f["sha256"] for f in tree.get("faq-bot:v2").files}
     assert cache_files(cache) == sorted(
-        [f"{here}/{n}" for n in names] + [f"{here}/manifest.json", f"{here}/.regctl-pull.json"]
-    )  # nothing hidden or partial left
+        [f"{here}/{n}" for n in names]
+        + [f"{here}/manifest.json", f"{here}/.regctl-pull.json"]
+        + [f"regctl/blobs/sha256/{s[:2]}/{s}" for s in shas]
+    )  # nothing hidden or partial left; each file also once in the blob cache
 
 
 def test_bundle_flag_and_trees_without_the_key_use_the_bundle(tree, root, cli, tmp_path):

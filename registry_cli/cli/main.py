@@ -97,6 +97,7 @@ def main_options(
 
 def _register() -> None:
     from registry_cli.cli import (
+        cache_cmds,
         dist_cmds,
         events_cmds,
         fleet_cmds,
@@ -114,6 +115,7 @@ def _register() -> None:
     registry_cmds.register(app)
     lifecycle_cmds.register(app)
     dist_cmds.register(app)
+    cache_cmds.register(app)
     predict_cmds.register(app)
     ops_cmds.register(app)
     events_cmds.register(app)

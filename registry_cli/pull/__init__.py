@@ -2,11 +2,14 @@
 
 ``sources`` parses ``--from``; ``transports`` reads a served tree; ``remote``
 reads its documents and checks fetched files against them; ``cache`` places and
-installs verified versions; ``puller`` resolves, fetches and verifies;
+installs verified versions, ``blobs`` holds each verified file once, ``prune`` frees
+space; ``puller`` resolves, fetches and verifies;
 ``options`` builds a puller from flags and the ``pull:`` section.
 """
 
 from registry_cli.pull.cache import MARKER, default_cache_root, resolve_cache_root
+from registry_cli.pull.connect import open_transport
+from registry_cli.pull.http import HttpTransport
 from registry_cli.pull.options import PullSetup, configure
 from registry_cli.pull.puller import (
     Puller,

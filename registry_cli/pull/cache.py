@@ -3,6 +3,8 @@
 Cache layout (one folder per source, stage, model and version)::
 
     <cache>/regctl/
+      blobs/sha256/xx/<sha256>    each verified file once (pull/blobs.py); payload
+                                  files below are hard links of these
       <source-key>/               "<host>_<port>" for ftp:// and ftps://,
                                   "local_<16 hex of sha256(real path)>" for --from PATH
         <stage>/<name>/           <name> may be nested: team/project/task
@@ -33,6 +35,7 @@ import datetime as _dt
 import errno
 import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -45,6 +48,11 @@ from registry_cli.settings import PULL
 from registry_cli.storage.atomic import remove_tree
 from registry_cli.storage.cache_root import default_cache_root
 from registry_cli.storage.locks import hold
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 MARKER = ".regctl-pull.json"
 
@@ -162,3 +170,65 @@ def best_effort_lock(lock_dir: Path, key: str, timeout: float) -> Iterator[None]
         except (OSError, RegctlError):
             pass  # no working locks here (some network filesystems), or a stuck holder
         yield
+
+
+# -- in use: a shared flock on the version's marker ----------------------------------
+_HELD: dict[str, int] = {}  # version folder -> the fd holding its shared lock
+_HELD_LOCK = threading.Lock()
+
+
+def hold_version(vdir: Path) -> bool:
+    """Mark ``vdir`` in use by this process until it exits (or :func:`release_version`):
+    a shared ``flock`` on its ``.regctl-pull.json``, which ``cache prune`` must get
+    exclusively before it removes the version. Also stamps the marker's mtime (the last
+    use, what ``--max-size`` removes the oldest of). False when the folder went away
+    meanwhile (pruned); True where locks do not work (best effort, as the pull locks)."""
+    key = str(vdir)
+    with _HELD_LOCK:
+        if key in _HELD:
+            return True
+        try:
+            fd = os.open(vdir / MARKER, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return False
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            if os.fstat(fd).st_ino != os.stat(vdir / MARKER).st_ino:
+                os.close(fd)
+                return False  # removed (or replaced) while we waited for the lock
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                os.close(fd)
+                return False
+        with contextlib.suppress(OSError):
+            os.utime(vdir / MARKER)
+        _HELD[key] = fd
+        return True
+
+
+def release_version(vdir: Path) -> None:
+    """This process no longer uses ``vdir`` (see :func:`hold_version`)."""
+    with _HELD_LOCK:
+        fd = _HELD.pop(str(vdir), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def take_version(vdir: Path) -> int | None:
+    """An exclusive lock on ``vdir``'s marker when no process holds the version (its fd,
+    the caller closes it), else None."""
+    try:
+        fd = os.open(vdir / MARKER, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    if fcntl is None:  # pragma: no cover - not POSIX
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        pass  # no working locks on this filesystem: nothing can tell the version in use
+    return fd

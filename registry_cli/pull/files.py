@@ -5,10 +5,13 @@ is not asked for:
 
 1. fetch ``versions/vN/manifest.json``, check it against ``manifest_sha256``
    and check every listed path (under ``payload/``, no ``..``);
-2. download each payload file once, hashing it as it arrives, straight into a
+2. link each file whose sha256 the cache's blobs hold (hashed first, see
+   :mod:`registry_cli.pull.blobs`; no transfer); the served tree's ``"blobs"`` key
+   says where the others are (:meth:`RemoteVersion.file_path`);
+3. download each other payload file once, hashing it as it arrives, straight into a
    hidden work folder beside the target; up to :data:`PARALLEL_FILES` files
    at once, each on its own session (:meth:`Transport.fork`);
-3. check each file's size and sha256 against the manifest, then rename it
+4. check each file's size and sha256 against the manifest, then rename it
    from ``*.incomplete`` to its name; the caller renames the finished folder
    to ``vN``.
 
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from registry_cli.errors import IntegrityError, RemoteError
+from registry_cli.pull.blobs import BlobCache, copy_verified
 from registry_cli.pull.remote import SMALL_LIMIT, RemoteVersion, check_manifest_bytes
 from registry_cli.pull.transports import Transport
 from registry_cli.storage.hashing import CHUNK, Progress
@@ -163,10 +167,13 @@ def fetch_one(
     entry: dict[str, Any],
     progress: Progress | None,
     recorded_in: str = "the manifest",
+    remote_path: str | None = None,
 ) -> None:
     """Download one manifest entry (``path``, ``size``, ``sha256``) into ``work``, resuming
-    its ``*.incomplete``, and verify it."""
+    its ``*.incomplete``, and verify it. ``remote_path``: where the served tree holds it
+    (default ``<remote_folder>/<path>``)."""
     path, size, sha256 = entry["path"], entry["size"], entry["sha256"]
+    remote_path = remote_path or f"{remote_folder}/{path}"
     target = inside(work, *path.split("/"))
     if target.is_file() and not target.is_symlink() and target.stat().st_size == size:
         if progress is not None:
@@ -187,7 +194,7 @@ def fetch_one(
             progress(offset)
         for attempt in (1, 2):
             got = transport.download(
-                f"{remote_folder}/{path}",
+                remote_path,
                 fd,
                 progress,
                 offset=offset,
@@ -239,10 +246,14 @@ def fetch_files(
     remote: RemoteVersion,
     work: Path,
     progress: Any = None,
+    blobs: BlobCache | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """Fill ``work`` with the verified payload and the manifest; ``(manifest, its bytes)``.
 
-    ``progress`` is the puller's factory (phase, total) -> per-chunk callback.
+    Files whose sha256 ``blobs`` holds are linked from it, verified (no transfer); each
+    distinct missing sha256 is downloaded once (the caller keeps them in ``blobs`` once
+    the version is accepted). ``progress`` is the puller's factory (phase, total) ->
+    per-chunk callback.
     """
     folder = remote.folder(stage, name)
     data = transport.read_small(f"{folder}/manifest.json", SMALL_LIMIT)
@@ -257,23 +268,68 @@ def fetch_files(
             with lock:
                 advance(n)
 
+    todo: list[dict[str, Any]] = []  # one entry per distinct sha256 still to download
+    copies: list[dict[str, Any]] = []  # further paths of the same bytes
+    seen: set[str] = set()
+    for entry in files:
+        target = inside(work, *entry["path"].split("/"))
+        if target.is_file() and not target.is_symlink() and target.stat().st_size == entry["size"]:
+            counted(entry["size"])  # verified by an earlier run of this work folder
+            seen.add(entry["sha256"])
+        elif entry["sha256"] in seen:
+            copies.append(entry)
+        elif blobs is not None and blobs.place(entry["sha256"], entry["size"], target):
+            counted(entry["size"])
+            seen.add(entry["sha256"])
+        else:
+            todo.append(entry)
+            seen.add(entry["sha256"])
+
+    def get(session: Transport, entry: dict[str, Any]) -> None:
+        fetch_one(
+            session,
+            folder,
+            work,
+            entry,
+            counted,
+            remote_path=payload_path(session, stage, name, remote, entry),
+        )
+
     pool = TransportPool(transport, PARALLEL_FILES)
 
     def one(entry: dict[str, Any]) -> None:
         session = pool.acquire()
         try:
-            fetch_one(session, folder, work, entry, counted)
+            get(session, entry)
         finally:
             pool.release(session)
 
-    if len(files) <= 1:  # no helper threads for a single file
-        for entry in files:
-            fetch_one(transport, folder, work, entry, counted)
-        (work / "manifest.json").write_bytes(data)
-        return manifest, data
+    if len(todo) <= 1:  # no helper threads for a single file
+        for entry in todo:
+            get(transport, entry)
+    else:
+        _fetch_parallel(todo, one, pool)
+    by_sha = {e["sha256"]: e for e in files if e not in copies}
+    for entry in copies:
+        _copy_within(work, by_sha[entry["sha256"]], entry)
+        counted(entry["size"])
+    (work / "manifest.json").write_bytes(data)
+    return manifest, data
+
+
+def payload_path(
+    transport: Transport, stage: str, name: str, remote: RemoteVersion, entry: dict[str, Any]
+) -> str:
+    """Where ``transport`` fetches a payload file: its own say (a registry server's
+    files route), else the served tree's (:meth:`RemoteVersion.file_path`)."""
+    own = getattr(transport, "payload_path", None)
+    return own(stage, name, remote, entry) if own else remote.file_path(stage, name, entry)
+
+
+def _fetch_parallel(todo: list[dict[str, Any]], one: Any, pool: TransportPool) -> None:
     try:
-        with ThreadPoolExecutor(min(PARALLEL_FILES, len(files))) as executor:
-            futures = [executor.submit(one, f) for f in files]
+        with ThreadPoolExecutor(min(PARALLEL_FILES, len(todo))) as executor:
+            futures = [executor.submit(one, f) for f in todo]
             _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
                 future.cancel()
@@ -287,5 +343,19 @@ def fetch_files(
                 raise (integrity or errors)[0]
     finally:
         pool.close_forked()
-    (work / "manifest.json").write_bytes(data)
-    return manifest, data
+
+
+def _copy_within(work: Path, have: dict[str, Any], entry: dict[str, Any]) -> None:
+    """A second path of bytes already in ``work``: a hard link (else a checked copy)."""
+    src = inside(work, *have["path"].split("/"))
+    target = inside(work, *entry["path"].split("/"))
+    if target.is_file() and target.stat().st_size == entry["size"]:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(target)
+    try:
+        os.link(src, target)
+    except OSError:
+        if copy_verified(src, target) != entry["sha256"]:
+            raise IntegrityError(f"{entry['path']}: the copy in the cache does not match") from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import posixpath
 import re
 import ssl
 import urllib.parse
@@ -25,11 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from registry_cli.core.names import format_version
 from registry_cli.errors import BadInput, IntegrityError, NotFound, RemoteError
 from registry_cli.net.http import Endpoint, HttpClient
 from registry_cli.net.retry import HTTP, RetryableReply, retry_reads, retryable_status
+from registry_cli.pull.remote import RemoteVersion
 from registry_cli.pull.sources import Source
-from registry_cli.pull.transports import Fetched, sink_for, why
+from registry_cli.pull.transports import Fetched, sink_for, tree_path, why
 from registry_cli.storage.hashing import Progress
 from registry_cli.storage.streams import pump
 
@@ -122,10 +125,23 @@ class HttpTransport:
             self._tree_base = f"{base}/dist" if is_server else base
         return self._tree_base
 
+    def payload_path(self, stage: str, name: str, remote: RemoteVersion, entry: dict) -> str:
+        """Where to GET a payload file. A registry server whose tree points at blobs (an
+        object-store root) serves no blob folder: its files route serves the version's
+        file (``/api/v1/models/NAME/-/versions/vN/files/PATH``, an absolute path)."""
+        if remote.blobs and self._base() != self.source.base.rstrip("/"):
+            return (
+                f"/api/v1/models/{name}/-/versions/{format_version(remote.version)}"
+                f"/files/{entry['path']}"
+            )
+        return remote.file_path(stage, name, entry)
+
     def _path(self, relpath: str) -> str:
         if any(c in relpath for c in "\r\n\0"):
             raise BadInput(f"invalid path {relpath!r}")
-        return f"{self._base()}/{urllib.parse.quote(relpath)}"
+        if relpath.startswith("/api/v1/"):  # a server route, not a file of the tree
+            return urllib.parse.quote(posixpath.normpath(relpath))
+        return urllib.parse.quote(tree_path(self._base(), relpath))
 
     # -- the transport -------------------------------------------------
     def read_small(self, relpath: str, limit: int) -> bytes:

@@ -3,7 +3,8 @@
 A pull: resolve the version (``LATEST.json`` for ``latest``, ``index.json`` for ``vN``); if
 ``vN/`` is already cached and intact, done (no download, and for an explicit ``vN`` no
 network at all). Where the tree records the manifest's sha256, fetch the version file by
-file (:mod:`registry_cli.pull.files`: one write per byte, resumable, parallel). Otherwise
+file (:mod:`registry_cli.pull.files`: one write per byte, resumable, parallel; files the
+cache's blobs hold are linked, not downloaded: a delta pull). Otherwise
 (an older tree, or ``bundle=True``) download the bundle the same resumable way, check its
 size and sha256 against the index, unpack it into a unique folder beside the target
 (:mod:`registry_cli.storage.bundle_reader` refuses hostile members) and check every file
@@ -25,16 +26,17 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from registry_cli.core.documents import preferred_weight
 from registry_cli.core.names import ALIAS_RE, format_version, parse_version, validate_model_name
 from registry_cli.errors import BadInput, IntegrityError, NotFound
+from registry_cli.pull.blobs import BlobCache
 from registry_cli.pull.cache import (
     MARKER,
     best_effort_lock,
+    hold_version,
     install,
     pull_marker,
     read_cached,
@@ -42,6 +44,7 @@ from registry_cli.pull.cache import (
     remove_empty_parents,
     resolve_cache_root,
 )
+from registry_cli.pull.connect import open_transport
 from registry_cli.pull.files import (
     claim_work_folder,
     fetch_files,
@@ -49,11 +52,11 @@ from registry_cli.pull.files import (
     park_work_folder,
     work_key,
 )
-from registry_cli.pull.http import HttpTransport
 from registry_cli.pull.remote import RemoteVersion, check_against_manifest, resolve_version
+from registry_cli.pull.result import PullResult
 from registry_cli.pull.signed import require_signed
 from registry_cli.pull.sources import Source
-from registry_cli.pull.transports import FtpTransport, LocalTransport, Transport
+from registry_cli.pull.transports import Transport
 from registry_cli.storage.atomic import remove_tree
 from registry_cli.storage.bundle_reader import unpack_bundle
 from registry_cli.storage.hashing import Progress
@@ -61,66 +64,6 @@ from registry_cli.storage.layout import inside
 
 PullProgress = Callable[[str, int], "Progress | None"]
 """Called with a phase ("download", "unpack") and its byte total; returns a per-chunk callback."""
-
-
-def open_transport(
-    source: Source,
-    *,
-    password: str | None = None,
-    token: str | None = None,
-    ca_cert: Path | None = None,
-    timeout: float = 30.0,
-) -> Transport:
-    """A connected transport for ``source`` (logged in, for FTP)."""
-    if source.kind == "http":
-        return HttpTransport(source, token=token, ca_cert=ca_cert, timeout=timeout)
-    if source.kind in ("s3", "oci"):  # boto3 / the OCI client load only for such a source
-        from registry_cli.pull.oci import transport_for
-
-        return transport_for(source, ca_cert=ca_cert, timeout=timeout)
-    if source.kind == "ftp":
-        return FtpTransport(
-            source.host,
-            source.port,
-            user=source.user,
-            password=password,
-            tls=source.tls,
-            ca_cert=ca_cert,
-            timeout=timeout,
-            base=source.base,
-        )
-    assert source.tree is not None
-    return LocalTransport(source.tree)
-
-
-@dataclass
-class PullResult:
-    name: str
-    stage: str
-    version: str
-    path: Path
-    preferred_weight_path: Path
-    cached: bool
-    sha256: str
-    size: int
-    source: str
-    manifest: dict[str, Any] = field(default_factory=dict, repr=False)
-    offline: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "stage": self.stage,
-            "version": self.version,
-            "path": str(self.path),
-            "preferred_weight_path": str(self.preferred_weight_path),
-            "cached": self.cached,
-            "sha256": self.sha256,
-            "size": self.size,
-            "source": self.source,
-            "offline": self.offline,
-        }
 
 
 class Puller:
@@ -258,7 +201,26 @@ class Puller:
         bundle: bool = False,
     ) -> PullResult:
         """Resolve, fetch and verify; see the module docstring. ``bundle``: use the
-        bundle even where the tree allows a per-file pull."""
+        bundle even where the tree allows a per-file pull. The version stays in use by
+        this process (``cache prune`` leaves it alone) until it exits."""
+        for _attempt in range(3):
+            result = self._pull(name, stage, version, offline, progress, bundle)
+            if hold_version(result.path):
+                return result
+        raise NotFound(
+            f"{result.path} keeps being removed from the cache while it is pulled",
+            hint="is a `regctl cache prune` running in a loop?",
+        )
+
+    def _pull(
+        self,
+        name: str,
+        stage: str,
+        version: str | int,
+        offline: bool,
+        progress: PullProgress | None,
+        bundle: bool,
+    ) -> PullResult:
         started = time.perf_counter()
         validate_model_name(name)
         if not ALIAS_RE.match(stage or ""):
@@ -307,6 +269,11 @@ class Puller:
         result.timings["total_s"] = time.perf_counter() - started
         return result
 
+    def blobs(self, model_cache: Path) -> BlobCache:
+        """The cache's blobs; files of this model's versions cached before blobs
+        existed are adopted on demand."""
+        return BlobCache(self.cache_root / "regctl", legacy=model_cache)
+
     def _best_effort_lock(self, stage: str, name: str, version: int) -> Any:
         key = hashlib.sha256(f"{self.source.key}/{stage}/{name}/v{version}".encode()).hexdigest()
         return best_effort_lock(
@@ -338,7 +305,9 @@ class Puller:
             try:
                 if per_file:
                     work = download
-                    manifest, _data = fetch_files(transport, stage, name, remote, work, progress)
+                    manifest, _data = fetch_files(
+                        transport, stage, name, remote, work, progress, self.blobs(vdir.parent)
+                    )
                 else:
                     fetch_one(
                         transport,
@@ -376,6 +345,7 @@ class Puller:
             require_signed(self.trust, transport, stage, name, remote, work)
             (work / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
             read_only_files(work)
+            BlobCache(self.cache_root / "regctl").keep_folder(work, manifest["files"])
 
             def intact() -> bool:
                 hit = read_cached(vdir, name, remote.version)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,20 @@ class RemoteVersion:
     sha256: str
     size: int
     manifest_sha256: str | None = None
+    blobs: str | None = None  # the blob folder, relative to the stage/name folder
 
     def folder(self, stage: str, name: str) -> str:
         return f"{stage}/{name}/versions/{format_version(self.version)}"
+
+    def file_path(self, stage: str, name: str, entry: dict[str, Any]) -> str:
+        """Where the served tree holds a payload file: ``versions/vN/<path>``, or
+        ``<blobs>/<sha[:2]>/<sha>`` beside LATEST.json/index.json when they say
+        ``"blobs"`` (relative to the tree; a leading ``../`` reaches the root above
+        a ``dist/`` tree, as on an object-store root)."""
+        if not self.blobs:
+            return f"{self.folder(stage, name)}/{entry['path']}"
+        sha = entry["sha256"]
+        return blob_path(f"{stage}/{name}", self.blobs, sha)
 
     def bundle_path(self, stage: str, name: str) -> str:
         return f"{self.folder(stage, name)}/bundle.tar.gz"
@@ -49,6 +61,32 @@ def _manifest_sha256(doc: Any, where: str) -> str | None:
         return None
     if not isinstance(value, str) or not SHA256_RE.match(value):
         raise IntegrityError(f"{where}: manifest_sha256 is not a sha256 ({value!r})")
+    return value
+
+
+def blob_path(doc_dir: str, blobs: str, sha256: str) -> str:
+    """``<doc_dir>/<blobs>/<sha[:2]>/<sha>`` normalized; refused when it climbs more
+    than one level above the served tree (the registry root of a ``dist/``)."""
+    joined = posixpath.normpath(f"{doc_dir}/{blobs}/{sha256[:2]}/{sha256}")
+    parts = joined.split("/")
+    climbs = 1 if parts[0] == ".." else 0
+    if (
+        blobs.startswith("/")
+        or any(p in ("..", "") or "\\" in p or "\0" in p for p in parts[climbs:])
+        or not SHA256_RE.match(sha256)
+    ):
+        raise IntegrityError(f"hostile served tree: blobs {blobs!r} leaves the tree")
+    return joined
+
+
+def _blobs(doc: Any, where: str) -> str | None:
+    """The optional ``blobs`` key of a LATEST.json or index.json entry."""
+    value = doc.get("blobs") if isinstance(doc, dict) else None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 4096 or value.startswith("/"):
+        raise IntegrityError(f"{where}: blobs is not a relative folder ({value!r})")
+    blob_path(where.rsplit("/", 1)[0], value, "0" * 64)  # refuse a hostile one early
     return value
 
 
@@ -88,6 +126,7 @@ def resolve_version(
                 str(doc["sha256"]),
                 int(doc["size"]),
                 _manifest_sha256(doc, f"{where}/LATEST.json"),
+                _blobs(doc, f"{where}/LATEST.json"),
             )
         except (KeyError, TypeError, ValueError, BadInput) as exc:
             raise IntegrityError(f"{where}/LATEST.json is malformed ({exc})") from None
@@ -111,6 +150,7 @@ def resolve_version(
                 entry.size,
                 getattr(entry, "manifest_sha256", None)
                 or _manifest_sha256(raw_entries.get(vname), f"{where}/index.json {vname}"),
+                _blobs(raw_entries.get(vname), f"{where}/index.json"),
             )
     raise NotFound(
         f"{name}:{format_version(version)} is not in stage {stage!r} on {transport.description}",

@@ -40,10 +40,13 @@ class S3Transport:
         self.client = client or sc.make_client(self.options)
 
     def _key(self, relpath: str) -> str:
+        base = self.base
+        if relpath.startswith("../") and base:  # a blob beside dist/ (pull/remote.py)
+            base, relpath = base.rpartition("/")[0], relpath[3:]
         for seg in relpath.split("/"):
             if seg in ("", ".", "..") or "\\" in seg:
                 raise IntegrityError(f"{relpath} from {self.description}: unsafe path")
-        return f"{self.base}/{relpath}" if self.base else relpath
+        return f"{base}/{relpath}" if base else relpath
 
     def _failed(self, relpath: str, exc: Exception) -> Exception:
         if sc.is_missing(exc) and sc.status_of(exc)[1] != "NoSuchBucket":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ftplib
 import os
+import posixpath
 import socket
 import ssl
 from collections.abc import Callable
@@ -147,7 +148,7 @@ class FtpTransport:
     def _path(self, relpath: str) -> str:
         if any(c in relpath for c in "\r\n\0"):
             raise BadInput(f"invalid path {relpath!r}")
-        return f"{self.base.rstrip('/')}/{relpath}"
+        return tree_path(self.base, relpath)
 
     def _failed(self, relpath: str, exc: BaseException) -> Exception:
         if isinstance(exc, ftplib.error_perm) and str(exc).startswith("550"):
@@ -222,6 +223,13 @@ class _TooLarge(Exception):
     pass
 
 
+def tree_path(base: str, relpath: str) -> str:
+    """``base/relpath`` as an absolute ``/`` path; a blob path's leading ``../`` (see
+    :func:`registry_cli.pull.remote.blob_path`) goes up from ``base``, never above ``/``."""
+    joined = posixpath.normpath(f"/{base.strip('/')}/{relpath}")
+    return "/" + joined.lstrip("/")
+
+
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -250,7 +258,15 @@ class LocalTransport:
 
     def _open_file(self, relpath: str) -> int:
         try:
-            path = inside(self.tree, *relpath.split("/"))
+            base, rel = (
+                (self.tree.parent, relpath[3:])
+                if relpath.startswith("../")
+                else (
+                    self.tree,
+                    relpath,
+                )
+            )
+            path = inside(base, *rel.split("/"))
             return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except BadInput as exc:
             raise IntegrityError(f"{relpath} under {self.tree}: {exc}") from None
