@@ -14,6 +14,7 @@ import pytest
 from registry_cli import ModelRegistry
 from registry_cli.core import blob_gc, blob_refs
 from registry_cli.storage import layout
+from tests.legacy_layout import to_legacy
 from tests.test_retention import publish, snapshot
 
 BOTH = pytest.mark.parametrize("backend", ["folder", "s3"], indirect=True)
@@ -22,6 +23,7 @@ BOTH = pytest.mark.parametrize("backend", ["folder", "s3"], indirect=True)
 def blob_root(proc, root, tmp_path: Path, shared: bytes, count: int = 3) -> None:
     """A root in the blob layout: published, then ``gc --dedup``."""
     publish(proc, tmp_path, "m", count, shared)
+    to_legacy(root)
     res = json.loads(proc("gc", "--dedup", "--json", check=True).stdout)
     # each payload file on a folder; each distinct object on S3 (copied into its blob)
     assert res["deduped"] == (2 * count if isinstance(root, Path) else count + 1)
@@ -41,6 +43,7 @@ def test_dedup_leaves_the_blob_layout_and_everything_readable(regctl_proc, root,
     shared = os.urandom(5000)
     publish(regctl_proc, tmp_path, "m", 3, shared)
     regctl_proc("promote", "m", "--version", "v2", check=True)
+    to_legacy(root)
     before = snapshot(root)
     moved = 6 if isinstance(root, Path) else 4  # files on a folder, distinct objects on S3
     dry = json.loads(regctl_proc("gc", "--dedup", "--dry-run", "--json", check=True).stdout)

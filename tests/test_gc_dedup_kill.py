@@ -16,6 +16,7 @@ import pytest
 
 from registry_cli.storage import layout
 from tests.conftest import regctl_cmd
+from tests.legacy_layout import to_legacy
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +40,7 @@ def old_root(tmp_path: Path) -> Path:
             (src / f"f{j}.bin").write_bytes(os.urandom(1 << 19))
         assert run(root, "publish", "m", str(src)).returncode == 0
     assert run(root, "promote", "m", "--version", "v2").returncode == 0
+    to_legacy(root)  # as an older regctl wrote it: payload files and bundles, no blobs
     return root
 
 
