@@ -12,6 +12,7 @@ import pytest
 
 from registry_cli.core.publishing import Produced
 from tests import _predict_models as pm
+from tests.cas_helpers import bundle_bytes
 
 SIG = {"inputs": [{"shape": [None, pm.T, pm.F], "dtype": "float32"}], "batch_dim": 0}
 
@@ -196,7 +197,8 @@ def test_pulled_bundle_folder_without_a_registry(reg, cli, tmp_path, pt2):
     info = reg.publish("tiny", [pt2], signature=SIG)
     bundle_dir = tmp_path / "cache" / "tiny" / "v1"
     bundle_dir.mkdir(parents=True)
-    with tarfile.open(info.bundle["path"]) as tar:
+    assert info.bundle["path"] is None  # assembled when read: no file of its own
+    with tarfile.open(fileobj=io.BytesIO(bundle_bytes(info.path))) as tar:
         tar.extractall(bundle_dir, filter="data")
     assert (bundle_dir / "manifest.json").is_file() and (bundle_dir / "payload").is_dir()
     x = pm.example(9)

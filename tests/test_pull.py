@@ -22,6 +22,7 @@ from registry_cli.client import (
     get_ftp_model_registry_client,
 )
 from registry_cli.pull import cache as pull_cache
+from tests.cas_helpers import bundle_bytes
 from tests.conftest import regctl_cmd
 from tests.ftp_helpers import PASSWORD, FtpServer, make_tls_cert
 
@@ -236,10 +237,15 @@ def test_missing_things_are_not_found(served, root, cli):
 
 
 def tamper_served_bundle(root: Path, stage: str, name: str, version: str) -> None:
-    """Replace the served (hard-linked) bundle with a damaged copy; models/ stays intact."""
+    """Replace the served (hard-linked) bundle with a damaged copy; models/ stays intact.
+    A bundle assembled from the payload when read gets a damaged file of its own
+    (what a served tree written by `dist rebuild --bundles` holds)."""
     path = root / "dist" / stage / name / "versions" / version / "bundle.tar.gz"
-    data = bytearray(path.read_bytes())
-    os.unlink(path)
+    if path.exists():
+        data = bytearray(path.read_bytes())
+        os.unlink(path)
+    else:
+        data = bytearray(bundle_bytes(root / "models" / name / version))
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
 

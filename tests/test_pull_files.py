@@ -120,6 +120,8 @@ def test_per_file_pull_over_http_fetches_each_file_once_and_no_bundle(tree, root
 
 
 def test_bundle_flag_and_trees_without_the_key_use_the_bundle(tree, root, cli, tmp_path):
+    # a plain static server has no bundle it could assemble: the tree gets bundle files
+    assert cli("dist", "rebuild", "--bundles", root_dir=root).exit_code == 0
     with StaticServer(root / "dist") as web:
         res = cli(
             "pull", "faq-bot", "--from", web.url, "--bundle",
@@ -133,6 +135,7 @@ def test_bundle_flag_and_trees_without_the_key_use_the_bundle(tree, root, cli, t
     src = tmp_path / "src" / "m.pt"
     src.write_bytes(b"weights" * 1000)
     reg.publish("m", [src])
+    assert cli("dist", "rebuild", "--bundles", root_dir=old).exit_code == 0
     drop_manifest_sha256(old / "dist")  # a tree as written before manifest_sha256
     with StaticServer(old / "dist") as web:
         res = cli(
@@ -447,7 +450,9 @@ def test_concurrent_per_file_pulls_without_locks_all_succeed(tree, root, tmp_pat
 def test_the_bundle_download_resumes_too(tree, root, cli, tmp_path):
     """pull --bundle (and trees without manifest_sha256) resume the same way."""
     info = tree.get("big:v1").bundle
-    data = Path(info["path"]).read_bytes()
+    assert cli("dist", "rebuild", "--bundles", root_dir=root).exit_code == 0  # a static server
+    data = (root / "dist/release/big/versions/v1/bundle.tar.gz").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == info["sha256"]
     with StaticServer(root / "dist") as web:
         part = (
             tmp_path / "c" / "regctl" / f"http_127.0.0.1_{web.port}" / "release" / "big"

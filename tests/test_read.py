@@ -104,7 +104,7 @@ def test_show_json_has_the_spec_keys(three, cli, root):
     assert doc["metrics"] == {"accuracy": 0.95, "loss": pytest.approx(0.05)}
     assert doc["path"] == str(root / "models" / "m" / "v2")
     assert doc["preferred_weight"] == "payload/model.pt"
-    assert doc["bundle"]["path"] == str(root / "models" / "m" / "v2" / "bundle.tar.gz")
+    assert doc["bundle"]["path"] is None and doc["bundle"]["stored"] is False  # no file
     assert len(doc["bundle"]["sha256"]) == 64
     assert doc["files"][0]["path"] == "payload/model.pt"
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from registry_cli import ModelRegistry
-from registry_cli.storage import s3_client
+from registry_cli.storage import layout, s3_client
 from registry_cli.storage.open import local_version
 from registry_cli.storage.s3_audit import commit_order
 from tests.s3_helpers import ForgetfulProxy, S3Root
@@ -332,18 +332,16 @@ def test_pull_from_a_bucket_is_verified_and_cached(s3_root, tmp_path, cli):
     doc = json.loads(res.stdout)
     assert doc["version"] == "v1" and doc["stage"] == "release" and doc["cached"] is False
     pulled = Path(doc["preferred_weight_path"])
-    assert (
-        pulled.read_bytes() == (s3_root / "models/team/faq/v1/payload/w-team_faq-1.pt").read_bytes()
-    )
+    (entry,) = json.loads((s3_root / "models/team/faq/v1/manifest.json").read_text())["files"]
+    assert pulled.read_bytes() == (s3_root / layout.blob_key(entry["sha256"])).read_bytes()
     assert "/s3_" + s3_root.bucket + "_" in doc["path"]
     again = json.loads(cli("pull", "team/faq", "--from", s3_root, "--json", root_dir=None).stdout)
     assert again["cached"] is True and again["path"] == doc["path"]
     # bytes that do not match the manifest: exit 5, nothing cached for that version
     publish_small(s3_root, "team/faq", tmp_path, 2)
     ModelRegistry(s3_root).promote("team/faq")
-    served = s3_root / "dist/release/team/faq/versions/v2"
-    (served / "payload/w-team_faq-2.pt").write_bytes(b"bad")  # per-file pulls read this
-    (served / "bundle.tar.gz").write_bytes(b"bad")  # bundle pulls read this
+    (entry,) = json.loads((s3_root / "models/team/faq/v2/manifest.json").read_text())["files"]
+    (s3_root / layout.blob_key(entry["sha256"])).write_bytes(b"bad")  # per-file pulls read it
     res = cli("pull", "team/faq", "--from", s3_root, root_dir=None)
     assert res.exit_code == 5, res.stderr
     assert cli("pull", "nope", "--from", s3_root, root_dir=None).exit_code == 3

@@ -36,7 +36,9 @@ class VersionReader:
         return self.facts(name, version).get("metrics") or {}
 
     def bundle(self, name: str, version: int) -> dict[str, Any]:
-        """The bundle's facts from ``version.yaml``, with its absolute path."""
+        """The bundle's facts from ``version.yaml``, with its absolute path; the path is
+        None for a bundle assembled from the payload when read (``stored: false``: no
+        file, see docs/layout.md)."""
         vkey = layout.version_key(name, version)
         data, where = self._read(f"{vkey}/version.yaml")
         try:
@@ -44,7 +46,8 @@ class VersionReader:
         except ManifestFormatError as exc:
             raise IntegrityError(str(exc)) from None
         bundle = dict(doc["bundle"])
-        bundle["path"] = str(self.store.local_path(f"{vkey}/bundle.tar.gz"))
+        stored = bundle.get("stored") is not False
+        bundle["path"] = str(self.store.local_path(f"{vkey}/bundle.tar.gz")) if stored else None
         return bundle
 
     def current_tags(self, state: ModelState, version: int) -> dict[str, str]:

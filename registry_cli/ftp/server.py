@@ -226,7 +226,7 @@ def build_server(settings: ServerSettings) -> Any:
                 raise PermissionError("outside the served tree")
             found = self._bundle(filename)
             if found is not None:
-                return _FtpBundleFile(found)
+                return _FtpBundleFile(found, filename)  # its path, as logged for a file
             return super().open(filename, mode)
 
     base: Any = FTPHandler
