@@ -42,9 +42,9 @@ from registry_cli.core.state import ModelState
 from registry_cli.errors import BadInput, RegctlError, RuleViolation
 from registry_cli.storage import faults, fs_blobs, layout, payload
 from registry_cli.storage.atomic import write_durable
-from registry_cli.storage.payload_copy import write_payload_and_bundle
 from registry_cli.storage.hashing import Progress
 from registry_cli.storage.payload import FileRecord, PlannedFile
+from registry_cli.storage.payload_copy import write_payload_and_bundle
 from registry_cli.storage.store import AlreadyExists, Store
 
 WRITE_LEVEL0_BUNDLES = False  # True: keep writing bundle.tar.gz files for level 0 too
