@@ -220,14 +220,10 @@ def test_du_counts_shared_blobs_once(regctl_proc, root, tmp_path, shared):
     }
     # the shared file once (with "a", first by name), each own file once, the old bundles
     blobs = {"a": 5000 + 2000 + 2001, "b": 2000 + 2001}
-    if isinstance(root, Path):  # the payload files are the blobs now
-        assert rows["a"]["stored"] == blobs["a"] + bundles["a"]
-        assert rows["b"]["stored"] == blobs["b"] + bundles["b"]
-        assert old["total"]["stored"] == new["total"]["stored"] + 3 * 5000  # 4 copies, now 1
-    else:  # the version objects stay beside their blobs (docs/operations.md)
-        for n in ("a", "b"):
-            old_row = next(m for m in old["models"] if m["name"] == n)
-            assert rows[n]["stored"] == old_row["stored"] + blobs[n]
+    # the payload files (S3: the version's payload objects) are the blobs now
+    assert rows["a"]["stored"] == blobs["a"] + bundles["a"]
+    assert rows["b"]["stored"] == blobs["b"] + bundles["b"]
+    assert old["total"]["stored"] == new["total"]["stored"] + 3 * 5000  # 4 copies, now 1
     one = json.loads(regctl_proc("du", "b", "--json", check=True).stdout)
     assert [m["name"] for m in one["models"]] == ["b"] and one["models"][0] == rows["b"]
     assert regctl_proc("du", "nope").returncode == 3

@@ -16,10 +16,8 @@ name (removed by the next run), and running again finds the work done.
 
 Object-store root: each payload object is copied server-side to its blob key (when
 missing) and the blob is read back and checked. Only then may the version's payload
-object be deleted (readers then find its files as blobs); that step is off until the
-served tree and the version readers of an object-store root read payloads from blobs
-(:data:`DROP_VERSION_OBJECTS`): until then a deleted object would break ``dist
-rebuild``, ``promote`` and ``gc``'s served-tree repair of that version.
+object be deleted (readers then find its files as blobs); ``gc`` then rebuilds the
+served tree, which points at the blobs instead of keeping copies.
 """
 
 from __future__ import annotations
@@ -45,7 +43,7 @@ from registry_cli.storage.hashing import hash_file
 from registry_cli.storage.store import Missing, Store
 
 TAG = "dedup"  # the temporary names of this module: .NAME.dedup-PID-HEX8
-DROP_VERSION_OBJECTS = False  # object store: delete vN/payload/* once its blobs verify
+DROP_VERSION_OBJECTS = True  # object store: delete vN/payload/* once its blobs verify
 
 
 def dedup(
@@ -225,4 +223,6 @@ def _dedup_object_version(
             checked.add(sha)
         if DROP_VERSION_OBJECTS:
             store.delete(f"{vkey}/{rel}")
+            # the store remembers which versions hold payload objects of their own
+            getattr(store, "_own_payload", {}).pop(vkey, None)
         report.deduped += 1

@@ -192,6 +192,10 @@ def gc(
                 report.removed.extend(delete_payload(store, name, v))
     if dedup:
         dedupe.dedup(store, states, versions, served.stages, report, dry_run=dry_run)
+        if report.deduped and not dry_run and not hasattr(store, "path"):
+            # an object store's versions now hold no payload objects: their served
+            # tree points at the blobs instead of keeping copies (docs/object-storage.md)
+            rebuild_served(store, states, served)
     blob_gc.collect_blobs(store, states, versions, report, grace_s=grace_s, dry_run=dry_run)
     if (report.removed or report.deduped) and not dry_run:
         details: dict[str, Any] = {"removed": len(report.removed)}

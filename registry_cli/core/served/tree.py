@@ -336,6 +336,7 @@ class ServedTree:
     def rebuild_model(self, state: ModelState, report: DistReport) -> None:
         """Regenerate every stage of one model from ``models/`` (full scan)."""
         self._facts.clear()
+        self._in_blobs.clear()  # gc --dedup may just have moved payloads into blobs
         report.models += 1
         for stage in self.stages:
             self._sync_stage(state, stage, full=True, report=report)
