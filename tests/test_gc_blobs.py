@@ -26,7 +26,7 @@ def blob_root(proc, root, tmp_path: Path, shared: bytes, count: int = 3) -> None
     to_legacy(root)
     res = json.loads(proc("gc", "--dedup", "--json", check=True).stdout)
     # each payload file on a folder; each distinct object on S3 (copied into its blob)
-    assert res["deduped"] == (2 * count if isinstance(root, Path) else count + 1)
+    assert res["deduped"] == 2 * count  # every payload file (S3: every payload object)
 
 
 def own_sha(root, version: str) -> str:
@@ -45,7 +45,7 @@ def test_dedup_leaves_the_blob_layout_and_everything_readable(regctl_proc, root,
     regctl_proc("promote", "m", "--version", "v2", check=True)
     to_legacy(root)
     before = snapshot(root)
-    moved = 6 if isinstance(root, Path) else 4  # files on a folder, distinct objects on S3
+    moved = 6  # every payload file (S3: each object copied into its blob, then dropped)
     dry = json.loads(regctl_proc("gc", "--dedup", "--dry-run", "--json", check=True).stdout)
     assert dry["dry_run"] is True and dry["deduped"] == moved
     assert snapshot(root) == before
@@ -64,10 +64,13 @@ def test_dedup_leaves_the_blob_layout_and_everything_readable(regctl_proc, root,
                 assert oct(blob.stat().st_mode & 0o777) == "0o444"
         served = root / "dist/release/m/versions/v2/payload/own.bin"
         assert served.stat().st_ino == (root / layout.blob_key(own_sha(root, "v2"))).stat().st_ino
-    else:  # every blob verified; the version objects stay (docs/operations.md)
+    else:  # every blob verified; no payload object of a version or stage is left
         for k in root.keys():
             if k.startswith("blobs/"):
                 assert layout.blob_key(k.rsplit("/", 1)[1]) == k
+            assert "/payload/" not in k, k
+        latest = json.loads((root / "dist/release/m/LATEST.json").read_text())
+        assert latest["blobs"] == "../../../blobs/sha256"
     again = json.loads(regctl_proc("gc", "--dedup", "--json", check=True).stdout)
     assert again["deduped"] == 0 and again["removed"] == []
     assert regctl_proc("verify").returncode == 0
