@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,10 +111,9 @@ class ModelRegistry:
         self.versions = VersionReader(self.store, self.stages)
         self.rules = Rules(self.config, self.versions)
         self._queued: list[Any] = []  # deliveries recorded by a commit, tried after it
-        if self.config.webhooks:
+        self._mirrored: list[Any] = []  # OCI mirror pushes recorded by a commit
+        if self.config.webhooks or self.config.oci_mirrors:
             self.states.on_audit = self._record
-        # delivers queued OCI mirror pushes after a change (set by the CLI: docs/oci.md)
-        self.mirror_delivery: Callable[[ModelRegistry], None] | None = None
 
     @classmethod
     def open(
@@ -209,24 +208,30 @@ class ModelRegistry:
         return self.versions.info(done.state, done.number)
 
     def _record(self, entry: dict[str, Any]) -> None:
-        """In the commit step: the change's webhook deliveries go to the outbox."""
-        from registry_cli.core import events
+        """In the commit step: the change's webhook deliveries and OCI mirror pushes go
+        to the outbox (docs/events.md, docs/oci.md#mirrors)."""
+        if self.config.webhooks:
+            from registry_cli.core import events
 
-        self._queued.extend(events.record(self.store, self.config, entry))
+            self._queued.extend(events.record(self.store, self.config, entry))
+        if self.config.oci_mirrors and entry.get("model"):
+            from registry_cli.core import mirror_plan
+
+            self._mirrored.extend(mirror_plan.record(self.store, self.config, self.states, entry))
 
     def _announce(self, entry: dict[str, Any]) -> None:
-        """After the lock is released: try the webhook deliveries recorded (see
-        docs/events.md); OCI mirror pushes queued, then delivered by
-        ``mirror_delivery`` when a caller set one (docs/oci.md#mirrors)."""
+        """After the lock is released: try what the commit recorded, once or with the
+        hook's tries, where this process sends it (else a background sender does)."""
         if self._queued:
             from registry_cli.core import events
 
             queued, self._queued = self._queued, []
             events.announce(queued)
-        if self.config.oci_mirrors and entry.get("model"):
-            from registry_cli.core import mirror_queue
+        if self._mirrored:
+            from registry_cli.core import mirror_plan
 
-            mirror_queue.committed(self, entry)
+            mirrored, self._mirrored = self._mirrored, []
+            mirror_plan.announce(mirrored)
 
     # ------------------------------------------------------------------ reading
     def _best(self, metric: str | None, mode: str | None) -> BestBy:
