@@ -10,8 +10,7 @@ A façade built from parts, each in its own module:
 * ``core/lifecycle.py`` and ``core/gates.py`` — the lifecycle rules (docs/concepts.md), pure;
 * ``core/served/`` — the served tree ``dist/``, updated after each commit;
 * ``core/upkeep.py`` — ``verify`` and ``gc``;
-* ``core/events.py`` — what happens once a change is committed (webhooks, through the
-  outbox of ``core/outbox.py``).
+* ``core/events.py``, ``core/mirror_plan.py`` — webhooks and OCI mirror pushes (outbox).
 
 Each lifecycle method is a rule: a function of the model state that changes
 it and returns what it chose; :meth:`ModelStates.change` commits it.
@@ -111,7 +110,6 @@ class ModelRegistry:
         self.versions = VersionReader(self.store, self.stages)
         self.rules = Rules(self.config, self.versions)
         self._queued: list[Any] = []  # deliveries recorded by a commit, tried after it
-        self._mirrored: list[Any] = []  # OCI mirror pushes recorded by a commit
         if self.config.webhooks or self.config.oci_mirrors:
             self.states.on_audit = self._record
 
@@ -208,30 +206,23 @@ class ModelRegistry:
         return self.versions.info(done.state, done.number)
 
     def _record(self, entry: dict[str, Any]) -> None:
-        """In the commit step: the change's webhook deliveries and OCI mirror pushes go
-        to the outbox (docs/events.md, docs/oci.md#mirrors)."""
-        if self.config.webhooks:
-            from registry_cli.core import events
+        """In the commit step: webhook deliveries and OCI mirror pushes to the outbox."""
+        from registry_cli.core import events, mirror_plan
 
+        if self.config.webhooks:
             self._queued.extend(events.record(self.store, self.config, entry))
         if self.config.oci_mirrors and entry.get("model"):
-            from registry_cli.core import mirror_plan
-
-            self._mirrored.extend(mirror_plan.record(self.store, self.config, self.states, entry))
+            self._queued.extend(mirror_plan.record(self.store, self.config, self.states, entry))
 
     def _announce(self, entry: dict[str, Any]) -> None:
-        """After the lock is released: try what the commit recorded, once or with the
-        hook's tries, where this process sends it (else a background sender does)."""
+        """After the lock: try what the commit recorded where this process sends it
+        (docs/events.md, docs/oci.md#mirrors), else a background sender does."""
         if self._queued:
-            from registry_cli.core import events
+            from registry_cli.core import events, mirror_plan
 
             queued, self._queued = self._queued, []
-            events.announce(queued)
-        if self._mirrored:
-            from registry_cli.core import mirror_plan
-
-            mirrored, self._mirrored = self._mirrored, []
-            mirror_plan.announce(mirrored)
+            events.announce([q for q in queued if isinstance(q, events.Queued)])
+            mirror_plan.announce([q for q in queued if isinstance(q, mirror_plan.Recorded)])
 
     # ------------------------------------------------------------------ reading
     def _best(self, metric: str | None, mode: str | None) -> BestBy:
