@@ -158,9 +158,11 @@ def send(delivery: outbox.Delivery) -> None:
     if store is None:
         raise outbox.GiveUp("an OCI mirror push needs its root")
     reg = _registry(store)
-    _send_older(store, delivery, outbox.policy(reg.config))
+    policy = outbox.policy(reg.config)
+    _send_older(store, delivery, policy)
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(delivery, stop), daemon=True)
+    hold = TRY_S + policy.claim_s
+    beat = threading.Thread(target=_heartbeat, args=(delivery, stop, hold), daemon=True)
     beat.name = "regctl-oci-keepalive"
     beat.start()
     try:
@@ -172,11 +174,11 @@ def send(delivery: outbox.Delivery) -> None:
         beat.join()
 
 
-def _heartbeat(delivery: outbox.Delivery, stop: threading.Event) -> None:
+def _heartbeat(delivery: outbox.Delivery, stop: threading.Event, hold: float) -> None:
     """Extend the claim every HEARTBEAT_S while the push runs (a big model takes long)."""
     while not stop.wait(HEARTBEAT_S):
         try:
-            if not delivery.keep_alive(TRY_S):
+            if not delivery.keep_alive(hold):
                 return  # another sender took it over; the push is idempotent
         except Exception:  # the store failed: the claim may expire, the push goes on
             continue
