@@ -9,7 +9,8 @@ from registry_cli.cli import common
 from registry_cli.cli.common import JSON_HELP, command, open_local, print_json
 
 events_app = typer.Typer(
-    help="The outbox of webhook deliveries: what is still to be sent, and sending it now.",
+    help="The outbox of webhook deliveries and OCI mirror pushes: what is still to be sent, "
+    "and sending it now.",
     no_args_is_help=True,
 )
 
