@@ -172,7 +172,9 @@ def test_pushes_to_one_repository_keep_their_order_and_events_flush_sends_them(
     assert _run(root, "promote", "m", "--version", "v2").returncode == 0
     ids = _pending_ids(root)
     status = json.loads(_run(root, "oci", "status", "--json").stdout)
-    assert [(p["id"], p["version"]) for p in status] == list(zip(ids, ["v1", "v1", "v2"]))
+    assert [(p["id"], p["version"]) for p in status] == list(
+        zip(ids, ["v1", "v1", "v2"], strict=True)
+    )
     assert "waits for the older push" in status[2]["error"]  # never overtakes the v1 ones
     r = OciRegistry(tmp_path / "late")
     r.port = port
