@@ -215,8 +215,7 @@ class ModelRegistry:
             self._queued.extend(mirror_plan.record(self.store, self.config, self.states, entry))
 
     def _announce(self, entry: dict[str, Any]) -> None:
-        """After the lock: try what the commit recorded where this process sends it
-        (docs/events.md, docs/oci.md#mirrors), else a background sender does."""
+        """After the lock: try what the commit recorded (docs/events.md, oci.md#mirrors)."""
         if self._queued:
             from registry_cli.core import events, mirror_plan
 
