@@ -274,3 +274,21 @@ def test_a_long_push_keeps_its_claim_alive(tmp_path, model_file, monkeypatch):
     assert outbox.attempt(claimed, policy).status == "sent"
     assert len(seen) == 3 and seen[0] > first  # extended while it ran
     assert not [t for t in threading.enumerate() if t.name == "regctl-oci-keepalive"]
+
+
+def test_a_push_to_a_mirror_no_longer_configured_becomes_a_dead_letter(tmp_path, model_file):
+    root = _root(tmp_path, f"127.0.0.1:{free_port()}", model_file)
+    assert _run(root, "promote", "m", "--version", "v1").returncode == 0
+    [queued] = _pending_ids(root)
+    config = root / "registry.yaml"
+    config.write_text(config.read_text().replace("/mirror\n", "/elsewhere\n"))
+    got = _run(root, "oci", "sync", "--json")
+    assert (
+        got.returncode == 6 and got.stderr.startswith("error: ") and "Traceback" not in got.stderr
+    )
+    [left] = json.loads(got.stdout)["pending"]
+    assert left["id"] == queued and "no longer in oci_mirrors" in left["error"]
+    assert json.loads(_run(root, "oci", "status", "--json").stdout) == []
+    dead = json.loads(_run(root, "events", "status", "--json").stdout)["dead_letters"]
+    assert [(d["id"], d["kind"]) for d in dead] == [(queued, "oci_mirror")]
+    assert "OCI mirror push of m:v1" in dead[0]["what"]

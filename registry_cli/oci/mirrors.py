@@ -259,6 +259,8 @@ def sync(
             continue
         failing.add(lane)
         item.attempts, item.error = delivery.tries + outcome.tries, outcome.problem or ""
+        if outcome.status == "dead":  # refused for good: `regctl events status` lists it
+            item.error = f"a dead letter now: {item.error}"
         left.append(item)
         if warn is not None:
             warn(f"{_describe(delivery.payload)} failed: {item.error}")
