@@ -73,7 +73,9 @@ def record(
     """In the commit step of ``entry`` (its state written): put the mirror pushes in
     the outbox. Never raises (the change is committed whatever happens here)."""
     action = str(entry.get("action"))
-    if action not in ACTIONS or (entry.get("details") or {}).get("noop"):
+    if not config.oci_mirrors or not entry.get("model") or action not in ACTIONS:
+        return []
+    if (entry.get("details") or {}).get("noop"):
         return []
     try:
         payloads = plan(config, states.load(str(entry["model"])), action)

@@ -209,10 +209,8 @@ class ModelRegistry:
         """In the commit step: webhook deliveries and OCI mirror pushes to the outbox."""
         from registry_cli.core import events, mirror_plan
 
-        if self.config.webhooks:
-            self._queued.extend(events.record(self.store, self.config, entry))
-        if self.config.oci_mirrors and entry.get("model"):
-            self._queued.extend(mirror_plan.record(self.store, self.config, self.states, entry))
+        self._queued.extend(events.record(self.store, self.config, entry))  # [] without hooks
+        self._queued.extend(mirror_plan.record(self.store, self.config, self.states, entry))
 
     def _announce(self, entry: dict[str, Any]) -> None:
         """After the lock: try what the commit recorded (docs/events.md, oci.md#mirrors)."""
