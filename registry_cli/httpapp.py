@@ -20,6 +20,7 @@ from registry_cli.core import outbox
 from registry_cli.core.outbox_send import OutboxSender
 from registry_cli.core.registry import ModelRegistry
 from registry_cli.core.tokens import secret_hash
+from registry_cli.oci import mirrors
 from registry_cli.server import (
     api,
     errors,
@@ -67,7 +68,9 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # the outbox's deliveries (webhooks, ...) are sent in the background (docs/events.md)
+        # the outbox's deliveries (webhooks, OCI mirror pushes) are sent in the background
+        # (docs/events.md): importing oci.mirrors registers the sender of the pushes
+        mirrors.attach(ctx.base)
         sender = OutboxSender(ctx.base.store, outbox.policy(ctx.base.config)).start()
         try:
             yield

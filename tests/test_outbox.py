@@ -228,7 +228,7 @@ def test_one_claim_at_a_time_and_a_dead_senders_claim_expires(tmp_path, kind, mo
 def test_a_kind_without_a_sender_in_this_process_is_left_alone(tmp_path):
     store = ModelRegistry(tmp_path / "r").store
     policy = outbox.Policy()
-    delivery = outbox.enqueue(store, "oci_mirror", {"to": "oci://x"}, policy)
+    delivery = outbox.enqueue(store, "kind_nobody_sends", {"to": "x"}, policy)
     assert outbox.claim(store, delivery.id, policy) is None
     report = flush(store, policy)
     assert (report.sent, report.failed, report.pending) == (0, 0, 1)

@@ -9,7 +9,8 @@ from registry_cli.cli import common
 from registry_cli.cli.common import JSON_HELP, command, open_local, print_json
 
 events_app = typer.Typer(
-    help="The outbox of webhook deliveries: what is still to be sent, and sending it now.",
+    help="The outbox of webhook deliveries and OCI mirror pushes: what is still to be sent, "
+    "and sending it now.",
     no_args_is_help=True,
 )
 
@@ -23,9 +24,11 @@ def flush(
     """Try every delivery waiting in the outbox once, now; exit 6 when any failed."""
     from registry_cli.core import outbox
     from registry_cli.core.outbox_send import flush as flush_outbox
+    from registry_cli.oci import mirrors  # sends the OCI mirror pushes too
 
     reg = open_local()
     reg.states.require_root()
+    mirrors.attach(reg)
     report = flush_outbox(reg.store, outbox.policy(reg.config), include_dead=dead)
     if as_json:
         print_json(report.to_doc())
@@ -51,6 +54,7 @@ def status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> Non
         events,  # noqa: F401 (names webhook deliveries)
         outbox,
     )
+    from registry_cli.oci import mirrors  # noqa: F401 (names OCI mirror pushes)
 
     reg = open_local()
     reg.states.require_root()

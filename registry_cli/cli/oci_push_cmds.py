@@ -52,14 +52,18 @@ def oci_status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) ->
     """List the mirror pushes that failed and wait for `regctl oci sync`."""
     from registry_cli.oci import mirrors
 
-    pending = mirrors.pending(open_local())
+    reg = open_local()
+    pending = mirrors.pending(reg)
+    old = mirrors.legacy_count(reg.store)
+    if old:
+        note(f"{old} push(es) in the old {mirrors.LEGACY}/ queue: `regctl oci sync` moves them")
     if as_json:
         print_json([p.to_json() for p in pending])
         return
     if not pending:
         typer.echo("nothing pending")
     for p in pending:
-        typer.echo(f"{p.model}:{p.version} -> {p.url} [{', '.join(p.tags)}]  {p.error}")
+        typer.echo(f"{p.id}  {p.model}:v{p.version} -> {p.url} [{', '.join(p.tags)}]  {p.error}")
 
 
 def oci_sync(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:

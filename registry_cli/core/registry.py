@@ -10,8 +10,7 @@ A façade built from parts, each in its own module:
 * ``core/lifecycle.py`` and ``core/gates.py`` — the lifecycle rules (docs/concepts.md), pure;
 * ``core/served/`` — the served tree ``dist/``, updated after each commit;
 * ``core/upkeep.py`` — ``verify`` and ``gc``;
-* ``core/events.py`` — what happens once a change is committed (webhooks, through the
-  outbox of ``core/outbox.py``).
+* ``core/events.py``, ``core/mirror_plan.py`` — webhooks and OCI mirror pushes (outbox).
 
 Each lifecycle method is a rule: a function of the model state that changes
 it and returns what it chose; :meth:`ModelStates.change` commits it.
@@ -25,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,10 +107,8 @@ class ModelRegistry(Upkeep):
         self.versions = VersionReader(self.store, self.stages)
         self.rules = Rules(self.config, self.versions)
         self._queued: list[Any] = []  # deliveries recorded by a commit, tried after it
-        if self.config.webhooks:
+        if self.config.webhooks or self.config.oci_mirrors:
             self.states.on_audit = self._record
-        # delivers queued OCI mirror pushes after a change (set by the CLI: docs/oci.md)
-        self.mirror_delivery: Callable[[ModelRegistry], None] | None = None
 
     @classmethod
     def open(
@@ -206,24 +203,20 @@ class ModelRegistry(Upkeep):
         return self.versions.info(done.state, done.number)
 
     def _record(self, entry: dict[str, Any]) -> None:
-        """In the commit step: the change's webhook deliveries go to the outbox."""
-        from registry_cli.core import events
+        """In the commit step: webhook deliveries and OCI mirror pushes to the outbox."""
+        from registry_cli.core import events, mirror_plan
 
-        self._queued.extend(events.record(self.store, self.config, entry))
+        self._queued.extend(events.record(self.store, self.config, entry))  # [] without hooks
+        self._queued.extend(mirror_plan.record(self.store, self.config, self.states, entry))
 
     def _announce(self, entry: dict[str, Any]) -> None:
-        """After the lock is released: try the webhook deliveries recorded (see
-        docs/events.md); OCI mirror pushes queued, then delivered by
-        ``mirror_delivery`` when a caller set one (docs/oci.md#mirrors)."""
+        """After the lock: try what the commit recorded (docs/events.md, oci.md#mirrors)."""
         if self._queued:
-            from registry_cli.core import events
+            from registry_cli.core import events, mirror_plan
 
             queued, self._queued = self._queued, []
-            events.announce(queued)
-        if self.config.oci_mirrors and entry.get("model"):
-            from registry_cli.core import mirror_queue
-
-            mirror_queue.committed(self, entry)
+            events.announce([q for q in queued if isinstance(q, events.Queued)])
+            mirror_plan.announce([q for q in queued if isinstance(q, mirror_plan.Recorded)])
 
     # ------------------------------------------------------------------ reading
     def _best(self, metric: str | None, mode: str | None) -> BestBy:
