@@ -14,6 +14,7 @@ import sys
 import tarfile
 
 import pytest
+import yaml
 
 from registry_cli import ModelRegistry
 from registry_cli.core.served.bundle_files import DistBundles, stream_digest, version_stream
@@ -251,9 +252,10 @@ def test_verify_finds_drift_around_a_bundle_that_is_not_stored(tmp_path, cli):
     served.write_bytes(data)
     # a recorded mtime that no longer gives the recorded bytes
     yaml_path = root / "models/team/demo/v1/version.yaml"
-    text = yaml_path.read_text()
-    mtime = bundle_facts(root, "team/demo", 1)["mtime"]
-    yaml_path.write_text(text.replace(f"mtime: {mtime}", f"mtime: {mtime + 1}"))
+    doc = yaml.safe_load(yaml_path.read_text())
+    doc["bundle"]["mtime"] += 1
+    os.chmod(yaml_path, 0o644)
+    yaml_path.write_text(yaml.safe_dump(doc, sort_keys=False))
     res = cli("verify", root_dir=root)
     assert res.exit_code == 5
     assert "bundle.tar.gz" in res.stdout + res.stderr

@@ -100,8 +100,6 @@ def _verify_version(
     except IntegrityError as exc:
         problem(f"{vkey}/version.yaml", str(exc))
         return
-    if bundle.get("stored") is False:
-        return  # assembled from the blobs when read: nothing on disk to re-hash
     report.checked += 1
     try:
         if is_virtual(bundle):  # assembled from the payload when read: hash that
