@@ -23,6 +23,7 @@ from registry_cli.importers.source import (
     SourceRegistry,
     SourceVersion,
     chain_promotions,
+    fetched_as_recorded,
 )
 from registry_cli.oci import layout, mapping
 
@@ -52,23 +53,10 @@ def _fetch(folder: Path, item: layout.LayoutVersion) -> Any:
         extra = {k: v for k, v in facts.items() if k not in _BUILT_IN}
         if facts.get("derived_from"):
             extra["derived_from"] = facts["derived_from"]  # as recorded, parent here or not
-        return Fetched(
-            files=[
-                (layout.blob_path(folder, layer.digest), layer.title)
-                for layer in item.artifact.layers
-            ],
-            move=False,
-            metrics=dict(facts.get("metrics") or {}),
-            params=dict(facts.get("params") or {}),
-            source=dict(facts.get("source") or {}),
-            signature=facts.get("signature"),
-            description=facts.get("description"),
-            tags=dict(facts.get("tags") or {}),
-            created_at=facts.get("created_at"),
-            created_by=facts.get("created_by"),
-            standard_artifacts=dict(facts.get("standard_artifacts") or {}),
-            facts=extra,
-        )
+        files = [
+            (layout.blob_path(folder, layer.digest), layer.title) for layer in item.artifact.layers
+        ]
+        return fetched_as_recorded(facts, files, move=False, extra=extra)
 
     return fetch
 

@@ -27,6 +27,7 @@ from registry_cli.importers.source import (
     SourceRegistry,
     SourceVersion,
     chain_promotions,
+    fetched_as_recorded,
 )
 from registry_cli.oci import auth, mapping
 from registry_cli.oci.client import RegistryClient
@@ -71,20 +72,7 @@ def _fetch(client: RegistryClient, art: mapping.Artifact) -> Any:
             _download(client, layer, dest)
             os.chmod(dest, 0o644)
             files.append((dest, layer.title))
-        facts = art.facts
-        return Fetched(
-            files=files,
-            move=True,
-            metrics=dict(facts.get("metrics") or {}),
-            params=dict(facts.get("params") or {}),
-            source=dict(facts.get("source") or {}),
-            signature=facts.get("signature"),
-            description=facts.get("description"),
-            tags=dict(facts.get("tags") or {}),
-            created_at=facts.get("created_at"),
-            created_by=facts.get("created_by"),
-            standard_artifacts=dict(facts.get("standard_artifacts") or {}),
-        )
+        return fetched_as_recorded(art.facts, files, move=True)
 
     return fetch
 

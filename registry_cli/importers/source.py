@@ -47,6 +47,31 @@ class Fetched:
     facts: dict[str, Any] | None = None  # more immutable facts kept as they were (license, card)
 
 
+def fetched_as_recorded(
+    facts: dict[str, Any],
+    files: list[tuple[Path, str]],
+    *,
+    move: bool,
+    extra: dict[str, Any] | None = None,
+) -> Fetched:
+    """A version whose facts travel with it (a regctl ``manifest.json``, e.g. in an OCI
+    artifact's config): every recorded fact is kept as it was."""
+    return Fetched(
+        files=files,
+        move=move,
+        metrics=dict(facts.get("metrics") or {}),
+        params=dict(facts.get("params") or {}),
+        source=dict(facts.get("source") or {}),
+        signature=facts.get("signature"),
+        description=facts.get("description"),
+        tags=dict(facts.get("tags") or {}),
+        created_at=facts.get("created_at"),
+        created_by=facts.get("created_by"),
+        standard_artifacts=dict(facts.get("standard_artifacts") or {}),
+        facts=extra,
+    )
+
+
 Fetch = Callable[[Path], Fetched]
 """Bring a version's files into the given empty scratch folder (verifying them)."""
 
