@@ -133,8 +133,8 @@ def page(browser):
 def sign_in(page, site: Site, scope: str) -> None:
     page.goto(f"{site.url}/sign-in")
     page.fill("#token", site.tokens[scope])
-    page.click("form[action='/sign-in'] button[type=submit]")
-    page.wait_for_load_state()
+    with page.expect_navigation():  # the signed-in page, not the sign-in form still shown
+        page.click("form[action='/sign-in'] button[type=submit]")
     assert f"tok-{scope}" in page.inner_text("header")
 
 
@@ -281,7 +281,8 @@ def test_audit_page_filters_by_model_action_and_actor(page, site):
     page.fill("#f-model", PPE)
     page.select_option("#f-action", "promote")
     page.select_option("#f-actor", "alice")
-    page.click("form.audit-filter button[type=submit]")
+    with page.expect_navigation(url="**/audit?*"):  # count the filtered page's rows
+        page.click("form.audit-filter button[type=submit]")
     rows = page.locator("table.audit tbody tr")
     assert rows.count() == 2
     for i in range(2):
