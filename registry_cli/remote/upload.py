@@ -129,10 +129,14 @@ def send_body(
             pass  # the server answered early: the caller reads what it said
 
 
-def _read(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
+def _read(path: Path) -> Iterator[memoryview]:
+    """The file in ``CHUNK`` pieces, read into one buffer: each piece is valid until the
+    next is asked for (it is hashed and sent by then), so no buffer is allocated per
+    piece."""
+    buf = bytearray(CHUNK)
+    with open(path, "rb", buffering=0) as fh:
         while True:
-            piece = fh.read(CHUNK)
-            if not piece:
+            n = fh.readinto(buf)
+            if not n:
                 return
-            yield piece
+            yield memoryview(buf)[:n]
