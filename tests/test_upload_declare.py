@@ -292,3 +292,48 @@ def test_a_declared_upload_cut_mid_stream_leaves_nothing(srv):
         sock.sendall(request + body)
         time.sleep(0.5)
     nothing_left(root, "decl/cut")
+
+
+def test_a_server_older_than_the_declare_part_gets_the_upload_again_without_it(tmp_path):
+    """A server that refuses the declare part as an unknown field (as servers before it
+    did) is sent the same upload again without it, whole and with the right length."""
+    import http.server
+    import threading
+
+    from registry_cli import RuleViolation
+
+    bodies: list[bytes] = []
+
+    class OldServer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            bodies.append(body)
+            if b'name="declare"' in body:
+                status, code, message = 400, "bad_input", "unknown form field 'declare'"
+            else:
+                status, code, message = 409, "refused", "refused by the fake server"
+            doc = json.dumps({"error": {"code": code, "message": message, "hint": None}})
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(doc)))
+            self.end_headers()
+            self.wfile.write(doc.encode())
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OldServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        data = os.urandom(100_000)
+        (tmp_path / "w.bin").write_bytes(data)
+        reg = RemoteRegistry(f"http://127.0.0.1:{server.server_port}", token="rgt_x")
+        with pytest.raises(RuleViolation, match="refused by the fake server"):
+            reg.publish("old/server", [tmp_path / "w.bin"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(bodies) == 2
+    assert b'name="declare"' in bodies[0] and b'name="declare"' not in bodies[1]
+    assert data in bodies[1] and bodies[1].endswith(b"--\r\n")

@@ -34,13 +34,18 @@ class MultipartBody:
     heads: list[bytes]
     meta: dict[str, Any]
     boundary: str
+    declared: bool = True  # False for a server older than the declare part
 
     @property
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
 
-    @cached_property
+    @property
     def declare(self) -> bytes:
+        return self._declaration if self.declared else b""
+
+    @cached_property
+    def _declaration(self) -> bytes:
         files = [{"path": item.relpath, "size": item.size} for item in self.planned]
         return (
             (
@@ -129,14 +134,10 @@ def send_body(
             pass  # the server answered early: the caller reads what it said
 
 
-def _read(path: Path) -> Iterator[memoryview]:
-    """The file in ``CHUNK`` pieces, read into one buffer: each piece is valid until the
-    next is asked for (it is hashed and sent by then), so no buffer is allocated per
-    piece."""
-    buf = bytearray(CHUNK)
-    with open(path, "rb", buffering=0) as fh:
+def _read(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
         while True:
-            n = fh.readinto(buf)
-            if not n:
+            piece = fh.read(CHUNK)
+            if not piece:
                 return
-            yield memoryview(buf)[:n]
+            yield piece
