@@ -45,11 +45,7 @@ from registry_cli.server.metadata import (
     publish_from_mlflow_body,
     publish_kwargs,
 )
-from registry_cli.server.upload_receive import (  # noqa: F401 (check_member_name: its home)
-    Received,
-    check_member_name,
-    receive_multipart,
-)
+from registry_cli.server.upload_receive import Received, receive_multipart
 from registry_cli.urlpaths import MODELNAME  # noqa: F401 (registers {name:modelname})
 
 router = APIRouter()
