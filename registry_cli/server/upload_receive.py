@@ -227,7 +227,8 @@ async def receive_multipart(
 
     The event loop keeps receiving while a worker thread parses, writes and hashes
     the batches before it (a bounded queue between them), so the network and the
-    disk work overlap and memory stays at a few MiB."""
+    disk work overlap and memory stays bounded (``IN_FLIGHT`` batches of one to a few
+    MiB: a batch is at least ``BATCH`` and at most one socket read more)."""
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
 
