@@ -42,6 +42,7 @@ from registry_cli.core.state import ModelState
 from registry_cli.errors import BadInput, RegctlError, RuleViolation
 from registry_cli.storage import faults, fs_blobs, layout, payload
 from registry_cli.storage.atomic import write_durable
+from registry_cli.storage.bundle_receipt import ReceivedBundle, matches, place_received
 from registry_cli.storage.hashing import Progress
 from registry_cli.storage.payload import FileRecord, PlannedFile
 from registry_cli.storage.payload_copy import write_payload_and_bundle
@@ -92,7 +93,9 @@ class Produced:
     caller gives them up and they are renamed into the payload (they must sit
     in a scratch folder of the registry's filesystem); else they are copied.
     ``sha256`` names the digest of a moved file the caller computed as it wrote
-    it (an upload hashed as received), so it is not hashed again.
+    it (an upload hashed as received), so it is not hashed again. ``bundle`` is
+    the level-0 bundle framed from those files as they were received: used (the
+    files are then not read at all) only when it covers exactly the planned files.
     ``source`` replaces the recorded origin; ``version``, ``created_at`` and
     ``created_by`` keep an imported version's number, time and author.
     """
@@ -100,6 +103,7 @@ class Produced:
     files: tuple[tuple[Path, str], ...] = ()
     move: bool = False
     sha256: dict[str, str] = field(default_factory=dict)  # path -> sha256 of a moved file
+    bundle: ReceivedBundle | None = None
     standard_artifacts: dict[str, str] = field(default_factory=dict)
     source: dict[str, Any] | None = None
     version: int | None = None  # an importer keeping the old number (refused if taken)
@@ -235,21 +239,36 @@ class Publisher:
             # an object store uploads from the sources after hashing them: any write to
             # one in between must be noticed (same inode, size, mtime and ctime)
             seen = {} if blobs_root else {p.source: fs_blobs.identity(p.source) for p in planned}
-            files, (bsize, bsha), _copies = write_payload_and_bundle(
-                planned,
-                vdir,
-                make_manifest,
-                level=self.config.bundle_level,
-                mtime=mtime,
-                fsync=self.config.publish_fsync,
-                progress=progress("publish", total) if progress else None,
-                blobs_root=blobs_root,
-                copy=False,
-                store_bundle=stored_bundle,
-                # a folder root looks for each blob as soon as it is hashed; an object
-                # store looks for them all at once below, so one marker write does
-                on_blob=pending.add if blobs_root is not None else None,
-            )
+            received = produced.bundle
+            if blobs_root is None or stored_bundle or (received and not matches(received, planned)):
+                received = None
+            if received is not None and blobs_root is not None:
+                mtime = received.mtime  # framed on receipt: no payload byte is read again
+                files, (bsize, bsha), _copies = place_received(
+                    planned,
+                    vdir,
+                    make_manifest,
+                    received,
+                    blobs_root=blobs_root,
+                    fsync=self.config.publish_fsync,
+                    on_blob=pending.add,
+                )
+            else:
+                files, (bsize, bsha), _copies = write_payload_and_bundle(
+                    planned,
+                    vdir,
+                    make_manifest,
+                    level=self.config.bundle_level,
+                    mtime=mtime,
+                    fsync=self.config.publish_fsync,
+                    progress=progress("publish", total) if progress else None,
+                    blobs_root=blobs_root,
+                    copy=False,
+                    store_bundle=stored_bundle,
+                    # a folder root looks for each blob as soon as it is hashed; an object
+                    # store looks for them all at once below, so one marker write does
+                    on_blob=pending.add if blobs_root is not None else None,
+                )
             uploads = [(p.source, f.sha256) for p, f in zip(planned, files, strict=True)]
             if blobs_root is None:
                 pending.add(*[sha for _p, sha in uploads])

@@ -364,28 +364,32 @@ class RemoteRegistry:
 
         body = plan_body(sources, meta)
         tick = progress("upload", body.total) if progress else None
-        headers = self._headers(
-            {"Content-Type": body.content_type, "Content-Length": str(body.length)}
-        )
-        with self._lock:
-            self.close()  # a fresh connection: a long upload must not start on a stale one
-            conn = self._connect()
-            try:
-                conn.putrequest("POST", target, skip_accept_encoding=True)
-                for key, value in headers.items():
-                    conn.putheader(key, value)
-                conn.endheaders()
+        while True:
+            headers = self._headers(
+                {"Content-Type": body.content_type, "Content-Length": str(body.length)}
+            )
+            with self._lock:
+                self.close()  # a fresh connection: a long upload must not start on a stale one
+                conn = self._connect()
                 try:
-                    send_body(conn, body, tick)
-                except BadInput:
+                    conn.putrequest("POST", target, skip_accept_encoding=True)
+                    for key, value in headers.items():
+                        conn.putheader(key, value)
+                    conn.endheaders()
+                    try:
+                        send_body(conn, body, tick)
+                    except BadInput:
+                        self.close()
+                        raise
+                    reply = conn.getresponse()
+                    raw = reply.read()
+                except (OSError, http.client.HTTPException) as exc:
                     self.close()
-                    raise
-                reply = conn.getresponse()
-                raw = reply.read()
-            except (OSError, http.client.HTTPException) as exc:
+                    raise self._unreachable(exc) from None
                 self.close()
-                raise self._unreachable(exc) from None
-            self.close()
+            if not (body.declared and b"unknown form field 'declare'" in raw):
+                break
+            body.declared = False  # a server older than the declare part: again without
         return self._decode(reply, raw)
 
 

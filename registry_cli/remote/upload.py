@@ -1,10 +1,12 @@
 """Streaming a publish to the registry server as ``multipart/form-data``.
 
-Each file is read from disk in 1 MiB pieces, hashed and sent; the ``metadata``
-part goes last carrying those sha256, which the server checks before it
-publishes anything. The body's length is known in advance (the metadata is
-measured with placeholder hashes of the same length), so the server can
-refuse an oversized upload (413) before it is sent.
+A ``declare`` part goes first: every file's payload path and size, in the order
+they follow, so the server can frame the bundle while the bytes arrive instead
+of reading them again. Each file is then read from disk in 1 MiB pieces, hashed
+and sent; the ``metadata`` part goes last carrying those sha256, which the
+server checks before it publishes anything. The body's length is known in
+advance (the metadata is measured with placeholder hashes of the same length),
+so the server can refuse an oversized upload (413) before it is sent.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +34,27 @@ class MultipartBody:
     heads: list[bytes]
     meta: dict[str, Any]
     boundary: str
+    declared: bool = True  # False for a server older than the declare part
 
     @property
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
+
+    @property
+    def declare(self) -> bytes:
+        return self._declaration if self.declared else b""
+
+    @cached_property
+    def _declaration(self) -> bytes:
+        files = [{"path": item.relpath, "size": item.size} for item in self.planned]
+        return (
+            (
+                f'--{self.boundary}\r\nContent-Disposition: form-data; name="declare"\r\n'
+                "Content-Type: application/json\r\n\r\n"
+            ).encode()
+            + json.dumps({"files": files}).encode()
+            + b"\r\n"
+        )
 
     @property
     def meta_head(self) -> bytes:
@@ -56,7 +76,8 @@ class MultipartBody:
         files = sum(
             len(h) + item.size + 2 for h, item in zip(self.heads, self.planned, strict=True)
         )
-        return files + len(self.meta_head) + len(self.meta_bytes(placeholder)) + len(self.tail)
+        meta = len(self.meta_head) + len(self.meta_bytes(placeholder)) + len(self.tail)
+        return len(self.declare) + files + meta
 
     @property
     def total(self) -> int:
@@ -92,6 +113,7 @@ def send_body(
     # hashing (which releases the GIL) runs beside the sending of the same piece
     with ThreadPoolExecutor(1, thread_name_prefix="regctl-hash") as hasher:
         try:
+            conn.send(body.declare)
             for head, item in zip(body.heads, body.planned, strict=True):
                 conn.send(head)
                 digest = hashlib.sha256()

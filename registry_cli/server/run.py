@@ -48,8 +48,11 @@ def serve_app(
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"{'https' if tls_cert else 'http'}://{shown}:{bound_port}"
     as_json = ctx.log_format == "json"
+    from registry_cli.server.upload_receive import http_protocol
+
     config = uvicorn.Config(
         create_app(ctx),
+        http=http_protocol(),  # big socket reads: uploads cost fewer event loop turns
         log_level="info",
         log_config=uvicorn_log_config(ctx.log_format),
         access_log=not as_json,
