@@ -56,3 +56,13 @@ def test_both_maps_stay_within_their_size(tmp_path):
     assert len(cache.entries) == 3
     assert len(cache.state_files) == 3
     assert list(cache.state_files) == ["m/n2", "m/n3", "m/n4"]  # the least recent went
+
+
+def test_the_assembled_bundles_of_dist_stay_within_their_size(tmp_path):
+    from registry_cli.core.served.bundle_files import DistBundles
+
+    reg = registry(tmp_path, models=3)
+    dist = DistBundles(reg.root / "dist", size=2)
+    for i in range(3):
+        dist.stream(str(reg.root / f"dist/dev/m/n{i}/versions/v1/bundle.tar.gz"))
+    assert len(dist._cache) == 2
