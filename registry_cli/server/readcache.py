@@ -104,6 +104,18 @@ class ReadCache:
         """The document of :meth:`entry` (callers must not change it: it is shared)."""
         return self.entry(reg, ref, **options)[0]
 
+    def cached_json(self, reg: ModelRegistry, ref: str) -> bytes | None:
+        """The JSON of ``show`` (no options) of ``ref`` if the cache holds it for the
+        model's current state, else None (never reads more than the state's tag)."""
+        try:
+            tag = self._tag(reg.store, parse_ref(ref).name)
+        except Exception:  # noqa: BLE001 - a reference the route refuses: not cached
+            return None
+        if tag is None:
+            return None
+        found = self._hit((ref, None, None, None, True, tag))
+        return None if found is None else found[1]
+
     async def version_json(self, reg: ModelRegistry, ref: str, **options: Any) -> bytes:
         """The JSON bytes of :meth:`entry`, for an ``async`` route: a hit on a folder root
         is answered on the event loop (a ``stat``), anything else in a worker thread."""
