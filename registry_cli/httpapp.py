@@ -24,6 +24,7 @@ from registry_cli.oci import mirrors
 from registry_cli.server import (
     api,
     errors,
+    fastlane,
     files,
     fleet_api,
     ftp_control,
@@ -87,6 +88,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.metrics = metrics.Metrics(ctx.base.store)  # one registry per app
+    app.add_middleware(fastlane.FastLane, ctx=ctx)  # inside Observe: counted and logged
     app.add_middleware(
         metrics.Observe, metrics=app.state.metrics, log=access_logger(ctx.log_format)
     )

@@ -116,17 +116,18 @@ def list_versions(
     }
 
 
-@router.get(MODEL + "/versions/{version}", tags=["read"])
-def show_version(
+@router.get(MODEL + "/versions/{version}", tags=["read"], response_model=dict[str, Any])
+async def show_version(
     request: Request, name: str, version: str, who: Principal = Depends(require("read"))
-) -> dict[str, Any]:
+) -> Response:
     """One version, ``v3`` or ``3`` (``regctl show --json``)."""
     ctx: ServerContext = request.app.state.ctx
-    return ctx.reads.version_doc(_registry(request, who), f"{name}:{version}")
+    body = await ctx.reads.version_json(_registry(request, who), f"{name}:{version}")
+    return Response(body, media_type="application/json")
 
 
-@router.get("/api/v1/resolve", tags=["read"])
-def resolve(
+@router.get("/api/v1/resolve", tags=["read"], response_model=dict[str, Any])
+async def resolve(
     request: Request,
     ref: str = Query(..., description="NAME, NAME:vN, NAME:latest, NAME:best or NAME@alias"),
     stage: str | None = None,
@@ -134,13 +135,13 @@ def resolve(
     mode: str | None = None,
     bundle: bool = Query(True, description="false skips the bundle's facts (faster)"),
     who: Principal = Depends(require("read")),
-) -> dict[str, Any]:
+) -> Response:
     """Any reference (``regctl resolve --json``)."""
     ctx: ServerContext = request.app.state.ctx
-    reg = _registry(request, who)
-    return ctx.reads.version_doc(
-        reg, ref, stage=stage, metric=metric, mode=mode, with_bundle=bundle
+    body = await ctx.reads.version_json(
+        _registry(request, who), ref, stage=stage, metric=metric, mode=mode, with_bundle=bundle
     )
+    return Response(body, media_type="application/json")
 
 
 @router.get("/api/v1/audit", tags=["read"])

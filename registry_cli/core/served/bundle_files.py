@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -181,10 +182,12 @@ class DistBundles:
     (serve-ftp, serve-registry's ``/dist/``): found from the path alone, read from
     the version folder's payload hard links, its mtime from ``models/``."""
 
-    def __init__(self, dist: Path) -> None:
+    def __init__(self, dist: Path, size: int = 1024) -> None:
         self.dist = Path(os.path.realpath(dist))
         self.models = self.dist.parent / layout.MODELS
-        self._cache: dict[str, tuple[int, BundleStream | None]] = {}
+        self.size = size  # bundles remembered (least recently used go): a server's
+        # memory must not grow with the versions it has served
+        self._cache: OrderedDict[str, tuple[int, BundleStream | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _parse(self, path: str) -> tuple[str, int] | None:
@@ -210,6 +213,8 @@ class DistBundles:
             return None
         with self._lock:
             cached = self._cache.get(path)
+            if cached is not None:
+                self._cache.move_to_end(path)
         if cached is not None and cached[0] == stamp:
             return cached[1]
         folder = Path(path).parent
@@ -226,6 +231,8 @@ class DistBundles:
                 stream = None  # drift: regctl verify reports it; nothing wrong is served
         with self._lock:
             self._cache[path] = (stamp, stream)
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
         return stream
 
     def names(self, folder: str) -> list[str]:
