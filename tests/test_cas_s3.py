@@ -158,6 +158,74 @@ def test_a_source_changed_before_its_upload_is_refused_and_its_blob_removed(
     assert not [k for k in s3_root.keys() if k.startswith(".regctl/pending/")]
 
 
+def test_a_source_changed_while_its_blob_goes_up_is_refused_and_its_blob_removed(
+    s3_root, tmp_path, monkeypatch
+):
+    from registry_cli.core import publishing
+
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"first bytes")
+    real = publishing.write_payload_and_bundle
+
+    def rewrite_then_bundle(*args, **kwargs):
+        # the upload runs on its thread meanwhile; same size, so only the identity shows it
+        weights.write_bytes(b"other bytes")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(publishing, "write_payload_and_bundle", rewrite_then_bundle)
+    reg = ModelRegistry(s3_root)
+    with pytest.raises(BadInput, match="changed while being published"):
+        reg.publish("m", [weights])
+    assert blob_keys(s3_root) == []
+    assert not [k for k in s3_root.keys() if k.startswith(".regctl/pending/")]
+    assert reg.list_versions("m") == []
+
+
+def test_a_failed_bundle_pass_waits_for_the_upload_and_leaves_no_marker(
+    s3_root, tmp_path, monkeypatch
+):
+    from registry_cli.core import publishing
+
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"weights")
+    uploaded: list[str] = []
+    real = s3_transfer.put_blobs
+
+    def slow_upload(store, blobs):
+        done = real(store, blobs)
+        uploaded.extend(done)
+        return done
+
+    def failing(*_args, **_kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(s3_transfer, "put_blobs", slow_upload)
+    monkeypatch.setattr(publishing, "write_payload_and_bundle", failing)
+    with pytest.raises(OSError, match="disk gone"):
+        ModelRegistry(s3_root).publish("m", [weights])
+    assert uploaded == [sha(b"weights")]  # the upload ended before the publish did
+    keys = s3_root.keys()
+    assert not [k for k in keys if k.startswith((".regctl/pending/", ".regctl/tmp/"))]
+    assert not [k for k in keys if k.startswith("models/m/v")]
+
+
+def test_large_blobs_go_up_in_parts_each_with_a_checksum(s3_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(s3_transfer, "PART", 5 << 20)  # the smallest part S3 takes
+    big = os.urandom((11 << 20) + 7)
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(big)
+    reg = ModelRegistry(s3_root)
+    reg.publish("m", [weights])
+    key = f"{s3_root.key}/blobs/sha256/{sha(big)[:2]}/{sha(big)}"
+    head = s3_root.client.head_object(Bucket=s3_root.bucket, Key=key, ChecksumMode="ENABLED")
+    assert head["ContentLength"] == len(big)
+    assert head["ETag"].strip('"').endswith("-3")  # three parts
+    assert head.get("ChecksumCRC32")  # each part's CRC32 checked, the object's composed
+    assert head.get("ChecksumType", "COMPOSITE") == "COMPOSITE"
+    assert (s3_root / f"blobs/sha256/{sha(big)[:2]}/{sha(big)}").read_bytes() == big
+    assert reg.verify().ok
+
+
 def test_the_pending_marker_names_every_blob_before_they_are_looked_for(
     s3_root, tmp_path, monkeypatch
 ):
