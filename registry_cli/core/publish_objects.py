@@ -101,10 +101,12 @@ class ObjectUpload:
         """Upload the blobs of ``hashed`` while the body runs; on leaving, wait for the
         upload and refuse a source written to since it was first read."""
         self.uploads = [(p.source, str(p.sha256)) for p in hashed]
-        self._upload = self._pool.submit(self.store.put_blobs, self.uploads)
+        self._upload = self._pool.submit(self.store.put_blobs, self.uploads, self._stop)
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # interrupted: start no more parts
+                self._stop.set()
             with contextlib.suppress(Exception):
                 self._check(self._upload.result())
             raise

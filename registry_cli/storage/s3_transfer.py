@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -94,9 +95,16 @@ def upload_folder(store: Bucket, staging: Path, key: str) -> None:
             fut.result()
 
 
-def put_blobs(store: Bucket, blobs: dict[str, Path]) -> list[str]:
+class Stopped(Exception):
+    """An upload given up because its publish was interrupted (``stop`` was set)."""
+
+
+def put_blobs(
+    store: Bucket, blobs: dict[str, Path], stop: threading.Event | None = None
+) -> list[str]:
     """Upload each ``sha -> local file`` whose blob object is missing (HEAD first);
-    the sha256 of those uploaded by this call."""
+    the sha256 of those uploaded by this call. Once ``stop`` is set no upload or part
+    starts; a multipart upload under way is aborted."""
 
     def missing(sha: str) -> bool:
         key = layout.blob_key(sha)
@@ -116,9 +124,9 @@ def put_blobs(store: Bucket, blobs: dict[str, Path]) -> list[str]:
         for sha in todo:
             path, key = blobs[sha], layout.blob_key(sha)
             if path.stat().st_size > PART:
-                futures.append(big.submit(_put_multipart, store, path, key, pool))
+                futures.append(big.submit(_put_multipart, store, path, key, pool, stop))
             else:
-                futures.append(pool.submit(_put_new, store, path, key))
+                futures.append(pool.submit(_put_new, store, path, key, stop))
         uploaded = []
         for sha, fut in zip(todo, futures, strict=True):
             try:
@@ -129,7 +137,9 @@ def put_blobs(store: Bucket, blobs: dict[str, Path]) -> list[str]:
     return uploaded
 
 
-def _put_new(store: Bucket, path: Path, key: str) -> None:
+def _put_new(store: Bucket, path: Path, key: str, stop: threading.Event | None = None) -> None:
+    if stop is not None and stop.is_set():
+        raise Stopped(key)
     data = path.read_bytes()
     try:
         store.call(
@@ -145,7 +155,13 @@ def _put_new(store: Bucket, path: Path, key: str) -> None:
         raise
 
 
-def _put_multipart(store: Bucket, path: Path, key: str, pool: ThreadPoolExecutor) -> None:
+def _put_multipart(
+    store: Bucket,
+    path: Path,
+    key: str,
+    pool: ThreadPoolExecutor,
+    stop: threading.Event | None = None,
+) -> None:
     full = store.k(key)
     client = store.client
     upload = store.call(
@@ -158,6 +174,8 @@ def _put_multipart(store: Bucket, path: Path, key: str, pool: ThreadPoolExecutor
     size = path.stat().st_size
 
     def part(number: int) -> dict[str, Any]:
+        if stop is not None and stop.is_set():
+            raise Stopped(key)
         with open(path, "rb") as fh:
             fh.seek((number - 1) * PART)
             data = fh.read(PART)
