@@ -107,8 +107,8 @@ def test_a_blob_lost_during_the_publish_is_uploaded_again_after_the_commit(
     calls: list[int] = []
     real = s3_transfer.put_blobs
 
-    def racing_gc(store, blobs):
-        real(store, blobs)
+    def racing_gc(store, blobs, stop=None):
+        real(store, blobs, stop)
         calls.append(1)
         if len(calls) == 1:  # a gc elsewhere deletes it before this publish commits
             (s3_root / f"blobs/sha256/{sha(b'weights')[:2]}/{sha(b'weights')}").unlink()
@@ -146,9 +146,9 @@ def test_a_source_changed_before_its_upload_is_refused_and_its_blob_removed(
     weights.write_bytes(b"first bytes")
     real = s3_transfer.put_blobs
 
-    def rewrite_then_upload(store, blobs):
+    def rewrite_then_upload(store, blobs, stop=None):
         weights.write_bytes(b"other bytes")  # after the hash, before the upload
-        return real(store, blobs)
+        return real(store, blobs, stop)
 
     monkeypatch.setattr(s3_transfer, "put_blobs", rewrite_then_upload)
     reg = ModelRegistry(s3_root)
@@ -156,6 +156,101 @@ def test_a_source_changed_before_its_upload_is_refused_and_its_blob_removed(
         reg.publish("m", [weights])
     assert blob_keys(s3_root) == []  # no blob whose bytes differ from its name
     assert not [k for k in s3_root.keys() if k.startswith(".regctl/pending/")]
+
+
+def test_a_source_changed_while_its_blob_goes_up_is_refused_and_its_blob_removed(
+    s3_root, tmp_path, monkeypatch
+):
+    from registry_cli.core import publishing
+
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"first bytes")
+    real = publishing.write_payload_and_bundle
+
+    def rewrite_then_bundle(*args, **kwargs):
+        # the upload runs on its thread meanwhile; same size, so only the identity shows it
+        weights.write_bytes(b"other bytes")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(publishing, "write_payload_and_bundle", rewrite_then_bundle)
+    reg = ModelRegistry(s3_root)
+    with pytest.raises(BadInput, match="changed while being published"):
+        reg.publish("m", [weights])
+    assert blob_keys(s3_root) == []
+    assert not [k for k in s3_root.keys() if k.startswith(".regctl/pending/")]
+    assert reg.list_versions("m") == []
+
+
+def test_a_failed_bundle_pass_waits_for_the_upload_and_leaves_no_marker(
+    s3_root, tmp_path, monkeypatch
+):
+    from registry_cli.core import publishing
+
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"weights")
+    uploaded: list[str] = []
+    real = s3_transfer.put_blobs
+
+    def recording(store, blobs, stop=None):
+        done = real(store, blobs, stop)
+        uploaded.extend(done)
+        return done
+
+    def failing(*_args, **_kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(s3_transfer, "put_blobs", recording)
+    monkeypatch.setattr(publishing, "write_payload_and_bundle", failing)
+    with pytest.raises(OSError, match="disk gone"):
+        ModelRegistry(s3_root).publish("m", [weights])
+    assert uploaded == [sha(b"weights")]  # the upload ended before the publish did
+    keys = s3_root.keys()
+    assert not [k for k in keys if k.startswith((".regctl/pending/", ".regctl/tmp/"))]
+    assert not [k for k in keys if k.startswith("models/m/v")]
+
+
+def test_an_interrupted_publish_starts_no_more_parts_and_aborts_its_upload(
+    s3_root, tmp_path, monkeypatch
+):
+    from registry_cli.core import publishing
+
+    monkeypatch.setattr(s3_transfer, "PART", 5 << 20)
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(os.urandom(30 << 20))
+    real = s3_transfer.put_blobs
+
+    def after_the_interrupt(store, blobs, stop=None):
+        assert stop is not None and stop.wait(30)
+        return real(store, blobs, stop)
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(s3_transfer, "put_blobs", after_the_interrupt)
+    monkeypatch.setattr(publishing, "write_payload_and_bundle", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ModelRegistry(s3_root).publish("m", [weights])
+    assert blob_keys(s3_root) == []
+    listing = s3_root.client.list_multipart_uploads(Bucket=s3_root.bucket)
+    assert listing.get("Uploads", []) == []  # aborted, not left for gc
+    assert not [k for k in s3_root.keys() if k.startswith(".regctl/pending/")]
+
+
+def test_large_blobs_go_up_in_parts_each_with_a_checksum(s3_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(s3_transfer, "PART", 5 << 20)  # the smallest part S3 takes
+    big = os.urandom((11 << 20) + 7)
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(big)
+    reg = ModelRegistry(s3_root)
+    reg.publish("m", [weights])
+    key = f"{s3_root.key}/blobs/sha256/{sha(big)[:2]}/{sha(big)}"
+    head = s3_root.client.head_object(Bucket=s3_root.bucket, Key=key, ChecksumMode="ENABLED")
+    assert head["ContentLength"] == len(big)
+    assert head["ETag"].strip('"').endswith("-3")  # three parts
+    assert head.get("ChecksumCRC32")  # each part's CRC32 checked, the object's composed
+    assert head.get("ChecksumType", "COMPOSITE") == "COMPOSITE"
+    assert (s3_root / f"blobs/sha256/{sha(big)[:2]}/{sha(big)}").read_bytes() == big
+    assert reg.verify().ok
 
 
 def test_the_pending_marker_names_every_blob_before_they_are_looked_for(
@@ -168,11 +263,11 @@ def test_the_pending_marker_names_every_blob_before_they_are_looked_for(
     seen: list[dict] = []
     real = s3_transfer.put_blobs
 
-    def look_first(store, blobs):
+    def look_first(store, blobs, stop=None):
         for key in s3_root.keys():
             if key.startswith(".regctl/pending/"):
                 seen.append(json.loads((s3_root / key).read_text()))
-        return real(store, blobs)
+        return real(store, blobs, stop)
 
     monkeypatch.setattr(s3_transfer, "put_blobs", look_first)
     ModelRegistry(s3_root).publish("m", [src])

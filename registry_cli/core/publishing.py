@@ -38,9 +38,10 @@ from registry_cli.core.config import Config
 from registry_cli.core.documents import build_manifest, manifest_bytes, version_yaml
 from registry_cli.core.models import ModelStates, utc_now
 from registry_cli.core.names import validate_key, validate_model_name
+from registry_cli.core.publish_objects import ObjectUpload
 from registry_cli.core.state import ModelState
 from registry_cli.errors import BadInput, RegctlError, RuleViolation
-from registry_cli.storage import faults, fs_blobs, layout, payload
+from registry_cli.storage import faults, layout, payload
 from registry_cli.storage.atomic import write_durable
 from registry_cli.storage.bundle_receipt import ReceivedBundle, matches, place_received
 from registry_cli.storage.hashing import Progress
@@ -204,8 +205,19 @@ class Publisher:
         # new bytes go once into blobs (a folder root) or nowhere local (object stores)
         needed = (0 if blobs_root is None else total) + (total if stored_bundle else 0)
         faults.check_free_space(self.store.local_path(""), needed, "publish", name, what="payload")
-        self.states.create(name)
-        with self.store.scratch("publish") as staging, _Pending(self.store) as pending:
+        # an object store: the sources are hashed on a thread from here on
+        objects = ObjectUpload(self.store, planned) if blobs_root is None else None
+        try:
+            self.states.create(name)
+        except BaseException:
+            if objects is not None:
+                objects.close()
+            raise
+        with (
+            objects or contextlib.nullcontext(),
+            self.store.scratch("publish") as staging,
+            _Pending(self.store) as pending,
+        ):
             vdir = staging / "version"
             vdir.mkdir()
             _state, number = self.states.change(name, self._reserve(name, produced.version))
@@ -236,12 +248,14 @@ class Publisher:
                 return data
 
             mtime = int(time.time())
-            # an object store uploads from the sources after hashing them: any write to
-            # one in between must be noticed (same inode, size, mtime and ctime)
-            seen = {} if blobs_root else {p.source: fs_blobs.identity(p.source) for p in planned}
             received = produced.bundle
             if blobs_root is None or stored_bundle or (received and not matches(received, planned)):
                 received = None
+            uploading: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+            if objects is not None:  # upload the blobs while the bundle pass reads again
+                planned = objects.hashed()
+                pending.add(*[str(p.sha256) for p in planned])
+                uploading = objects.uploading(planned)
             if received is not None and blobs_root is not None:
                 mtime = received.mtime  # framed on receipt: no payload byte is read again
                 files, (bsize, bsha), _copies = place_received(
@@ -254,25 +268,22 @@ class Publisher:
                     on_blob=pending.add,
                 )
             else:
-                files, (bsize, bsha), _copies = write_payload_and_bundle(
-                    planned,
-                    vdir,
-                    make_manifest,
-                    level=self.config.bundle_level,
-                    mtime=mtime,
-                    fsync=self.config.publish_fsync,
-                    progress=progress("publish", total) if progress else None,
-                    blobs_root=blobs_root,
-                    copy=False,
-                    store_bundle=stored_bundle,
-                    # a folder root looks for each blob as soon as it is hashed; an object
-                    # store looks for them all at once below, so one marker write does
-                    on_blob=pending.add if blobs_root is not None else None,
-                )
-            uploads = [(p.source, f.sha256) for p, f in zip(planned, files, strict=True)]
-            if blobs_root is None:
-                pending.add(*[sha for _p, sha in uploads])
-                self._upload_blobs(uploads, seen)
+                with uploading:
+                    files, (bsize, bsha), _copies = write_payload_and_bundle(
+                        planned,
+                        vdir,
+                        make_manifest,
+                        level=self.config.bundle_level,
+                        mtime=mtime,
+                        fsync=self.config.publish_fsync,
+                        progress=progress("publish", total) if progress else None,
+                        blobs_root=blobs_root,
+                        copy=False,
+                        store_bundle=stored_bundle,
+                        # a folder root looks for each blob as soon as it is hashed; an object
+                        # store looks for them all at once below, so one marker write does
+                        on_blob=pending.add if blobs_root is not None else None,
+                    )
             bundle: dict[str, Any] = {
                 "path": "bundle.tar.gz",
                 "size": bsize,
@@ -327,21 +338,9 @@ class Publisher:
                 after_commit(state, [first])
 
             state, _ = self.states.change(name, commit, then=then)
-            if blobs_root is None:  # a gc elsewhere may have raced the upload: check again
-                self.store.put_blobs(uploads)
+            if objects is not None:  # a gc elsewhere may have raced the upload: check again
+                self.store.put_blobs(objects.uploads)
         return Published(state, number, entry)
-
-    def _upload_blobs(self, uploads: list[tuple[Path, str]], seen: dict[Path, str]) -> None:
-        uploaded = self.store.put_blobs(uploads)
-        changed = [p for p, ident in seen.items() if fs_blobs.identity(p) != ident]
-        if changed:
-            for source, sha in uploads:  # its blob may hold other bytes than its name says
-                if source in changed and sha in uploaded:
-                    self.store.delete(layout.blob_key(sha))
-            raise BadInput(
-                f"{changed[0]} changed while being published",
-                hint="publish a file that is no longer being written",
-            )
 
     def _reserve(self, name: str, wanted: int | None) -> Callable[[ModelState], int]:
         def reserve(state: ModelState) -> int:

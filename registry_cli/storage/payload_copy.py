@@ -174,7 +174,10 @@ def write_payload_and_bundle(
                     if item.move and copy:  # already on this filesystem: rename, then read
                         os.rename(item.source, dst)
                         src, out = dst, None
-                    sha = pump.run(item, src, out, feed=True, fsync=fsync, progress=progress)
+                    sha = pump.run(
+                        item, src, out, feed=True, fsync=fsync, progress=progress,
+                        known=None if copy else item.sha256,  # hashed by an object store
+                    )  # fmt: skip
                     if on_blob is not None:
                         on_blob(sha)
                 bundler.submit(bundle.end_file, item.size).result()

@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from threading import Event
 from typing import Any, BinaryIO, TypeVar, cast
 
 from registry_cli.errors import RegctlError
@@ -380,12 +381,11 @@ class S3Store(Store):
         return self.hash(src)[1] == self.hash(dst)[1]
 
     # -- blobs ----------------------------------------------------------
-    def put_blobs(self, blobs: list[tuple[Path, str]]) -> list[str]:
-        """One object per distinct file: HEAD each blob, upload the missing ones from
-        their local file with ``If-None-Match: *`` (a concurrent writer of the same
-        bytes wins the race harmlessly)."""
+    def put_blobs(self, blobs: list[tuple[Path, str]], stop: Event | None = None) -> list[str]:
+        """HEAD each blob, upload the missing ones from their local file with
+        ``If-None-Match: *`` (a concurrent writer of the same bytes loses harmlessly)."""
         self._writable()
-        return s3_transfer.put_blobs(self, dict((sha, path) for path, sha in blobs))
+        return s3_transfer.put_blobs(self, dict((sha, path) for path, sha in blobs), stop)
 
     def payload_key(self, vkey: str, path: str, sha256: str) -> str:
         """A version published with blobs has no payload objects of its own: its files

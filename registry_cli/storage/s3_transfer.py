@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,6 +42,10 @@ from registry_cli.storage.store import AlreadyExists, Missing
 T = TypeVar("T")
 
 PART = 16 << 20  # multipart part size; files above it go up in parts
+# Each part carries a CRC32 the store checks, and the object's checksum is composed from
+# them (what boto3's upload_file asks for too); without one a store may compute a checksum
+# over the whole object at completion (moto does: a second pass over every byte).
+CHECKSUM = "CRC32"
 THREADS = 8
 VERIFIED = ".regctl-verified"
 REMOTE_SCRATCH_TTL_S = 24 * 3600  # another host's scratch marker counts as alive this long
@@ -90,9 +95,16 @@ def upload_folder(store: Bucket, staging: Path, key: str) -> None:
             fut.result()
 
 
-def put_blobs(store: Bucket, blobs: dict[str, Path]) -> list[str]:
+class Stopped(Exception):
+    """An upload given up because its publish was interrupted (``stop`` was set)."""
+
+
+def put_blobs(
+    store: Bucket, blobs: dict[str, Path], stop: threading.Event | None = None
+) -> list[str]:
     """Upload each ``sha -> local file`` whose blob object is missing (HEAD first);
-    the sha256 of those uploaded by this call."""
+    the sha256 of those uploaded by this call. Once ``stop`` is set no upload or part
+    starts; a multipart upload under way is aborted."""
 
     def missing(sha: str) -> bool:
         key = layout.blob_key(sha)
@@ -112,9 +124,9 @@ def put_blobs(store: Bucket, blobs: dict[str, Path]) -> list[str]:
         for sha in todo:
             path, key = blobs[sha], layout.blob_key(sha)
             if path.stat().st_size > PART:
-                futures.append(big.submit(_put_multipart, store, path, key, pool))
+                futures.append(big.submit(_put_multipart, store, path, key, pool, stop))
             else:
-                futures.append(pool.submit(_put_new, store, path, key))
+                futures.append(pool.submit(_put_new, store, path, key, stop))
         uploaded = []
         for sha, fut in zip(todo, futures, strict=True):
             try:
@@ -125,7 +137,9 @@ def put_blobs(store: Bucket, blobs: dict[str, Path]) -> list[str]:
     return uploaded
 
 
-def _put_new(store: Bucket, path: Path, key: str) -> None:
+def _put_new(store: Bucket, path: Path, key: str, stop: threading.Event | None = None) -> None:
+    if stop is not None and stop.is_set():
+        raise Stopped(key)
     data = path.read_bytes()
     try:
         store.call(
@@ -141,15 +155,27 @@ def _put_new(store: Bucket, path: Path, key: str) -> None:
         raise
 
 
-def _put_multipart(store: Bucket, path: Path, key: str, pool: ThreadPoolExecutor) -> None:
+def _put_multipart(
+    store: Bucket,
+    path: Path,
+    key: str,
+    pool: ThreadPoolExecutor,
+    stop: threading.Event | None = None,
+) -> None:
     full = store.k(key)
     client = store.client
     upload = store.call(
-        "upload", key, lambda: client.create_multipart_upload(Bucket=store.bucket, Key=full)
+        "upload",
+        key,
+        lambda: client.create_multipart_upload(
+            Bucket=store.bucket, Key=full, ChecksumAlgorithm=CHECKSUM
+        ),
     )["UploadId"]
     size = path.stat().st_size
 
     def part(number: int) -> dict[str, Any]:
+        if stop is not None and stop.is_set():
+            raise Stopped(key)
         with open(path, "rb") as fh:
             fh.seek((number - 1) * PART)
             data = fh.read(PART)
@@ -157,10 +183,14 @@ def _put_multipart(store: Bucket, path: Path, key: str, pool: ThreadPoolExecutor
             "upload",
             key,
             lambda: client.upload_part(
-                Bucket=store.bucket, Key=full, UploadId=upload, PartNumber=number, Body=data
+                Bucket=store.bucket, Key=full, UploadId=upload, PartNumber=number, Body=data,
+                ChecksumAlgorithm=CHECKSUM,
             ),
-        )
-        return {"PartNumber": number, "ETag": done["ETag"]}
+        )  # fmt: skip
+        got = {"PartNumber": number, "ETag": done["ETag"]}
+        if done.get("ChecksumCRC32"):  # a store without per-part checksums sends none
+            got["ChecksumCRC32"] = done["ChecksumCRC32"]
+        return got
 
     try:
         parts = list(pool.map(part, range(1, (size + PART - 1) // PART + 1)))

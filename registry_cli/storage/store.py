@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
+    import threading
+
     from registry_cli.storage.hashing import Progress
 
 
@@ -166,10 +168,13 @@ class Store(ABC):
         """The local folder root whose ``blobs/`` a publish writes into directly, if any."""
         return None
 
-    def put_blobs(self, blobs: list[tuple[Path, str]]) -> list[str]:
+    def put_blobs(
+        self, blobs: list[tuple[Path, str]], stop: threading.Event | None = None
+    ) -> list[str]:
         """Make sure blob ``sha`` exists for each ``(local file, sha)``, uploading those
         missing from the local file (object stores; a folder root writes its own).
-        Returns the sha256 of the blobs uploaded."""
+        Returns the sha256 of the blobs uploaded. Once ``stop`` is set no new upload or
+        part starts (an interrupted publish waits only for those in flight)."""
         return []
 
     def payload_key(self, vkey: str, path: str, sha256: str) -> str:
