@@ -39,6 +39,9 @@ KERNEL_COPY = [hasattr(os, "copy_file_range")]  # False once the kernel refused 
 NO_KERNEL_COPY = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
 
+MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+
 class _NoKernelCopy(Exception):
     pass
 
@@ -169,8 +172,11 @@ class Pump:
                     got += n
                 if got == 0:
                     break
-                # the mapping lives while a thread holds a view of it (unmapped after)
-                view = memoryview(mmap.mmap(fd_map, got, offset=pos, access=mmap.ACCESS_READ))
+                # the mapping lives while a thread holds a view of it (unmapped after);
+                # its pages are mapped here, not by the hashing threads' page faults
+                view = memoryview(
+                    mmap.mmap(fd_map, got, flags=MAP_FLAGS, prot=mmap.PROT_READ, offset=pos)
+                )
                 jobs = [] if hash_chunk is None else [self.hasher.submit(hash_chunk, view)]
                 if feed:
                     jobs.append(self.bundler.submit(self.bundle.feed, view, crc=False))
