@@ -1,8 +1,8 @@
-"""Publishing's one pass over the payload: each source chunk is read once and then, on
-threads, written to its blob (or payload file), hashed for the manifest and framed
+"""Publishing's one pass over the payload: each source file is read once and, on
+threads, copied to its blob (or payload file), hashed for the manifest and framed
 into the bundle by :class:`~registry_cli.storage.bundle.BundleWriter` (which hashes
-what it frames). ``hashlib`` and ``os.write`` release the GIL, so on two cores a
-publish costs little more than hashing its bytes twice.
+what it frames); :class:`~registry_cli.storage.pump.Pump` moves the bytes. Which
+files are copied, hashed only, or read from an existing blob is decided here.
 """
 
 from __future__ import annotations
