@@ -34,12 +34,13 @@ from registry_cli.storage.payload import PlannedFile
 from registry_cli.storage.streams import write_all
 
 KERNEL_CHUNK = 4 << 20  # bytes per copy_file_range call: fewer hand-overs to threads
-KERNEL_COPY = [hasattr(os, "copy_file_range")]  # False once the kernel refused it
+KERNEL_COPY = [hasattr(os, "copy_file_range")]  # False once the kernel lacks it
 # the kernel or filesystem cannot copy these files: read and write instead
 NO_KERNEL_COPY = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
 
-MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+MAPPED = hasattr(mmap, "MAP_SHARED")  # POSIX mmap flags (Windows: buffers only)
+MAP_FLAGS = getattr(mmap, "MAP_SHARED", 0) | getattr(mmap, "MAP_POPULATE", 0)
 
 
 class _NoKernelCopy(Exception):
@@ -90,13 +91,13 @@ class Pump:
 
         job = hash_chunk if want_crc or not known else None
         size = -1
-        if out is None and stable and item.size > 0:
+        if out is None and stable and item.size > 0 and MAPPED:
             fd = os.open(src, os.O_RDONLY)
             try:
                 size = self._mapped_chunks(item, fd, -1, feed, False, progress, job)
             finally:
                 os.close(fd)
-        elif out is not None and item.size > 0 and KERNEL_COPY[0]:
+        elif out is not None and item.size > 0 and KERNEL_COPY[0] and MAPPED:
             size = self._copy_in_kernel(item, src, out, feed, fsync, progress, job)
         if size < 0:
             size = self._copy_in_user_space(item, src, out, feed, fsync, progress, job)
@@ -164,10 +165,13 @@ class Pump:
                         n = os.copy_file_range(fd_in, fd_out, want - got, pos + got, pos + got)
                     except OSError as exc:
                         if pos + got == 0 and exc.errno in NO_KERNEL_COPY:
-                            KERNEL_COPY[0] = False  # not on this system: read and write
-                            raise _NoKernelCopy from exc
+                            if exc.errno == errno.ENOSYS:  # not on this system at all
+                                KERNEL_COPY[0] = False
+                            raise _NoKernelCopy from exc  # these files: read and write
                         raise
                     if n == 0:
+                        if pos + got == 0:  # some filesystems copy nothing: read instead
+                            raise _NoKernelCopy
                         break
                     got += n
                 if got == 0:
