@@ -38,6 +38,14 @@ def test_crc32_combine_matches_zlib_of_the_concatenation(len_a):
         assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len_b) == zlib.crc32(a + b)
 
 
+def test_the_pumps_crc32_is_zlibs():
+    rnd = random.Random(5)
+    for n in EDGE:
+        data = rnd.randbytes(n)
+        assert pump.crc32(memoryview(data), 0) == zlib.crc32(data)
+        assert pump.crc32(memoryview(data), 12345) == zlib.crc32(data, 12345)
+
+
 def test_crc32_combine_of_large_lengths_and_bad_input():
     # appending 2**33 zero bytes, composed from smaller steps, equals one step
     crc = 0x12345678

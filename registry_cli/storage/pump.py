@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import mmap
 import os
 import zlib
@@ -41,6 +42,18 @@ NO_KERNEL_COPY = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, err
 
 MAPPED = hasattr(mmap, "MAP_SHARED")  # POSIX mmap flags (Windows: buffers only)
 MAP_FLAGS = getattr(mmap, "MAP_SHARED", 0) | getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _crc32_function() -> Callable[[memoryview, int], int]:
+    """ISA-L's CRC-32 where the optional ``isal`` package is installed (the ``fast``
+    extra: ~3x zlib 1.2's, with the same values), else zlib's."""
+    try:
+        return importlib.import_module("isal.isal_zlib").crc32  # type: ignore[no-any-return]
+    except ImportError:
+        return zlib.crc32
+
+
+crc32 = _crc32_function()
 
 
 class _NoKernelCopy(Exception):
@@ -87,7 +100,7 @@ class Pump:
             if not known:
                 digest.update(view)
             if want_crc:
-                crc[0] = zlib.crc32(view, crc[0])
+                crc[0] = crc32(view, crc[0])
 
         job = hash_chunk if want_crc or not known else None
         size = -1
