@@ -61,9 +61,10 @@ class _NoKernelCopy(Exception):
 
 
 class Pump:
-    """Streams one file: read once, then hashed, framed into the bundle and written on
-    threads, ``IN_FLIGHT`` chunks at a time. The bundle is fed the file in ``CHUNK``
-    pieces from its start (its stored blocks do not depend on those pieces)."""
+    """Streams one file: copied (or read) once, then hashed and framed into the bundle
+    on two threads, ``IN_FLIGHT`` chunks at a time. The bundle is fed the file in
+    ``KERNEL_CHUNK`` or ``CHUNK`` pieces from its start (its stored blocks do not
+    depend on those pieces)."""
 
     def __init__(
         self, hasher: ThreadPoolExecutor, bundler: ThreadPoolExecutor, bundle: BundleWriter
