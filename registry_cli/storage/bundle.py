@@ -22,6 +22,8 @@ import tarfile
 import zlib
 from typing import Protocol
 
+from registry_cli.storage.crc import crc32_combine
+
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 STORED_MAX = 0xFFFF
@@ -130,11 +132,13 @@ class BundleWriter:
             self.size += len(p)
         self._sink.write(parts)
 
-    def _tar_bytes(self, data: bytes | memoryview) -> None:
-        """Append uncompressed tar bytes to the gzip member."""
+    def _tar_bytes(self, data: bytes | memoryview, *, crc: bool = True) -> None:
+        """Append uncompressed tar bytes to the gzip member (``crc=False``: the caller
+        gives their CRC-32 later, see :meth:`end_file`)."""
         if not data:
             return
-        self._crc = zlib.crc32(data, self._crc)
+        if crc:
+            self._crc = zlib.crc32(data, self._crc)
         self._raw_size += len(data)
         if self._deflate is not None:
             out = self._deflate.compress(data)
@@ -165,10 +169,16 @@ class BundleWriter:
     def begin_file(self, name: str, size: int) -> None:
         self._tar_bytes(tar_header(name, self._mtime, size=size))
 
-    def feed(self, data: memoryview) -> None:
-        self._tar_bytes(data)
+    def feed(self, data: memoryview, *, crc: bool = True) -> None:
+        """The file's next bytes. ``crc=False``: their CRC-32 is computed elsewhere
+        (on another thread) and handed to :meth:`end_file` for the whole file."""
+        self._tar_bytes(data, crc=crc)
 
-    def end_file(self, size: int) -> None:
+    def end_file(self, size: int, crc: int | None = None) -> None:
+        """After the file's ``size`` bytes; ``crc``: their CRC-32 when they were fed
+        with ``crc=False`` (combined into the stream's, no second pass)."""
+        if crc is not None:
+            self._crc = crc32_combine(self._crc, crc, size)
         pad = -size % BLOCK
         if pad:
             self._tar_bytes(bytes(pad))

@@ -159,8 +159,12 @@ def copied_payloads(root: Path, limit: int = 200) -> tuple[int, int]:
 # A file published again unchanged (same inode, size, mtime and ctime, as git's index
 # and rsync judge it) need not be hashed again to find its blob: the bundle's hash
 # still reads it once. ctime cannot be set back by a user, so any write is noticed.
+# Each entry keeps the file's sha256 and, when known, its CRC-32 (the bundle's gzip
+# trailer needs it: a re-publish then reads the file once, for the bundle's sha256).
 SEEN = ".regctl/hashed.json"
 SEEN_MAX = 4096  # entries kept, newest last
+
+Seen = dict[str, tuple[str, int | None]]  # identity -> (sha256, crc32 or None)
 
 
 def identity(path: Path) -> str:
@@ -168,7 +172,9 @@ def identity(path: Path) -> str:
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
-def load_seen(root: Path) -> dict[str, str]:
+def load_seen(root: Path) -> Seen:
+    """The entries of ``.regctl/hashed.json``: ``"<sha256>"`` (older releases) or
+    ``["<sha256>", crc32]``; anything else is ignored (it only costs a hash)."""
     import json
 
     try:
@@ -177,15 +183,28 @@ def load_seen(root: Path) -> dict[str, str]:
         return {}
     if not isinstance(doc, dict):
         return {}
-    return {k: v for k, v in doc.items() if isinstance(v, str) and layout.is_sha256(v)}
+    seen: Seen = {}
+    for k, v in doc.items():
+        if isinstance(v, str) and layout.is_sha256(v):
+            seen[k] = (v, None)
+        elif (
+            isinstance(v, list)
+            and len(v) == 2
+            and isinstance(v[0], str)
+            and layout.is_sha256(v[0])
+            and type(v[1]) is int
+            and 0 <= v[1] <= 0xFFFFFFFF
+        ):
+            seen[k] = (v[0], v[1])
+    return seen
 
 
-def save_seen(root: Path, seen: dict[str, str]) -> None:
+def save_seen(root: Path, seen: Seen) -> None:
     """Best effort, atomically (a lost entry only costs a hash next time)."""
     import json
 
     path = root / SEEN
-    keep = dict(list(seen.items())[-SEEN_MAX:])
+    keep = {k: v[0] if v[1] is None else list(v) for k, v in list(seen.items())[-SEEN_MAX:]}
     tmp = temp_sibling(path)
     try:
         tmp.write_text(json.dumps(keep))

@@ -1,105 +1,24 @@
-"""Publishing's one pass over the payload: each source chunk is read once and then, on
-threads, written to its blob (or payload file), hashed for the manifest and framed
+"""Publishing's one pass over the payload: each source file is read once and, on
+threads, copied to its blob (or payload file), hashed for the manifest and framed
 into the bundle by :class:`~registry_cli.storage.bundle.BundleWriter` (which hashes
-what it frames). ``hashlib`` and ``os.write`` release the GIL, so on two cores a
-publish costs little more than hashing its bytes twice.
+what it frames); :class:`~registry_cli.storage.pump.Pump` moves the bytes. Which
+files are copied, hashed only, or read from an existing blob is decided here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from registry_cli.errors import BadInput
 from registry_cli.storage import fs_blobs
-from registry_cli.storage.bundle import (
-    IN_FLIGHT,
-    BundleWriter,
-    FdSink,
-    HashOnly,
-    bundle_folders,
-)
-from registry_cli.storage.hashing import CHUNK, Progress
+from registry_cli.storage.bundle import BundleWriter, FdSink, HashOnly, bundle_folders
+from registry_cli.storage.hashing import Progress
 from registry_cli.storage.payload import FileRecord, PlannedFile
-from registry_cli.storage.streams import write_all
-
-
-class _Pump:
-    """Streams one file: read once, then hashed, framed into the bundle and written on
-    threads, ``IN_FLIGHT`` chunks at a time. The bundle is fed the file in ``CHUNK``
-    pieces from its start (its stored blocks do not depend on those pieces)."""
-
-    def __init__(
-        self, hasher: ThreadPoolExecutor, bundler: ThreadPoolExecutor, bundle: BundleWriter
-    ) -> None:
-        self.hasher = hasher
-        self.bundler = bundler
-        self.bundle = bundle
-        self.buffers = [bytearray(CHUNK) for _ in range(IN_FLIGHT)]
-        self.turn = 0
-
-    def run(
-        self,
-        item: PlannedFile,
-        src: Path,
-        out: Path | None,
-        *,
-        feed: bool,
-        fsync: bool,
-        progress: Progress | None,
-        known: str | None = None,
-    ) -> str:
-        """Read ``src`` (copying it to the new file ``out`` when given); its sha256
-        (``known``, not hashed again, when the caller hashed it already)."""
-        digest = hashlib.sha256()
-        size = 0
-        pending: deque[list[Future[None]]] = deque()
-        fd_in = os.open(src, os.O_RDONLY)
-        try:
-            fd_out = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644) if out else -1
-            try:
-                while True:
-                    if len(pending) == IN_FLIGHT:
-                        for fut in pending.popleft():
-                            fut.result()
-                    buf = self.buffers[self.turn]
-                    self.turn = (self.turn + 1) % IN_FLIGHT
-                    n = os.readv(fd_in, [buf])
-                    if n == 0:
-                        break
-                    size += n
-                    if size > item.size:
-                        break
-                    view = memoryview(buf)[:n]
-                    jobs = [] if known else [self.hasher.submit(digest.update, view)]
-                    if feed:
-                        jobs.append(self.bundler.submit(self.bundle.feed, view))
-                    pending.append(jobs)
-                    if fd_out >= 0:
-                        write_all(fd_out, view)
-                    if progress is not None:
-                        progress(n)
-                if fsync and fd_out >= 0:
-                    os.fsync(fd_out)
-            finally:
-                if fd_out >= 0:
-                    os.close(fd_out)
-                while pending:
-                    for fut in pending.popleft():
-                        fut.result()
-        finally:
-            os.close(fd_in)
-        if size != item.size:
-            raise BadInput(
-                f"{item.source} changed size while being published",
-                hint="publish a file that is no longer being written",
-            )
-        return known or digest.hexdigest()
+from registry_cli.storage.pump import Pump
 
 
 def write_payload_and_bundle(
@@ -155,7 +74,7 @@ def write_payload_and_bundle(
             bundle = BundleWriter(
                 FdSink(bundle_fd) if store_bundle else HashOnly(), level=level, mtime=mtime
             )
-            pump = _Pump(hasher, bundler, bundle)
+            pump = Pump(hasher, bundler, bundle)
             for folder in folders:
                 bundler.submit(bundle.add_dir, folder)
             for item in planned:
@@ -166,7 +85,9 @@ def write_payload_and_bundle(
                 # while being read would corrupt the bundle, so it is refused
                 bundler.submit(bundle.begin_file, f"payload/{item.relpath}", item.size)
                 if blobs_root is not None:
-                    sha = _into_blob(pump, item, blobs_root, known, seen, fsync, progress, on_blob)
+                    sha, crc = _into_blob(
+                        pump, item, blobs_root, known, seen, fsync, progress, on_blob
+                    )
                     if not fs_blobs.link_payload(fs_blobs.blob_path(blobs_root, sha), dst):
                         copies += 1
                 else:
@@ -174,13 +95,13 @@ def write_payload_and_bundle(
                     if item.move and copy:  # already on this filesystem: rename, then read
                         os.rename(item.source, dst)
                         src, out = dst, None
-                    sha = pump.run(
+                    sha, crc = pump.run(
                         item, src, out, feed=True, fsync=fsync, progress=progress,
                         known=None if copy else item.sha256,  # hashed by an object store
                     )  # fmt: skip
                     if on_blob is not None:
                         on_blob(sha)
-                bundler.submit(bundle.end_file, item.size).result()
+                bundler.submit(bundle.end_file, item.size, crc).result()
                 records.append(FileRecord(f"payload/{item.relpath}", item.size, sha))
             manifest = make_manifest(records)
             (version_dir / "manifest.json").write_bytes(manifest)
@@ -197,27 +118,39 @@ def write_payload_and_bundle(
 
 
 def _into_blob(
-    pump: _Pump,
+    pump: Pump,
     item: PlannedFile,
     root: Path,
     known: set[int],
-    seen: dict[str, str],
+    seen: fs_blobs.Seen,
     fsync: bool,
     progress: Progress | None,
     on_blob: Callable[[str], None] | None,
-) -> str:
-    """Store one planned file as its blob (if new); its sha256. ``known``: sizes of
-    the blobs present; ``seen``: source identities hashed before (updated here)."""
+) -> tuple[str, int | None]:
+    """Store one planned file as its blob (if new); its sha256 and CRC-32. ``known``:
+    sizes of the blobs present; ``seen``: source identities hashed before (updated)."""
     ident = None if item.move else fs_blobs.identity(item.source)
     if item.move or item.size in known:
         # may be a blob already (or is ours to rename): hash without writing first,
         # or only read it for the bundle when this very file was hashed before
         before = seen.get(ident) if ident else None
-        if before and not fs_blobs.blob_path(root, before).exists():
+        if before and not fs_blobs.blob_path(root, before[0]).exists():
             before = None
-        known_sha = item.sha256 or before
-        sha = pump.run(
-            item, item.source, None, feed=True, fsync=False, progress=progress, known=known_sha
+        known_sha = item.sha256 or (before[0] if before else None)
+        same = before is not None and before[0] == known_sha
+        known_crc = before[1] if before and same else None
+        # this file's bytes are that blob's: read the blob (mapped, nobody truncates it)
+        src = fs_blobs.blob_path(root, before[0]) if before and same else item.source
+        sha, crc = pump.run(
+            item,
+            src,
+            None,
+            feed=True,
+            fsync=False,
+            progress=progress,
+            known=known_sha,
+            known_crc=known_crc,
+            stable=src != item.source,
         )
         if before and fs_blobs.identity(item.source) != ident:
             raise BadInput(
@@ -228,14 +161,14 @@ def _into_blob(
             on_blob(sha)
         if fs_blobs.blob_path(root, sha).exists():
             if ident:
-                seen[ident] = sha
-            return sha
+                seen[ident] = (sha, crc)
+            return sha, crc
         if item.move:
             fs_blobs.adopt(root, item.source, sha, fsync=fsync)
-            return sha
+            return sha, crc
         tmp = fs_blobs.incoming(root)
         try:
-            again = pump.run(item, item.source, tmp, feed=False, fsync=fsync, progress=None)
+            again, _ = pump.run(item, item.source, tmp, feed=False, fsync=fsync, progress=None)
             if again != sha:
                 raise BadInput(
                     f"{item.source} changed while being published",
@@ -248,7 +181,7 @@ def _into_blob(
     else:
         tmp = fs_blobs.incoming(root)
         try:
-            sha = pump.run(item, item.source, tmp, feed=True, fsync=fsync, progress=progress)
+            sha, crc = pump.run(item, item.source, tmp, feed=True, fsync=fsync, progress=progress)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -262,5 +195,5 @@ def _into_blob(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)  # dropped, or left by a failed adopt
     if ident and fs_blobs.identity(item.source) == ident:
-        seen[ident] = sha
-    return sha
+        seen[ident] = (sha, crc)
+    return sha, crc
