@@ -230,19 +230,28 @@ class ServedTree:
         except (ValueError, StateFormatError):
             return None  # verify reports an unreadable state
 
-    def _read_index(self, mkey: str) -> dict[int, IndexEntry] | None:
+    def _read_index(self, mkey: str, seen: dict[str, bytes | None]) -> dict[int, IndexEntry] | None:
+        """The stage's index by version (None: absent or bad); its bytes go in ``seen``."""
         try:
-            data = self.store.read(f"{mkey}/index.json")
+            data = seen["index.json"] = self.store.read(f"{mkey}/index.json")
             _doc, entries = parse_index(data, f"{mkey}/index.json")
-        except (Missing, IntegrityError):
+        except Missing:
+            seen["index.json"] = None
+            return None
+        except IntegrityError:
             return None
         return {e.version: e for e in entries}
 
-    def _put_if_changed(self, key: str, data: bytes | None) -> None:
-        try:
-            have: bytes | None = self.store.read(key)
-        except Missing:
-            have = None
+    def _put_if_changed(self, key: str, data: bytes | None, seen: dict[str, bytes | None]) -> None:
+        """Write (None: delete) unless the store holds ``data``, or ``seen`` says it does."""
+        name = key.rsplit("/", 1)[-1]
+        if name in seen:
+            have = seen[name]
+        else:
+            try:
+                have = self.store.read(key)
+            except Missing:
+                have = None
         if have == data:
             return
         if data is None:
@@ -261,7 +270,8 @@ class ServedTree:
                 if report is not None:
                     report.removed.append(self.where(mkey))
             return
-        old = None if full else self._read_index(mkey)
+        seen: dict[str, bytes | None] = {}  # the index is read once, used twice
+        old = None if full else self._read_index(mkey, seen)
         known = old or {}
         entries: list[IndexEntry] = []
         for v in members:
@@ -285,7 +295,7 @@ class ServedTree:
         for entry_name in stale:
             self.store.remove_tree(f"{mkey}/versions/{entry_name}")
         for fname, data in self.stage_documents(state, stage, entries).items():
-            self._put_if_changed(f"{mkey}/{fname}", data)
+            self._put_if_changed(f"{mkey}/{fname}", data, seen)
         if full:
             for entry_name in self.store.children(mkey):
                 if entry_name not in MODEL_FILES:
