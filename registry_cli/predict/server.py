@@ -349,6 +349,7 @@ def run(
             reporter=reporter,
             report_interval_s=report_interval_s,
         ),
+        loop="asyncio",  # the same loop whether or not uvloop is installed
         log_level="info",
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,

@@ -58,6 +58,7 @@ def serve_app(
     config = uvicorn.Config(
         create_app(ctx),
         http=http_protocol(),  # big socket reads: uploads cost fewer event loop turns
+        loop="asyncio",  # the same loop whether or not uvloop is installed (the bench uses it)
         log_level="info",
         log_config=uvicorn_log_config(ctx.log_format),
         access_log=not as_json,
