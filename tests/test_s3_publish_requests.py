@@ -101,8 +101,7 @@ def test_parts_go_up_unsigned_with_their_crc32_and_the_blob_matches_its_sha256(
     # every other request with a body signs its sha256 (the documents stay signed)
     bodies = [s for s in sent if s.op in ("PutObject", "CompleteMultipartUpload") and s.body]
     assert bodies and all(
-        s.headers["x-amz-content-sha256"] == hashlib.sha256(s.body).hexdigest()
-        for s in bodies
+        s.headers["x-amz-content-sha256"] == hashlib.sha256(s.body).hexdigest() for s in bodies
     )
 
     digest = hashlib.sha256(data).hexdigest()
@@ -113,9 +112,7 @@ def test_parts_go_up_unsigned_with_their_crc32_and_the_blob_matches_its_sha256(
     assert stored["ChecksumCRC32"] == f"{crc32_b64(b''.join(crcs))}-3"
 
 
-def test_publishing_bytes_the_store_holds_copies_nothing_and_marks_once(
-    s3_root, sent, tmp_path
-):
+def test_publishing_bytes_the_store_holds_copies_nothing_and_marks_once(s3_root, sent, tmp_path):
     weights = tmp_path / "w.bin"
     weights.write_bytes(os.urandom(1 << 20))
     reg = ModelRegistry(s3_root)

@@ -15,7 +15,8 @@ implicit. No locks:
   (``s3_transfer.py``); it is invisible until the state lists it. A marker
   ``.regctl/tmp/<kind>-<host>-<pid>-<id>`` tells ``gc`` whether its writer
   lives; ``gc`` aborts abandoned multipart uploads (:meth:`leftover_scratch`).
-* ``dist/`` copies are server-side ``CopyObject``.
+* ``dist/`` copies are server-side ``CopyObject``, but for the files a publish just
+  installed, which go up again from the staged bytes (never used for reads).
 * :meth:`local_path` names the local cache copy of a key (nothing is
   downloaded); :meth:`fetch_version` fills it, every file checked against the
   manifest (predict, serve, ``resolve --path``).
@@ -234,32 +235,7 @@ class S3Store(Store):
                 yield obj["Key"][len(base) :]
 
     def kind(self, key: str) -> str | None:
-        """One LIST with ``Delimiter=/`` tells a file (the key itself) from a folder (the
-        common prefix ``key/``); HEAD + LIST only when that page was too full to tell."""
-        if not key:
-            return "dir"
-        full = self.k(key)
-        got = self.call(
-            "list",
-            key,
-            lambda: self.client.list_objects_v2(
-                Bucket=self.bucket, Prefix=full, Delimiter="/", MaxKeys=100
-            ),
-        )
-        if any(obj["Key"] == full for obj in got.get("Contents", [])):
-            return "file"
-        if any(cp["Prefix"] == full + "/" for cp in got.get("CommonPrefixes", [])):
-            return "dir"
-        if not got.get("IsTruncated"):
-            return None
-        if self._head(key) is not None:
-            return "file"
-        below = self.call(
-            "list",
-            key,
-            lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=full + "/", MaxKeys=1),
-        )
-        return "dir" if below.get("KeyCount", 0) or below.get("Contents") else None
+        return s3_transfer.kind_of(self, key)
 
     def children(self, key: str) -> list[str]:
         base = self.k(key) + "/" if key else (self.prefix + "/" if self.prefix else "")

@@ -227,7 +227,7 @@ def _put_multipart(
 
 def crc32_header(data: bytes) -> str:
     """The value of ``x-amz-checksum-crc32``: the big-endian CRC-32, base64."""
-    return base64.b64encode(crc32(data, 0).to_bytes(4, "big")).decode()
+    return base64.b64encode(crc32(memoryview(data), 0).to_bytes(4, "big")).decode()
 
 
 def copy_object(store: Bucket, src: str, dst: str) -> None:
@@ -249,6 +249,40 @@ def copy_object(store: Bucket, src: str, dst: str) -> None:
         store.call(  # above 5 GiB: the managed, multipart copy
             "copy", src, lambda: store.client.copy(source, store.bucket, store.k(dst))
         )
+
+
+def kind_of(store: Bucket, key: str) -> str | None:
+    """``Store.kind``: one LIST with ``Delimiter=/`` tells a file (the key itself) from a
+    folder (the common prefix ``key/``); HEAD + LIST only when that page was too full."""
+    if not key:
+        return "dir"
+    full = store.k(key)
+    client = store.client
+    got = store.call(
+        "list",
+        key,
+        lambda: client.list_objects_v2(
+            Bucket=store.bucket, Prefix=full, Delimiter="/", MaxKeys=100
+        ),
+    )
+    if any(obj["Key"] == full for obj in got.get("Contents", [])):
+        return "file"
+    if any(cp["Prefix"] == full + "/" for cp in got.get("CommonPrefixes", [])):
+        return "dir"
+    if not got.get("IsTruncated"):
+        return None
+    try:
+        store.call("read", key, lambda: client.head_object(Bucket=store.bucket, Key=full))
+        return "file"
+    except Exception as exc:
+        if not sc.is_missing(exc):
+            raise
+    below = store.call(
+        "list",
+        key,
+        lambda: client.list_objects_v2(Bucket=store.bucket, Prefix=full + "/", MaxKeys=1),
+    )
+    return "dir" if below.get("KeyCount", 0) or below.get("Contents") else None
 
 
 # -- down ----------------------------------------------------------------------
