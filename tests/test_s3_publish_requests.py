@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import subprocess
+import sys
 import urllib.parse
 import zlib
 from dataclasses import dataclass
@@ -150,3 +152,21 @@ def test_the_staged_bytes_serve_no_later_read_or_copy(s3_root, sent, tmp_path):
     reg.store.put(key, b"{not json")
     with pytest.raises(errors.IntegrityError):
         reg.get("m:v1")
+
+
+def test_the_client_loads_without_pyopenssl_which_stays_importable():
+    """botocore loads pyOpenSSL only to find the standard SSLContext; a store's client
+    is built without it (and without ``cryptography``), and it can be imported after."""
+    code = (
+        "import sys\n"
+        "from registry_cli.storage import s3_client as sc\n"
+        "sc.make_client(sc.S3Options(endpoint_url='http://127.0.0.1:9', region='us-east-1'))\n"
+        "print(sorted(m for m in ('OpenSSL', 'cryptography') if m in sys.modules))\n"
+        "import urllib3.contrib.pyopenssl\n"
+        "print('importable')\n"
+    )
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
+    assert out == ["[]", "importable"]
