@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -97,11 +97,14 @@ class ObjectUpload:
         return self._hashed.result()
 
     @contextlib.contextmanager
-    def uploading(self, hashed: list[PlannedFile]) -> Iterator[None]:
-        """Upload the blobs of ``hashed`` while the body runs; on leaving, wait for the
-        upload and refuse a source written to since it was first read."""
+    def uploading(
+        self, hashed: list[PlannedFile], announce: Callable[[list[str]], None] | None = None
+    ) -> Iterator[None]:
+        """Upload the blobs of ``hashed`` while the body runs (``announce``: see
+        ``Store.put_blobs``); on leaving, wait for the upload and refuse a source
+        written to since it was first read."""
         self.uploads = [(p.source, str(p.sha256)) for p in hashed]
-        self._upload = self._pool.submit(self.store.put_blobs, self.uploads, self._stop)
+        self._upload = self._pool.submit(self.store.put_blobs, self.uploads, self._stop, announce)
         try:
             yield
         except BaseException as exc:

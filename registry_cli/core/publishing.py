@@ -122,20 +122,28 @@ class Published:
 class _Pending:
     """``.regctl/pending/<pid>-<hex8>.json``: the blobs a publish in progress will
     reference, written before each blob is looked for, so a ``gc`` running meanwhile
-    spares them; removed when the publish ends, committed or not."""
+    spares them; removed when the publish ends, committed or not.
 
-    def __init__(self, store: Store) -> None:
+    ``lazy`` (object stores): written once, only when a blob is missing and before it
+    is uploaded; when every blob exists there is no marker at all, and a blob a ``gc``
+    removed before the commit is uploaded again by the check after it."""
+
+    def __init__(self, store: Store, *, lazy: bool = False) -> None:
         self.store = store
+        self.lazy = lazy
         self.key = f"{layout.PENDING}/{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
         self.created = utc_now()
         self.blobs: list[str] = []
         self.tag: str | None = None
 
     def __enter__(self) -> _Pending:
-        self._write()
+        if not self.lazy:
+            self._write()
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        if self.tag is None and self.lazy:
+            return  # never written
         with contextlib.suppress(OSError, RegctlError):
             self.store.delete(self.key)
 
@@ -216,7 +224,7 @@ class Publisher:
         with (
             objects or contextlib.nullcontext(),
             self.store.scratch("publish") as staging,
-            _Pending(self.store) as pending,
+            _Pending(self.store, lazy=objects is not None) as pending,
         ):
             vdir = staging / "version"
             vdir.mkdir()
@@ -254,8 +262,9 @@ class Publisher:
             uploading: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
             if objects is not None:  # upload the blobs while the bundle pass reads again
                 planned = objects.hashed()
-                pending.add(*[str(p.sha256) for p in planned])
-                uploading = objects.uploading(planned)
+                every = [str(p.sha256) for p in planned]
+                # the marker names every blob (those found too) once one is to go up
+                uploading = objects.uploading(planned, announce=lambda _m: pending.add(*every))
             if received is not None and blobs_root is not None:
                 mtime = received.mtime  # framed on receipt: no payload byte is read again
                 files, (bsize, bsha), _copies = place_received(

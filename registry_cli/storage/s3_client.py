@@ -80,8 +80,32 @@ def make_client(options: S3Options) -> Any:
         return _CLIENTS[key]
 
 
+def _import_boto3() -> Any:
+    """boto3, without loading pyOpenSSL and ``cryptography`` (~40-60 ms).
+
+    botocore imports ``urllib3.contrib.pyopenssl`` only to reach the standard library's
+    ``SSLContext`` in case pyOpenSSL was injected into urllib3, and falls back to
+    urllib3's own name for it when that import fails; nothing here injects pyOpenSSL, so
+    the import is made to fail while botocore loads (and works again afterwards)."""
+    import sys
+
+    blocked = "urllib3.contrib.pyopenssl"
+    if "botocore.httpsession" in sys.modules or blocked in sys.modules:
+        import boto3
+
+        return boto3
+    sys.modules[blocked] = None  # type: ignore[assignment]
+    try:
+        import boto3
+        import botocore.httpsession  # noqa: F401  (the module that tries the import)
+    finally:
+        if sys.modules.get(blocked, 0) is None:
+            del sys.modules[blocked]
+    return boto3
+
+
 def _new_client(options: S3Options) -> Any:
-    import boto3
+    boto3 = _import_boto3()
     from botocore.config import Config as BotoConfig
 
     config = BotoConfig(
@@ -91,9 +115,33 @@ def _new_client(options: S3Options) -> Any:
         read_timeout=60,
     )
     session = boto3.session.Session()
-    return session.client(
+    client = session.client(
         "s3", endpoint_url=options.endpoint_url, region_name=options.region, config=config
     )
+    unsigned_parts(client)
+    return client
+
+
+def unsigned_parts(client: Any) -> None:
+    """Send ``UploadPart`` with an unsigned payload (``x-amz-content-sha256:
+    UNSIGNED-PAYLOAD``): botocore would otherwise hash every part with sha256 for the
+    signature, a second sha256 pass over a blob whose name is its sha256 already. Each
+    part carries the CRC32 the uploader computed (``x-amz-checksum-crc32``, a signed
+    header the store checks against the body), and readers check every blob's sha256.
+    Every other request, the documents included, stays signed in full.
+
+    botocore decides from its client config's ``s3.payload_signing_enabled`` (the
+    only switch it honours over plain HTTP too); the config of the one request is
+    swapped just before it is signed."""
+    base = client.meta.config
+    unsigned = base.merge(
+        type(base)(s3={**(getattr(base, "s3", None) or {}), "payload_signing_enabled": False})
+    )
+
+    def before_sign(request: Any, **_kwargs: Any) -> None:
+        request.context["client_config"] = unsigned
+
+    client.meta.events.register("before-sign.s3.UploadPart", before_sign)
 
 
 # -- error codes -------------------------------------------------------------

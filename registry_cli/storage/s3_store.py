@@ -15,7 +15,8 @@ implicit. No locks:
   (``s3_transfer.py``); it is invisible until the state lists it. A marker
   ``.regctl/tmp/<kind>-<host>-<pid>-<id>`` tells ``gc`` whether its writer
   lives; ``gc`` aborts abandoned multipart uploads (:meth:`leftover_scratch`).
-* ``dist/`` copies are server-side ``CopyObject``.
+* ``dist/`` copies are server-side ``CopyObject``, but for the files a publish just
+  installed, which go up again from the staged bytes (never used for reads).
 * :meth:`local_path` names the local cache copy of a key (nothing is
   downloaded); :meth:`fetch_version` fills it, every file checked against the
   manifest (predict, serve, ``resolve --path``).
@@ -66,6 +67,7 @@ class S3Store(Store):
         self._markers: dict[Path, str] = {}  # scratch folder -> its marker key
         self._uploads: dict[str, str] = {}  # upload id -> object key (from leftover_scratch)
         self._own_payload: dict[str, bool] = {}  # version key -> payload objects of its own
+        self._installed: dict[str, Path] = {}  # key -> its staged file, until the scratch ends
 
     # -- plumbing -------------------------------------------------------
     @property
@@ -233,32 +235,7 @@ class S3Store(Store):
                 yield obj["Key"][len(base) :]
 
     def kind(self, key: str) -> str | None:
-        """One LIST with ``Delimiter=/`` tells a file (the key itself) from a folder (the
-        common prefix ``key/``); HEAD + LIST only when that page was too full to tell."""
-        if not key:
-            return "dir"
-        full = self.k(key)
-        got = self.call(
-            "list",
-            key,
-            lambda: self.client.list_objects_v2(
-                Bucket=self.bucket, Prefix=full, Delimiter="/", MaxKeys=100
-            ),
-        )
-        if any(obj["Key"] == full for obj in got.get("Contents", [])):
-            return "file"
-        if any(cp["Prefix"] == full + "/" for cp in got.get("CommonPrefixes", [])):
-            return "dir"
-        if not got.get("IsTruncated"):
-            return None
-        if self._head(key) is not None:
-            return "file"
-        below = self.call(
-            "list",
-            key,
-            lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=full + "/", MaxKeys=1),
-        )
-        return "dir" if below.get("KeyCount", 0) or below.get("Contents") else None
+        return s3_transfer.kind_of(self, key)
 
     def children(self, key: str) -> list[str]:
         base = self.k(key) + "/" if key else (self.prefix + "/" if self.prefix else "")
@@ -312,6 +289,8 @@ class S3Store(Store):
             yield folder
         finally:
             self._markers.pop(folder, None)
+            for key in [k for k, p in self._installed.items() if folder in p.parents]:
+                del self._installed[key]
             remove_tree(folder)
             with contextlib.suppress(RegctlError):
                 self.call(
@@ -328,10 +307,18 @@ class S3Store(Store):
         if self.kind(key) is not None:
             raise AlreadyExists(key)
         self._writable()
-        for folder, marker in self._markers.items():
-            if staging == folder or folder in staging.parents:
-                self._write_marker(marker, key)  # before any upload: gc spares it while alive
+        files = {p.relative_to(staging).as_posix(): p for p in s3_transfer.staged_files(staging)}
+        if any(p.stat().st_size > s3_transfer.PART for p in files.values()):
+            for folder, marker in self._markers.items():  # a multipart upload below key:
+                if staging == folder or folder in staging.parents:  # gc spares it while
+                    self._write_marker(marker, key)  # the marker names it and we live
         s3_transfer.upload_folder(self, staging, key)
+        self._own_payload[key] = any(rel.startswith("payload/") for rel in files)
+        # the served tree's copies of these (manifest.json...) go up from the same bytes
+        # while the staging folder lives (a PUT instead of a CopyObject); reads never use them
+        self._installed.update(
+            (f"{key}/{rel}", p) for rel, p in files.items() if p.stat().st_size <= s3_transfer.PART
+        )
 
     def remove_tree(self, key: str) -> None:
         if key.startswith(UPLOADS + "/"):
@@ -363,7 +350,11 @@ class S3Store(Store):
 
     # -- the served tree ------------------------------------------------
     def _copy(self, src: str, dst: str) -> None:
-        s3_transfer.copy_object(self, src, dst)
+        staged = self._installed.get(src)  # just installed by this publish: its bytes are here
+        if staged is not None:
+            self.put(dst, staged.read_bytes())
+        else:
+            s3_transfer.copy_object(self, src, dst)
 
     def copy_files(self, src: str, dst: str, files: list[str]) -> None:
         with ThreadPoolExecutor(THREADS) as pool:
@@ -381,11 +372,17 @@ class S3Store(Store):
         return self.hash(src)[1] == self.hash(dst)[1]
 
     # -- blobs ----------------------------------------------------------
-    def put_blobs(self, blobs: list[tuple[Path, str]], stop: Event | None = None) -> list[str]:
+    def put_blobs(
+        self,
+        blobs: list[tuple[Path, str]],
+        stop: Event | None = None,
+        announce: Callable[[list[str]], None] | None = None,
+    ) -> list[str]:
         """HEAD each blob, upload the missing ones from their local file with
         ``If-None-Match: *`` (a concurrent writer of the same bytes loses harmlessly)."""
         self._writable()
-        return s3_transfer.put_blobs(self, dict((sha, path) for path, sha in blobs), stop)
+        blob_files = dict((sha, path) for path, sha in blobs)
+        return s3_transfer.put_blobs(self, blob_files, stop, announce)
 
     def payload_key(self, vkey: str, path: str, sha256: str) -> str:
         """A version published with blobs has no payload objects of its own: its files

@@ -18,6 +18,7 @@ Leftovers (:func:`leftovers`): what killed writers left for ``gc``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -37,6 +38,7 @@ from registry_cli.storage import s3_client as sc
 from registry_cli.storage.atomic import remove_tree
 from registry_cli.storage.hashing import CHUNK, Progress
 from registry_cli.storage.layout import check_key_parts
+from registry_cli.storage.pump import crc32
 from registry_cli.storage.store import AlreadyExists, Missing
 
 T = TypeVar("T")
@@ -78,9 +80,14 @@ class Bucket(Protocol):
 
 
 # -- up ------------------------------------------------------------------------
+def staged_files(staging: Path) -> list[Path]:
+    """The regular files below ``staging``, what :func:`upload_folder` uploads."""
+    return sorted(p for p in staging.rglob("*") if p.is_file() and not p.is_symlink())
+
+
 def upload_folder(store: Bucket, staging: Path, key: str) -> None:
     """Upload every regular file below ``staging`` to ``key/<relative path>``."""
-    files = sorted(p for p in staging.rglob("*") if p.is_file() and not p.is_symlink())
+    files = staged_files(staging)
     small = [p for p in files if p.stat().st_size <= PART]
     large = [p for p in files if p.stat().st_size > PART]
 
@@ -100,11 +107,15 @@ class Stopped(Exception):
 
 
 def put_blobs(
-    store: Bucket, blobs: dict[str, Path], stop: threading.Event | None = None
+    store: Bucket,
+    blobs: dict[str, Path],
+    stop: threading.Event | None = None,
+    announce: Callable[[list[str]], None] | None = None,
 ) -> list[str]:
     """Upload each ``sha -> local file`` whose blob object is missing (HEAD first);
-    the sha256 of those uploaded by this call. Once ``stop`` is set no upload or part
-    starts; a multipart upload under way is aborted."""
+    the sha256 of those uploaded by this call. ``announce`` hears of the missing ones
+    before the first upload. Once ``stop`` is set no upload or part starts; a multipart
+    upload under way is aborted."""
 
     def missing(sha: str) -> bool:
         key = layout.blob_key(sha)
@@ -120,6 +131,8 @@ def put_blobs(
 
     with ThreadPoolExecutor(THREADS) as pool, ThreadPoolExecutor(THREADS) as big:
         todo = [sha for sha, gone in zip(blobs, pool.map(missing, blobs), strict=True) if gone]
+        if todo and announce is not None:
+            announce(todo)
         futures = []
         for sha in todo:
             path, key = blobs[sha], layout.blob_key(sha)
@@ -179,12 +192,14 @@ def _put_multipart(
         with open(path, "rb") as fh:
             fh.seek((number - 1) * PART)
             data = fh.read(PART)
+        # our CRC32 in the header: botocore computes none, and signs no sha256 of the body
+        # (s3_client.unsigned_parts); the store checks the body against it
         done = store.call(
             "upload",
             key,
             lambda: client.upload_part(
                 Bucket=store.bucket, Key=full, UploadId=upload, PartNumber=number, Body=data,
-                ChecksumAlgorithm=CHECKSUM,
+                ChecksumAlgorithm=CHECKSUM, ChecksumCRC32=crc32_header(data),
             ),
         )  # fmt: skip
         got = {"PartNumber": number, "ETag": done["ETag"]}
@@ -210,6 +225,11 @@ def _put_multipart(
         raise
 
 
+def crc32_header(data: bytes) -> str:
+    """The value of ``x-amz-checksum-crc32``: the big-endian CRC-32, base64."""
+    return base64.b64encode(crc32(memoryview(data), 0).to_bytes(4, "big")).decode()
+
+
 def copy_object(store: Bucket, src: str, dst: str) -> None:
     """A server-side copy (the served tree of objects published before blobs)."""
     source = {"Bucket": store.bucket, "Key": store.k(src)}
@@ -229,6 +249,40 @@ def copy_object(store: Bucket, src: str, dst: str) -> None:
         store.call(  # above 5 GiB: the managed, multipart copy
             "copy", src, lambda: store.client.copy(source, store.bucket, store.k(dst))
         )
+
+
+def kind_of(store: Bucket, key: str) -> str | None:
+    """``Store.kind``: one LIST with ``Delimiter=/`` tells a file (the key itself) from a
+    folder (the common prefix ``key/``); HEAD + LIST only when that page was too full."""
+    if not key:
+        return "dir"
+    full = store.k(key)
+    client = store.client
+    got = store.call(
+        "list",
+        key,
+        lambda: client.list_objects_v2(
+            Bucket=store.bucket, Prefix=full, Delimiter="/", MaxKeys=100
+        ),
+    )
+    if any(obj["Key"] == full for obj in got.get("Contents", [])):
+        return "file"
+    if any(cp["Prefix"] == full + "/" for cp in got.get("CommonPrefixes", [])):
+        return "dir"
+    if not got.get("IsTruncated"):
+        return None
+    try:
+        store.call("read", key, lambda: client.head_object(Bucket=store.bucket, Key=full))
+        return "file"
+    except Exception as exc:
+        if not sc.is_missing(exc):
+            raise
+    below = store.call(
+        "list",
+        key,
+        lambda: client.list_objects_v2(Bucket=store.bucket, Prefix=full + "/", MaxKeys=1),
+    )
+    return "dir" if below.get("KeyCount", 0) or below.get("Contents") else None
 
 
 # -- down ----------------------------------------------------------------------

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -169,12 +169,17 @@ class Store(ABC):
         return None
 
     def put_blobs(
-        self, blobs: list[tuple[Path, str]], stop: threading.Event | None = None
+        self,
+        blobs: list[tuple[Path, str]],
+        stop: threading.Event | None = None,
+        announce: Callable[[list[str]], None] | None = None,
     ) -> list[str]:
         """Make sure blob ``sha`` exists for each ``(local file, sha)``, uploading those
         missing from the local file (object stores; a folder root writes its own).
         Returns the sha256 of the blobs uploaded. Once ``stop`` is set no new upload or
-        part starts (an interrupted publish waits only for those in flight)."""
+        part starts (an interrupted publish waits only for those in flight).
+        ``announce`` is called with the missing ones before the first upload starts
+        (not at all when every blob exists)."""
         return []
 
     def payload_key(self, vkey: str, path: str, sha256: str) -> str:
