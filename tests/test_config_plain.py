@@ -81,3 +81,17 @@ def test_other_documents_still_go_through_yaml(tmp_path, monkeypatch):
     path.write_text("# ok\nformat_version: [\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config_file(path)
+
+
+def test_the_prehash_runs_only_for_a_folder_root_with_level0_bundles(tmp_path):
+    from registry_cli.core.config import level0_folder_root
+
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "registry.yaml").write_text(INIT_CONFIG)
+    assert level0_folder_root(str(root), None) == root.absolute()
+    (root / "registry.yaml").write_text("bundle: {compression: fast}\n")
+    assert level0_folder_root(str(root), None) is None
+    (root / "registry.yaml").write_text("remote: http://127.0.0.1:9/\n")
+    assert level0_folder_root(str(root), None) is None
+    assert level0_folder_root("s3://bucket/prefix", None) is None

@@ -332,6 +332,17 @@ def resolve_root_and_config(
     return root_path.absolute(), cfg
 
 
+def level0_folder_root(
+    root: str | os.PathLike[str] | None, config: str | os.PathLike[str] | None
+) -> Path | None:
+    """The root :func:`resolve_root_and_config` finds when it is a folder whose bundles
+    are level 0 and whose config names no registry server; else None."""
+    found, cfg = resolve_root_and_config(root, config)
+    if is_object_store(found) or cfg.bundle_level != 0 or cfg.section("remote").get("url"):
+        return None
+    return Path(found)
+
+
 def config_in_store(store: Store) -> Config | None:
     """``registry.yaml`` kept in an object-store root, read through the store (a local
     copy in the cache is what error messages name); None when there is none."""
