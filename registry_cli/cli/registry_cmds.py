@@ -173,6 +173,8 @@ def publish(
     try:
         if not from_mlflow and options is None:
             if prehash is not None and not reg.remote:
+                import yaml  # noqa: F401  (version.yaml's writer, loaded while the bundle hashes)
+
                 from registry_cli.core.publishing import Produced
 
                 kwargs["produced"] = Produced(prehash=prehash)
