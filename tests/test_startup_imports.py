@@ -104,6 +104,46 @@ def test_help_and_resolve_load_nothing_they_do_not_need(argv, published, tmp_pat
     assert "registry_cli.core.registry" in names or argv[0] != "resolve" or "-h" in argv
 
 
+@pytest.fixture
+def initialised(tmp_path):
+    """A root made by `regctl init` (its commented registry.yaml) with one version."""
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"weights")
+    root = tmp_path / "ri"
+    reg = ModelRegistry(root)
+    reg.init()
+    reg.publish("m", [src])
+    assert (root / "registry.yaml").is_file()
+    return root
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["resolve", "m@candidate"]])
+def test_the_registry_yaml_init_writes_is_read_without_yaml(argv, initialised, tmp_path):
+    names = imported_modules("--root", str(initialised), *argv, cwd=tmp_path)
+    assert offenders(names) == []
+
+
+# Never on the path of a plain `publish FILE` (taken off it for issue 21): signing and
+# attestations only with --sign-key/--attestation, the torch.export reader only with a
+# .pt2 file, webhooks only when registry.yaml has some
+NOT_ON_PUBLISH = (
+    "registry_cli.core.signatures",
+    "registry_cli.core.webhooks",
+    "registry_cli.formats.torch_program",
+    "zipfile",
+    *NEVER[:9],  # torch ... pyftpdlib, numpy
+)
+
+
+def test_a_plain_publish_loads_no_signing_webhooks_or_archive_code(initialised, tmp_path):
+    names = imported_modules(
+        "--root", str(initialised), "publish", "n", str(tmp_path / "w.bin"), cwd=tmp_path
+    )
+    found = sorted(n for n in names if any(n == m or n.startswith(m + ".") for m in NOT_ON_PUBLISH))
+    assert found == []
+    assert "registry_cli.core.publishing" in names  # the probe sees what publish loads
+
+
 def test_the_test_sees_what_a_command_that_needs_them_loads(published, tmp_path):
     # the same probe on `verify` (which hashes) finds hashlib: the check can fail
     names = imported_modules("--root", str(published), "verify", cwd=tmp_path)

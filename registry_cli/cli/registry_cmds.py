@@ -3,6 +3,7 @@ resolve, audit, verify (gc is in ops_cmds)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -118,6 +119,18 @@ def publish(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Copy files/folders (or an MLflow artifact) into the next immutable version of NAME."""
+    prehash = None
+    if paths and not (from_mlflow or convert or common.STATE.remote):
+        from registry_cli.storage import fs_prehash
+
+        # files the root holds already: their bundle is hashed while the rest starts up
+        # (a daemon thread: a refusal below exits without waiting for it)
+        def find_root() -> Path | None:  # on the thread: what open_registry will open
+            from registry_cli.core.config import level0_folder_root
+
+            return level0_folder_root(common.STATE.root, common.STATE.config)
+
+        prehash = fs_prehash.start(paths, find_root)
     from registry_cli.cli import trust_cmds
     from registry_cli.core.names import parse_key_values, parse_metrics
     from registry_cli.core.signature import signature_from_shape
@@ -159,6 +172,12 @@ def publish(
     progress = common.progress_factory(f"{name} ")
     try:
         if not from_mlflow and options is None:
+            if prehash is not None and not reg.remote:
+                import yaml  # noqa: F401  (version.yaml's writer, loaded while the bundle hashes)
+
+                from registry_cli.core.publishing import Produced
+
+                kwargs["produced"] = Produced(prehash=prehash)
             info = reg.publish(name, paths or [], progress=progress, **kwargs)
         elif reg.remote:  # a registry server imports and converts itself
             from registry_cli.remote.registry import RemoteRegistry
@@ -204,6 +223,8 @@ def publish(
             )
     finally:
         common.stop_progress(progress)
+        if prehash is not None:
+            prehash.cancel()  # unused (a server, a compressed bundle...): stop reading
     info = trust.after_publish(reg, info)
     if as_json:
         print_json(info.to_json())

@@ -101,6 +101,8 @@ class PublishTrust:
         self.attestation_name = name
 
     def after_publish(self, reg: Any, info: Any) -> Any:
+        if self.attestation is None and self.sign_key is None:
+            return info  # nothing to sign: the signing code is not even loaded
         from registry_cli.core import signatures
 
         ref = f"{info.name}:{info.vname}"

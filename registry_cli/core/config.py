@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -111,23 +112,32 @@ def parse_compression(value: Any) -> int:
     raise ValueError(value)
 
 
+_PLAIN_LINE = re.compile(r" *(#.*)?|format_version: +1( +#.*)?")
+
+
+def plain_config(text: str) -> dict[str, Any] | None:
+    """What YAML reads from a registry.yaml made only of comments, blank lines and
+    ``format_version: 1`` (what ``regctl init`` writes), read without the YAML parser;
+    None for any other document (printable ASCII only, one ``format_version`` at most)."""
+    if not text.isascii() or not text.replace("\n", "").isprintable():
+        return None
+    lines = text.split("\n")
+    if not all(_PLAIN_LINE.fullmatch(line) for line in lines):
+        return None
+    versions = sum(line.startswith("format_version") for line in lines)
+    return {"format_version": 1} if versions == 1 else {} if versions == 0 else None
+
+
 def load_config_file(path: Path) -> Config:
     """Read and validate one registry.yaml."""
-    import yaml
-
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        data = yaml.load(text, Loader=loader)
-        node = yaml.compose(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    data: Any = plain_config(text)
+    node = None
+    if data is None:
+        data, node = _parse_yaml(path, text)
     loc = _Located(node)
     if data is None:
         data = {}
@@ -237,16 +247,17 @@ def load_config_file(path: Path) -> Config:
         data["remote"] = {"url": data["remote"]}
     for name, spec in SECTIONS.items():
         cfg.sections[name] = spec.load(data.get(name), path, functools.partial(loc.line, name))
-    from registry_cli.core.webhooks import WebhookConfigError, parse_webhooks  # with a file only
+    if "webhooks" in data:
+        from registry_cli.core.webhooks import WebhookConfigError, parse_webhooks
 
-    try:
-        cfg.webhooks = parse_webhooks(data.get("webhooks"))
-    except WebhookConfigError as exc:
-        line = exc.line_in(loc.node)
-        where = f"{path}:{line}" if line else str(path)
-        raise ConfigError(
-            f"{where}: {exc}", hint="see registry.yaml.example for every key"
-        ) from None
+        try:
+            cfg.webhooks = parse_webhooks(data.get("webhooks"))
+        except WebhookConfigError as exc:
+            line = exc.line_in(loc.node)
+            where = f"{path}:{line}" if line else str(path)
+            raise ConfigError(
+                f"{where}: {exc}", hint="see registry.yaml.example for every key"
+            ) from None
     if data.get("oci_mirrors") is not None:
         from registry_cli.settings.oci_mirrors import MirrorConfigError, parse_mirrors
 
@@ -255,6 +266,20 @@ def load_config_file(path: Path) -> Config:
         except MirrorConfigError as exc:
             raise _fail(path, loc, str(exc), "oci_mirrors") from None
     return cfg
+
+
+def _parse_yaml(path: Path, text: str) -> tuple[Any, Any]:
+    """The document and its node tree (for the lines of errors)."""
+    import yaml
+
+    try:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return yaml.load(text, Loader=loader), yaml.compose(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
 
 
 def find_config_path(explicit: str | os.PathLike[str] | None, root: Path | None) -> Path | None:
@@ -305,6 +330,17 @@ def resolve_root_and_config(
         if path is None and (root_path / "registry.yaml").is_file():
             cfg = load_config_file(root_path / "registry.yaml")
     return root_path.absolute(), cfg
+
+
+def level0_folder_root(
+    root: str | os.PathLike[str] | None, config: str | os.PathLike[str] | None
+) -> Path | None:
+    """The root :func:`resolve_root_and_config` finds when it is a folder whose bundles
+    are level 0 and whose config names no registry server; else None."""
+    found, cfg = resolve_root_and_config(root, config)
+    if is_object_store(found) or cfg.bundle_level != 0 or cfg.section("remote").get("url"):
+        return None
+    return Path(found)
 
 
 def config_in_store(store: Store) -> Config | None:

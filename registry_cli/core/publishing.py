@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry_cli.core import lifecycle
 from registry_cli.core.config import Config
@@ -48,6 +48,9 @@ from registry_cli.storage.hashing import Progress
 from registry_cli.storage.payload import FileRecord, PlannedFile
 from registry_cli.storage.payload_copy import write_payload_and_bundle
 from registry_cli.storage.store import AlreadyExists, Store
+
+if TYPE_CHECKING:
+    from registry_cli.storage.fs_prehash import Prehash
 
 WRITE_LEVEL0_BUNDLES = False  # True: keep writing bundle.tar.gz files for level 0 too
 
@@ -110,6 +113,7 @@ class Produced:
     version: int | None = None  # an importer keeping the old number (refused if taken)
     created_at: str | None = None  # an importer keeping the original time and author
     created_by: str | None = None
+    prehash: Prehash | None = None  # the bundle hashed since the command began (CLI)
 
 
 @dataclass
@@ -255,7 +259,7 @@ class Publisher:
                 manifest_sha.append(hashlib.sha256(data).hexdigest())
                 return data
 
-            mtime = int(time.time())
+            mtime = produced.prehash.mtime if produced.prehash else int(time.time())
             received = produced.bundle
             if blobs_root is None or stored_bundle or (received and not matches(received, planned)):
                 received = None
@@ -292,6 +296,7 @@ class Publisher:
                         # a folder root looks for each blob as soon as it is hashed; an object
                         # store looks for them all at once below, so one marker write does
                         on_blob=pending.add if blobs_root is not None else None,
+                        prehash=produced.prehash,
                     )
             bundle: dict[str, Any] = {
                 "path": "bundle.tar.gz",

@@ -209,10 +209,6 @@ def program_signature(paths: list[str | os.PathLike[str]]) -> dict[str, Any] | N
     and no TorchScript archive beside it. Never raises: a source it cannot read is
     left for ``publish`` itself to report.
     """
-    import zipfile
-
-    from registry_cli.formats.torch_program import read_program_signature
-
     programs: list[Path] = []
     maybe_torchscript: list[Path] = []
     for file in _walk_files(paths):
@@ -224,6 +220,10 @@ def program_signature(paths: list[str | os.PathLike[str]]) -> dict[str, Any] | N
             maybe_torchscript.append(file)
     if len(programs) != 1:
         return None
+    import zipfile  # only with a .pt2 among the files
+
+    from registry_cli.formats.torch_program import read_program_signature
+
     for file in maybe_torchscript:
         try:
             with zipfile.ZipFile(file) as zf:

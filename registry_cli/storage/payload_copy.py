@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from registry_cli.errors import BadInput
 from registry_cli.storage import fs_blobs
@@ -19,6 +20,9 @@ from registry_cli.storage.bundle import BundleWriter, FdSink, HashOnly, bundle_f
 from registry_cli.storage.hashing import Progress
 from registry_cli.storage.payload import FileRecord, PlannedFile
 from registry_cli.storage.pump import Pump
+
+if TYPE_CHECKING:
+    from registry_cli.storage.fs_prehash import Prehash
 
 
 def write_payload_and_bundle(
@@ -34,6 +38,7 @@ def write_payload_and_bundle(
     copy: bool = True,
     store_bundle: bool = True,
     on_blob: Callable[[str], None] | None = None,
+    prehash: Prehash | None = None,
 ) -> tuple[list[FileRecord], tuple[int, str], int]:
     """Hash every planned file and place it, computing the bundle from the same reads.
 
@@ -51,7 +56,19 @@ def write_payload_and_bundle(
     written only with ``store_bundle``, its sha256 and size are always computed.
     Returns the records, the bundle's ``(size, sha256)`` and how many payload files
     are copies of their blob because the filesystem refused a hard link.
+
+    ``prehash``: the bundle framed from the blobs since the command began
+    (:mod:`registry_cli.storage.fs_prehash`, with this ``mtime``), used when it
+    framed exactly these files, unchanged, into a level-0 bundle that is not stored.
     """
+    if prehash is not None and blobs_root is not None and level == 0 and not store_bundle:
+        done = _from_prehash(prehash, planned, version_dir, make_manifest, blobs_root, on_blob)
+        if done is not None:
+            if progress is not None:
+                progress(sum(p.size for p in planned))
+            return done
+    elif prehash is not None:
+        prehash.cancel()
     payload = version_dir / "payload"
     placed = copy or blobs_root is not None
     if placed:
@@ -197,3 +214,46 @@ def _into_blob(
     if ident and fs_blobs.identity(item.source) == ident:
         seen[ident] = (sha, crc)
     return sha, crc
+
+
+def _from_prehash(
+    prehash: Prehash,
+    planned: list[PlannedFile],
+    version_dir: Path,
+    make_manifest: Callable[[list[FileRecord]], bytes],
+    blobs_root: Path,
+    on_blob: Callable[[str], None] | None,
+) -> tuple[list[FileRecord], tuple[int, str], int] | None:
+    """The version from a finished prehash (None: not usable, nothing written): each
+    payload file a link to its blob, then manifest.json and the bundle's trailer."""
+    from registry_cli.storage.fs_prehash import usable
+
+    pre = prehash.result()
+    if pre is None or not usable(pre, planned, blobs_root):
+        return None
+    shas = [sha for _ident, sha in pre.files]
+    if on_blob is not None:  # the pending marker names them before they are looked for
+        for sha in shas:
+            on_blob(sha)
+    if not all(fs_blobs.blob_path(blobs_root, sha).exists() for sha in shas):
+        return None  # collected meanwhile: the publish stores the bytes again
+    payload = version_dir / "payload"
+    payload.mkdir(parents=True, exist_ok=True)
+    records: list[FileRecord] = []
+    copies = 0
+    for item, sha in zip(planned, shas, strict=True):
+        dst = payload / item.relpath
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not fs_blobs.link_payload(fs_blobs.blob_path(blobs_root, sha), dst):
+            copies += 1
+        records.append(FileRecord(f"payload/{item.relpath}", item.size, sha))
+    for item, (ident, _sha) in zip(planned, pre.files, strict=True):
+        if fs_blobs.identity(item.source) != ident:  # written to since the pass began
+            raise BadInput(
+                f"{item.source} changed while being published",
+                hint="publish a file that is no longer being written",
+            )
+    manifest = make_manifest(records)
+    (version_dir / "manifest.json").write_bytes(manifest)
+    pre.writer.add_bytes("manifest.json", manifest)
+    return records, pre.writer.close(), copies
