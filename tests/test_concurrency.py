@@ -193,6 +193,26 @@ def test_gc_keeps_a_publish_that_is_still_running(root, tmp_path):
     assert live.exists() and not dead.exists()
 
 
+def test_gc_keeps_a_scratch_folder_made_a_moment_before_its_lock(root, tmp_path):
+    """A publish makes its scratch folder, then locks it: a gc in between must not take
+    the folder of a process that runs, but takes one whose process is gone."""
+    reg = ModelRegistry(root)
+    reg.init()
+    scratch = root / ".regctl" / "tmp"
+    unlocked = scratch / f"publish-{os.getpid()}-0123456789ab"
+    (unlocked / "version").mkdir(parents=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its pid no longer runs
+    orphan = scratch / f"publish-{gone.pid}-ba9876543210"
+    (orphan / "version").mkdir(parents=True)
+    report = reg.gc()
+    assert report.kept_in_use == [str(unlocked)]
+    assert report.removed == [str(orphan)]
+    old = time.time() - 120  # and a folder that never got its lock goes after a minute
+    os.utime(unlocked, (old, old))
+    assert reg.gc().removed == [str(unlocked)]
+
+
 def test_unrecorded_version_folder_is_invisible_and_collected(reg, root, model_file):
     reg.publish("m", [model_file])
     ghost = root / "models" / "m" / "v2"

@@ -53,14 +53,18 @@ def temp_sibling_abandoned(path: Path, min_age_s: float = 3600.0) -> bool:
         age = time.time() - os.lstat(path).st_mtime
     except FileNotFoundError:
         return False
+    return not process_running(int(found.group("pid"))) and age >= min_age_s
+
+
+def process_running(pid: int) -> bool:
+    """True if a process with this pid runs on this machine (another user's too)."""
     try:
-        os.kill(int(found.group("pid")), 0)
-        running = True
+        os.kill(pid, 0)
     except ProcessLookupError:
-        running = False
+        return False
     except PermissionError:
-        running = True  # another user's live process
-    return not running and age >= min_age_s
+        return True  # another user's live process
+    return True
 
 
 def temp_sibling(path: Path, tag: str = "tmp") -> Path:

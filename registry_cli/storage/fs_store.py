@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from registry_cli.storage.atomic import (
     fsync_dir,
     is_temp_sibling,
     make_read_only,
+    process_running,
     remove_tree,
     temp_sibling,
     temp_sibling_abandoned,
@@ -183,7 +186,8 @@ class FsStore(Store):
     def scratch(self, kind: str) -> Iterator[Path]:
         """A folder under ``.regctl/tmp`` (same filesystem as the versions, so its
         contents can be renamed into place). A lock held while in use tells ``gc``
-        it is alive; a killed process's folder is removed by the next ``gc``."""
+        it is alive; a killed process's folder is removed by the next ``gc`` (see
+        :func:`_scratch_alive` for the moment between the folder and its lock)."""
         base = self.path(SCRATCH)
         base.mkdir(parents=True, exist_ok=True)
         folder = base / f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -210,7 +214,7 @@ class FsStore(Store):
     def leftover_scratch(self) -> list[tuple[str, bool]]:
         out = []
         for name in self.children(SCRATCH):
-            out.append((f"{SCRATCH}/{name}", locks.is_held(self.path(SCRATCH) / name / ".alive")))
+            out.append((f"{SCRATCH}/{name}", _scratch_alive(self.path(SCRATCH) / name)))
         # a blob writer killed before its link (temporary files in blobs/sha256/)
         blobs = self.path(layout.BLOBS)
         for entry in os.listdir(blobs) if blobs.is_dir() else []:
@@ -284,3 +288,20 @@ class FsStore(Store):
     # -- concurrency ----------------------------------------------------
     def lock(self, key: str, *, what: str) -> contextlib.AbstractContextManager[None]:
         return locks.hold(self.path(key), what=what)
+
+
+SCRATCH_YOUNG_S = 60.0  # a scratch folder this young may not hold its lock yet
+
+
+def _scratch_alive(folder: Path) -> bool:
+    """Whether a scratch folder is in use: its lock is held, or it was made moments ago
+    (its lock comes just after the folder) by a process that still runs on this
+    machine. A killed writer's folder is not held and its pid is gone."""
+    if locks.is_held(folder / ".alive"):
+        return True
+    try:
+        age = time.time() - os.lstat(folder).st_mtime
+    except FileNotFoundError:
+        return True  # removed by its owner meanwhile: nothing left to collect
+    found = re.fullmatch(r".+-(\d+)-[0-9a-f]{12}", folder.name)
+    return age < SCRATCH_YOUNG_S and found is not None and process_running(int(found.group(1)))
