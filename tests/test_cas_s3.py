@@ -152,7 +152,9 @@ def test_a_source_changed_before_its_upload_is_refused_and_its_blob_removed(
 
     monkeypatch.setattr(s3_transfer, "put_blobs", rewrite_then_upload)
     reg = ModelRegistry(s3_root)
-    with pytest.raises(BadInput, match="changed while being published"):
+    # the rewrite truncates first: the bundle pass, on its own thread, may see the file
+    # short ("changed size") before the identity check sees it changed; both refuse
+    with pytest.raises(BadInput, match="changed (size )?while being published"):
         reg.publish("m", [weights])
     assert blob_keys(s3_root) == []  # no blob whose bytes differ from its name
     assert not [k for k in s3_root.keys() if k.startswith(".regctl/pending/")]
