@@ -9,7 +9,7 @@ one event loop (uvloop when installed, else asyncio's) with no HTTP library: a
 request is one pre-built byte string, a reply is read up to its ``Content-Length``
 (or to the end of its chunks), parsed where it arrived. The latency of a request
 is from its write to its last byte. The whole generator costs one process and
-some 50 (uvloop) to 100 (asyncio) microseconds of CPU per request, far less than
+some 40 (uvloop) to 100 (asyncio) microseconds of CPU per request, far less than
 threads with ``http.client`` inside the benchmark's own interpreter, whose GIL
 contention used to show up as server latency.
 
