@@ -308,7 +308,8 @@ class S3Store(Store):
             raise AlreadyExists(key)
         self._writable()
         files = {p.relative_to(staging).as_posix(): p for p in s3_transfer.staged_files(staging)}
-        if any(p.stat().st_size > s3_transfer.PART for p in files.values()):
+        small = {rel: p for rel, p in files.items() if p.stat().st_size <= s3_transfer.PART}
+        if len(small) < len(files):
             for folder, marker in self._markers.items():  # a multipart upload below key:
                 if staging == folder or folder in staging.parents:  # gc spares it while
                     self._write_marker(marker, key)  # the marker names it and we live
@@ -316,9 +317,7 @@ class S3Store(Store):
         self._own_payload[key] = any(rel.startswith("payload/") for rel in files)
         # the served tree's copies of these (manifest.json...) go up from the same bytes
         # while the staging folder lives (a PUT instead of a CopyObject); reads never use them
-        self._installed.update(
-            (f"{key}/{rel}", p) for rel, p in files.items() if p.stat().st_size <= s3_transfer.PART
-        )
+        self._installed.update((f"{key}/{rel}", p) for rel, p in small.items())
 
     def remove_tree(self, key: str) -> None:
         if key.startswith(UPLOADS + "/"):
